@@ -1,0 +1,1 @@
+//! OpenAI Chat Completions / Embeddings wire format (to be written).

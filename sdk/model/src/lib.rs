@@ -1,0 +1,352 @@
+//! Provider-neutral request/response/event model of the Portico gateway.
+//!
+//! These types are the JSON schema of the payloads that cross the WIT
+//! boundary (`gateway:provider@0.1.0`), and the pivot every client dialect
+//! and every provider translates to and from. The host and the plugin SDK
+//! both depend on this crate, so a translation is written once.
+//!
+//! Compatibility rule: fields are only ever added, always optional
+//! (`#[serde(default)]`), so plugins built against an older model keep
+//! working with a newer host and vice versa.
+
+pub mod error;
+pub mod formats;
+pub mod plugin;
+
+pub use error::{ErrorKind, ProviderError};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A chat request, as a provider plugin receives it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// Upstream model id (the host fills it from the endpoint).
+    #[serde(default)]
+    pub model: String,
+    /// System prompt, if any (several client system parts are joined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Conversation turns, oldest first.
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// Tools the model may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Sampling parameters.
+    #[serde(default)]
+    pub params: SamplingParams,
+    /// Ask for a JSON-object answer (OpenAI `response_format`), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+    /// Client-dialect fields the neutral model does not know. Forwarded
+    /// unchanged only when the client dialect is the provider's native one
+    /// (`extra_dialect`), and ignored otherwise.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+    /// Dialect `extra` came from (`openai`, `anthropic`, `gemini`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_dialect: Option<String>,
+}
+
+/// Sampling parameters; `None` means the provider's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    /// Tool results (OpenAI `tool` role); providers that carry tool results
+    /// in user turns map it there.
+    Tool,
+}
+
+/// One conversation turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<ContentPart>,
+}
+
+impl Message {
+    /// A user turn with one text part.
+    pub fn user(text: impl Into<String>) -> Self {
+        Self { role: Role::User, content: vec![ContentPart::text(text)] }
+    }
+
+    /// An assistant turn with one text part.
+    pub fn assistant(text: impl Into<String>) -> Self {
+        Self { role: Role::Assistant, content: vec![ContentPart::text(text)] }
+    }
+
+    /// All text parts of this turn, concatenated.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|part| match part {
+                ContentPart::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A piece of a turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text {
+        text: String,
+    },
+    /// An image in a user turn.
+    Image {
+        source: ImageSource,
+    },
+    /// A call the assistant made.
+    ToolCall {
+        id: String,
+        name: String,
+        /// JSON object text, as the model produced it.
+        arguments: String,
+    },
+    /// The result of a call, sent back by the client.
+    ToolResult {
+        tool_call_id: String,
+        /// Name of the called tool, when the client dialect carries it
+        /// (Gemini needs it; the host fills it from history otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        content: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+    /// Model reasoning text, when a provider exposes it.
+    Thinking {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+}
+
+impl ContentPart {
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart::Text { text: text.into() }
+    }
+}
+
+/// Where an image comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ImageSource {
+    /// A remote `http(s)` URL.
+    Url { url: String },
+    /// Inline bytes, base64-encoded.
+    Base64 { media_type: String, data: String },
+}
+
+impl ImageSource {
+    /// Parses `data:<mime>;base64,<data>` URLs into `Base64`, anything
+    /// else into `Url`.
+    pub fn from_url(url: &str) -> Self {
+        if let Some(rest) = url.strip_prefix("data:") {
+            if let Some((mime, data)) = rest.split_once(";base64,") {
+                return ImageSource::Base64 { media_type: mime.to_string(), data: data.to_string() };
+            }
+        }
+        ImageSource::Url { url: url.to_string() }
+    }
+
+    /// The image as a URL (`data:` URL for inline bytes).
+    pub fn to_url(&self) -> String {
+        match self {
+            ImageSource::Url { url } => url.clone(),
+            ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+        }
+    }
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments object.
+    #[serde(default = "empty_object_schema")]
+    pub parameters: Value,
+}
+
+fn empty_object_schema() -> Value {
+    serde_json::json!({"type": "object", "properties": {}})
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToolChoice {
+    Auto,
+    None,
+    /// The model must call some tool.
+    Required,
+    /// The model must call this tool.
+    Tool { name: String },
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    #[default]
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    /// The provider failed mid-generation.
+    Error,
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub input_tokens: u32,
+    #[serde(default)]
+    pub output_tokens: u32,
+    /// Input tokens served from a prompt cache, when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_tokens: Option<u32>,
+}
+
+impl Usage {
+    pub fn total(&self) -> u32 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+/// A complete chat answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// Upstream response id (the host makes one when empty).
+    #[serde(default)]
+    pub id: String,
+    /// Model that answered, as the upstream reports it.
+    #[serde(default)]
+    pub model: String,
+    /// Text, thinking and tool-call parts, in order.
+    #[serde(default)]
+    pub content: Vec<ContentPart>,
+    #[serde(default)]
+    pub finish_reason: FinishReason,
+    #[serde(default)]
+    pub usage: Usage,
+    /// The upstream body, kept for passthrough to a native-dialect client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Value>,
+}
+
+impl ChatResponse {
+    /// All text parts, concatenated.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|part| match part {
+                ContentPart::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An incremental event of a streamed chat answer.
+///
+/// Order: one `Start`; then any number of deltas, where a tool call is a
+/// `ToolCallStart` followed by `ToolCallDelta`s with the same `index`;
+/// then `Finish`; `Usage` may come anywhere (providers differ) and may
+/// repeat, the last one wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    Start {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        model: String,
+    },
+    TextDelta {
+        text: String,
+    },
+    ThinkingDelta {
+        text: String,
+    },
+    /// A new tool call begins; `index` counts tool calls from 0.
+    ToolCallStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    /// More JSON text of the arguments of tool call `index`.
+    ToolCallDelta {
+        index: u32,
+        arguments: String,
+    },
+    Usage {
+        usage: Usage,
+    },
+    Finish {
+        reason: FinishReason,
+    },
+    /// A raw upstream event, kept for passthrough to a native-dialect
+    /// client; other dialects ignore it.
+    Raw {
+        data: Value,
+    },
+}
+
+/// An embeddings request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsRequest {
+    #[serde(default)]
+    pub model: String,
+    pub inputs: Vec<String>,
+    /// Requested vector size, for models that can shorten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+    /// Purpose hint (`search_document`, `search_query`, `classification`,
+    /// `clustering`), needed by Cohere-style APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_dialect: Option<String>,
+}
+
+/// Embedding vectors, in input order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsResponse {
+    #[serde(default)]
+    pub model: String,
+    pub embeddings: Vec<Vec<f32>>,
+    #[serde(default)]
+    pub usage: Usage,
+}

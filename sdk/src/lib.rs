@@ -1,0 +1,1 @@
+//! Portico plugin SDK (to be written).
