@@ -1,0 +1,2 @@
+//! Portico host: the axum gateway that loads provider plugins as sandboxed
+//! WebAssembly components.
