@@ -1,1 +1,184 @@
-//! Portico plugin SDK (to be written).
+//! Portico plugin SDK: write a provider adapter as a Rust trait impl plus
+//! one macro call, and build it to a WebAssembly component.
+//!
+//! ```ignore
+//! use portico_sdk::prelude::*;
+//!
+//! struct Echo;
+//!
+//! impl Provider for Echo {
+//!     type StreamDecoder = portico_sdk::openai_compat::ChatStreamDecoder;
+//!     fn new() -> Self { Echo }
+//!     fn info(&self) -> ProviderInfo { /* identity, config fields, catalog */ }
+//!     fn build_chat_request(&self, endpoint: &Endpoint, request: ChatRequest, stream: bool)
+//!         -> Result<HttpRequest, ProviderError> { /* … */ }
+//!     fn parse_chat_response(&self, endpoint: &Endpoint, response: HttpResponse)
+//!         -> Result<ChatResponse, ProviderError> { /* … */ }
+//!     fn stream_decoder(&self, endpoint: &Endpoint) -> Self::StreamDecoder { /* … */ }
+//! }
+//!
+//! portico_sdk::export_provider!(Echo);
+//! ```
+//!
+//! The SDK owns the WIT contract (`gateway:provider@0.1.0`, world `plugin`):
+//! it converts WIT records to and from the `portico_model` types and does
+//! all JSON (de)serialization of the payloads, so a plugin only ever sees
+//! typed values. Helpers keep plugins small: [`sse`] and [`ndjson`] stream
+//! framing, [`http`] request building, [`config`] endpoint settings,
+//! [`errors`] status/`Retry-After` mapping, [`catalog`] model lists from an
+//! embedded `models.toml`, [`host`] imports, and [`openai_compat`] — a
+//! complete OpenAI-compatible chat/embeddings flow.
+//!
+//! Everything except [`host`] is plain Rust that also compiles natively, so
+//! plugin logic is unit-tested with `cargo test`. On native targets the
+//! host imports fall back to local stand-ins (see [`host`]).
+
+pub mod catalog;
+pub mod config;
+pub mod errors;
+pub mod host;
+pub mod http;
+pub mod json;
+pub mod ndjson;
+pub mod openai_compat;
+pub mod sse;
+
+mod bridge;
+
+pub use portico_model as model;
+pub use portico_model::formats;
+
+use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse, ProviderInfo};
+use portico_model::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, StreamEvent};
+
+/// A provider adapter. One value is created per plugin instance (with
+/// [`Provider::new`]) and shared by all calls; the host may run several
+/// instances of a plugin, so keep no state that must be global.
+pub trait Provider: Sized + 'static {
+    /// Decoder of this provider's streaming response bodies.
+    type StreamDecoder: StreamDecoder;
+
+    /// Creates the provider (once per plugin instance).
+    fn new() -> Self;
+
+    /// Identity, operations, config fields and model catalog. Called once
+    /// at load; must be cheap and deterministic.
+    fn info(&self) -> ProviderInfo;
+
+    /// The upstream request of a chat call; `stream` selects the streaming
+    /// variant. `request.model` is the endpoint's upstream model id.
+    fn build_chat_request(
+        &self,
+        endpoint: &Endpoint,
+        request: ChatRequest,
+        stream: bool,
+    ) -> Result<HttpRequest, ProviderError>;
+
+    /// A complete upstream chat response (any status) as a neutral answer or
+    /// a typed error.
+    fn parse_chat_response(&self, endpoint: &Endpoint, response: HttpResponse) -> Result<ChatResponse, ProviderError>;
+
+    /// The upstream request of an embeddings call. Default: unsupported.
+    fn build_embeddings_request(
+        &self,
+        endpoint: &Endpoint,
+        request: EmbeddingsRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        let _ = request;
+        Err(errors::not_supported(endpoint, "embeddings"))
+    }
+
+    /// A complete upstream embeddings response (any status). Default:
+    /// unsupported.
+    fn parse_embeddings_response(
+        &self,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
+        let _ = response;
+        Err(errors::not_supported(endpoint, "embeddings"))
+    }
+
+    /// Maps an upstream error response (status >= 400), e.g. of a streaming
+    /// call. Default: kind from the status, message from the common JSON
+    /// error shapes, `Retry-After` honoured.
+    fn parse_error(&self, endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
+        let _ = endpoint;
+        errors::from_response(response)
+    }
+
+    /// A fresh decoder for one streaming response body of `endpoint`.
+    fn stream_decoder(&self, endpoint: &Endpoint) -> Self::StreamDecoder;
+}
+
+/// Incremental decoder of one streaming response body.
+pub trait StreamDecoder: 'static {
+    /// Feeds the next raw chunk (split anywhere, even inside a frame or a
+    /// UTF-8 sequence) and returns the events completed by it.
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError>;
+
+    /// Signals the end of the body: the remaining events, or an error when
+    /// the body ended mid-frame or before the answer was complete.
+    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError>;
+}
+
+/// The names a plugin usually needs: `use portico_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::config::EndpointExt as _;
+    pub use crate::model::plugin::{
+        Capabilities, ConfigField, Dialect, Endpoint, FieldKind, HttpRequest, HttpResponse, ModelInfo, Operation,
+        ProviderInfo,
+    };
+    pub use crate::model::{
+        ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, FinishReason,
+        ImageSource, Message, ProviderError, Role, SamplingParams, StreamEvent, Tool, ToolChoice, Usage,
+    };
+    pub use crate::{Provider, StreamDecoder, catalog, config, errors, host, http, json};
+}
+
+/// Exports a [`Provider`] implementation as the plugin's `provider`
+/// interface. Call it once, at the crate root of a `cdylib` crate:
+///
+/// ```ignore
+/// portico_sdk::export_provider!(MyProvider);
+/// ```
+#[macro_export]
+macro_rules! export_provider {
+    ($provider:ty) => {
+        const _: () = {
+            struct __PorticoInstance;
+
+            impl $crate::__private::Instance for __PorticoInstance {
+                type Provider = $provider;
+
+                fn with<R>(f: impl FnOnce(&$provider) -> R) -> R {
+                    ::std::thread_local! {
+                        static PROVIDER: $provider = <$provider as $crate::Provider>::new();
+                    }
+                    PROVIDER.with(f)
+                }
+            }
+
+            type __PorticoPlugin = $crate::__private::Bridge<__PorticoInstance>;
+            $crate::__private::bindings::__export_portico_plugin!(
+                __PorticoPlugin with_types_in $crate::__private::bindings
+            );
+        };
+    };
+}
+
+/// Implementation details of [`export_provider!`]; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bridge::{Bridge, Instance};
+
+    pub mod bindings {
+        wit_bindgen::generate!({
+            world: "plugin",
+            path: "../wit",
+            pub_export_macro: true,
+            export_macro_name: "__export_portico_plugin",
+            default_bindings_module: "portico_sdk::__private::bindings",
+        });
+    }
+}

@@ -3,4 +3,5 @@
 //! client dialect) and a plugin (speaking to a provider) share one
 //! implementation.
 
+pub mod common;
 pub mod openai;

@@ -1,1 +1,1199 @@
-//! OpenAI Chat Completions / Embeddings wire format (to be written).
+//! OpenAI Chat Completions and Embeddings wire format, both directions.
+//!
+//! Client side (the gateway serves the OpenAI API): [`parse_chat_request`],
+//! [`chat_completion_body`], [`ChunkEncoder`], [`parse_embeddings_request`],
+//! [`embeddings_body`], [`error_body`].
+//!
+//! Provider side (a plugin talks to an OpenAI-compatible upstream):
+//! [`chat_request_body`], [`parse_chat_completion`], [`ChunkDecoder`],
+//! [`embeddings_request_body`], [`parse_embeddings`], [`parse_error`].
+//!
+//! Decisions worth knowing:
+//! - `max_tokens` is sent as `max_completion_tokens`, the field current
+//!   OpenAI models all accept (o-series and gpt-5 reject `max_tokens`).
+//!   OpenAI-compatible upstreams that only know `max_tokens` select it with
+//!   [`ChatBodyOptions::max_tokens_field`].
+//! - Unknown client fields (`ChatRequest::extra`) are merged into upstream
+//!   bodies only when `extra_dialect == Some("openai")`, and a field the
+//!   neutral translation already set wins over an `extra` field of the
+//!   same name (the neutral fields were read from the same client body, so
+//!   a conflict can only be a stale duplicate).
+//! - Reasoning text travels as the de-facto `reasoning_content` field
+//!   (DeepSeek, vLLM); OpenAI itself does not expose it in this API.
+//! - OpenAI has no "error" finish reason: [`FinishReason::Error`] is
+//!   reported to OpenAI clients as `"stop"`.
+//! - Only choice 0 is read; clients asking for `n > 1` get a 400.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::common;
+use crate::{
+    ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, FinishReason, ImageSource,
+    Message, ProviderError, Role, SamplingParams, StreamEvent, Tool, ToolChoice, Usage,
+};
+
+/// Dialect tag of `extra` fields that came from an OpenAI client.
+pub const DIALECT: &str = "openai";
+
+// ---------------------------------------------------------------------------
+// Client side: parsing what OpenAI SDKs send.
+// ---------------------------------------------------------------------------
+
+/// A parsed `POST /v1/chat/completions` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientChatRequest {
+    /// The client's `model` field: the gateway endpoint name.
+    pub endpoint: String,
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// The neutral request; `model` is left empty, unknown top-level fields
+    /// are in `extra`, `extra_dialect` is `Some("openai")`.
+    pub request: ChatRequest,
+}
+
+/// Top-level chat fields the neutral model carries; everything else goes to
+/// `extra`.
+const KNOWN_CHAT_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "n",
+];
+
+/// Parses an OpenAI Chat Completions request body.
+pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderError> {
+    let obj = parse_object(body)?;
+    let endpoint = required_str(&obj, "model")?.to_string();
+
+    let messages_value = field(&obj, "messages").ok_or_else(|| invalid("messages", "is required"))?;
+    let items = messages_value.as_array().ok_or_else(|| invalid("messages", "must be an array"))?;
+    if items.is_empty() {
+        return Err(invalid("messages", "must contain at least one message"));
+    }
+    let mut system = Vec::new();
+    let mut messages: Vec<Message> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        parse_message(i, item, &mut system, &mut messages)?;
+    }
+    fill_tool_result_names(&mut messages);
+
+    if let Some(n) = opt_u32(&obj, "n")? {
+        if n != 1 {
+            return Err(invalid("n", "must be 1: the gateway returns a single choice"));
+        }
+    }
+
+    let stream = opt_bool(&obj, "stream")?.unwrap_or(false);
+    let include_usage = match field(&obj, "stream_options") {
+        None => false,
+        Some(Value::Object(options)) => opt_bool(options, "include_usage")
+            .map_err(|_| invalid("stream_options.include_usage", "must be a boolean"))?
+            .unwrap_or(false),
+        Some(_) => return Err(invalid("stream_options", "must be an object")),
+    };
+
+    let tools = match field(&obj, "tools") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items.iter().enumerate().map(|(i, t)| parse_tool(i, t)).collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid("tools", "must be an array")),
+    };
+    let tool_choice = field(&obj, "tool_choice").map(parse_tool_choice).transpose()?;
+
+    let params = SamplingParams {
+        max_tokens: match opt_u32(&obj, "max_completion_tokens")? {
+            Some(v) => Some(v),
+            None => opt_u32(&obj, "max_tokens")?,
+        },
+        temperature: opt_f64(&obj, "temperature")?,
+        top_p: opt_f64(&obj, "top_p")?,
+        top_k: None,
+        stop: parse_stop(field(&obj, "stop"))?,
+        seed: opt_i64(&obj, "seed")?,
+        presence_penalty: opt_f64(&obj, "presence_penalty")?,
+        frequency_penalty: opt_f64(&obj, "frequency_penalty")?,
+    };
+    let response_format = match field(&obj, "response_format") {
+        None => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => return Err(invalid("response_format", "must be an object")),
+    };
+
+    let extra = obj.into_iter().filter(|(k, _)| !KNOWN_CHAT_FIELDS.contains(&k.as_str())).collect();
+    Ok(ClientChatRequest {
+        endpoint,
+        stream,
+        include_usage,
+        request: ChatRequest {
+            model: String::new(),
+            system: if system.is_empty() { None } else { Some(system.join("\n\n")) },
+            messages,
+            tools,
+            tool_choice,
+            params,
+            response_format,
+            extra,
+            extra_dialect: Some(DIALECT.to_string()),
+        },
+    })
+}
+
+fn parse_message(
+    i: usize,
+    value: &Value,
+    system: &mut Vec<String>,
+    messages: &mut Vec<Message>,
+) -> Result<(), ProviderError> {
+    let path = format!("messages[{i}]");
+    let obj = value.as_object().ok_or_else(|| invalid(&path, "must be an object"))?;
+    let role = obj
+        .get("role")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&format!("{path}.role"), "is required and must be a string"))?;
+    let content_path = format!("{path}.content");
+    match role {
+        "system" | "developer" => {
+            let content = field(obj, "content").ok_or_else(|| invalid(&content_path, "is required"))?;
+            system.push(text_content(content, &content_path)?);
+        }
+        "user" => {
+            let content = field(obj, "content").ok_or_else(|| invalid(&content_path, "is required"))?;
+            messages.push(Message { role: Role::User, content: user_content(content, &content_path)? });
+        }
+        "assistant" => messages.push(parse_assistant(obj, &path)?),
+        "tool" => {
+            let tool_call_id = obj
+                .get("tool_call_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(&format!("{path}.tool_call_id"), "is required and must be a string"))?;
+            let content = match field(obj, "content") {
+                Some(content) => text_content(content, &content_path)?,
+                None => String::new(),
+            };
+            let result =
+                ContentPart::ToolResult { tool_call_id: tool_call_id.to_string(), name: None, content, is_error: false };
+            // Consecutive tool messages answer one assistant turn: keep them
+            // in one neutral turn, as providers with user-side tool results
+            // (Anthropic, Gemini) need.
+            match messages.last_mut() {
+                Some(last) if last.role == Role::Tool => last.content.push(result),
+                _ => messages.push(Message { role: Role::Tool, content: vec![result] }),
+            }
+        }
+        "function" => {
+            return Err(invalid(&format!("{path}.role"), "'function' is deprecated and not supported; use 'tool'"));
+        }
+        other => {
+            return Err(invalid(
+                &format!("{path}.role"),
+                &format!("has unsupported value '{other}' (expected system, developer, user, assistant or tool)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_assistant(obj: &Map<String, Value>, path: &str) -> Result<Message, ProviderError> {
+    let mut content = Vec::new();
+    let content_path = format!("{path}.content");
+    match field(obj, "content") {
+        None => {}
+        Some(Value::String(text)) => push_text(&mut content, text.clone()),
+        Some(Value::Array(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                let part_path = format!("{content_path}[{j}]");
+                let kind = part_type(part, &part_path)?;
+                match kind {
+                    "text" => push_text(&mut content, required_part_str(part, "text", &part_path)?.to_string()),
+                    "refusal" => push_text(&mut content, required_part_str(part, "refusal", &part_path)?.to_string()),
+                    other => {
+                        return Err(invalid(
+                            &format!("{part_path}.type"),
+                            &format!("'{other}' is not supported in assistant messages (expected text or refusal)"),
+                        ));
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(invalid(&content_path, "must be a string, an array of parts or null")),
+    }
+    match field(obj, "tool_calls") {
+        None => {}
+        Some(Value::Array(calls)) => {
+            for (j, call) in calls.iter().enumerate() {
+                content.push(parse_tool_call(call, &format!("{path}.tool_calls[{j}]"))?);
+            }
+        }
+        Some(_) => return Err(invalid(&format!("{path}.tool_calls"), "must be an array")),
+    }
+    Ok(Message { role: Role::Assistant, content })
+}
+
+fn parse_tool_call(call: &Value, path: &str) -> Result<ContentPart, ProviderError> {
+    let obj = call.as_object().ok_or_else(|| invalid(path, "must be an object"))?;
+    if let Some(kind) = field(obj, "type") {
+        if kind.as_str() != Some("function") {
+            return Err(invalid(&format!("{path}.type"), "must be 'function'"));
+        }
+    }
+    let id = obj
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&format!("{path}.id"), "is required and must be a string"))?;
+    let function = obj
+        .get("function")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid(&format!("{path}.function"), "is required and must be an object"))?;
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&format!("{path}.function.name"), "is required and must be a string"))?;
+    Ok(ContentPart::ToolCall { id: id.to_string(), name: name.to_string(), arguments: arguments_text(function) })
+}
+
+/// Tool-call arguments as JSON text; tolerates an object where a string
+/// belongs (some clients and upstreams send one).
+fn arguments_text(function: &Map<String, Value>) -> String {
+    match function.get("arguments") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn user_content(content: &Value, path: &str) -> Result<Vec<ContentPart>, ProviderError> {
+    match content {
+        Value::String(text) => Ok(vec![ContentPart::text(text.clone())]),
+        Value::Array(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (j, part) in parts.iter().enumerate() {
+                let part_path = format!("{path}[{j}]");
+                match part_type(part, &part_path)? {
+                    "text" => out.push(ContentPart::text(required_part_str(part, "text", &part_path)?)),
+                    "image_url" => {
+                        let url = match part.get("image_url") {
+                            Some(Value::Object(image)) => image.get("url").and_then(Value::as_str),
+                            Some(Value::String(url)) => Some(url.as_str()),
+                            _ => None,
+                        }
+                        .ok_or_else(|| invalid(&format!("{part_path}.image_url.url"), "is required and must be a string"))?;
+                        out.push(ContentPart::Image { source: ImageSource::from_url(url) });
+                    }
+                    "input_audio" => return Err(invalid(&format!("{part_path}.type"), "audio input is not supported")),
+                    "file" => return Err(invalid(&format!("{part_path}.type"), "file input is not supported")),
+                    other => {
+                        return Err(invalid(
+                            &format!("{part_path}.type"),
+                            &format!("'{other}' is not supported (expected text or image_url)"),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(invalid(path, "must be a string or an array of content parts")),
+    }
+}
+
+/// Text of a system/developer/tool message: a string or text parts.
+fn text_content(content: &Value, path: &str) -> Result<String, ProviderError> {
+    match content {
+        Value::String(text) => Ok(text.clone()),
+        Value::Array(parts) => {
+            let mut texts = Vec::with_capacity(parts.len());
+            for (j, part) in parts.iter().enumerate() {
+                let part_path = format!("{path}[{j}]");
+                match part_type(part, &part_path)? {
+                    "text" => texts.push(required_part_str(part, "text", &part_path)?),
+                    other => {
+                        return Err(invalid(
+                            &format!("{part_path}.type"),
+                            &format!("'{other}' is not supported here (expected text)"),
+                        ));
+                    }
+                }
+            }
+            Ok(texts.join("\n"))
+        }
+        _ => Err(invalid(path, "must be a string or an array of text parts")),
+    }
+}
+
+fn part_type<'a>(part: &'a Value, path: &str) -> Result<&'a str, ProviderError> {
+    part.get("type").and_then(Value::as_str).ok_or_else(|| invalid(&format!("{path}.type"), "is required"))
+}
+
+fn required_part_str<'a>(part: &'a Value, key: &str, path: &str) -> Result<&'a str, ProviderError> {
+    part.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&format!("{path}.{key}"), "is required and must be a string"))
+}
+
+fn push_text(content: &mut Vec<ContentPart>, text: String) {
+    if !text.is_empty() {
+        content.push(ContentPart::Text { text });
+    }
+}
+
+/// OpenAI tool messages carry no tool name; providers such as Gemini need
+/// it, so take it from the assistant call with the same id.
+fn fill_tool_result_names(messages: &mut [Message]) {
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for message in messages.iter_mut() {
+        for part in &mut message.content {
+            match part {
+                ContentPart::ToolCall { id, name, .. } => {
+                    names.insert(id.clone(), name.clone());
+                }
+                ContentPart::ToolResult { tool_call_id, name: name @ None, .. } => {
+                    *name = names.get(tool_call_id).cloned();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn parse_tool(i: usize, value: &Value) -> Result<Tool, ProviderError> {
+    let path = format!("tools[{i}]");
+    let obj = value.as_object().ok_or_else(|| invalid(&path, "must be an object"))?;
+    match obj.get("type").and_then(Value::as_str) {
+        Some("function") | None => {}
+        Some(other) => {
+            return Err(invalid(
+                &format!("{path}.type"),
+                &format!("'{other}' is not supported (only function tools are)"),
+            ));
+        }
+    }
+    let function = obj
+        .get("function")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid(&format!("{path}.function"), "is required and must be an object"))?;
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid(&format!("{path}.function.name"), "is required and must be a non-empty string"))?;
+    let description = match field(function, "description") {
+        None => None,
+        Some(Value::String(d)) => Some(d.clone()),
+        Some(_) => return Err(invalid(&format!("{path}.function.description"), "must be a string")),
+    };
+    let parameters = match field(function, "parameters") {
+        None => json!({"type": "object", "properties": {}}),
+        Some(p @ Value::Object(_)) => p.clone(),
+        Some(_) => return Err(invalid(&format!("{path}.function.parameters"), "must be a JSON Schema object")),
+    };
+    Ok(Tool { name: name.to_string(), description, parameters })
+}
+
+fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ProviderError> {
+    match value {
+        Value::String(s) => match s.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(invalid("tool_choice", &format!("has unsupported value '{other}' (expected auto, none or required)"))),
+        },
+        Value::Object(obj) => {
+            let name = obj
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .filter(|_| obj.get("type").and_then(Value::as_str).is_none_or(|t| t == "function"))
+                .ok_or_else(|| invalid("tool_choice", "must name a function: {\"type\": \"function\", \"function\": {\"name\": …}}"))?;
+            Ok(ToolChoice::Tool { name: name.to_string() })
+        }
+        _ => Err(invalid("tool_choice", "must be a string or an object")),
+    }
+}
+
+fn parse_stop(value: Option<&Value>) -> Result<Vec<String>, ProviderError> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid("stop", "must be a string or an array of strings")))
+            .collect(),
+        Some(_) => Err(invalid("stop", "must be a string or an array of strings")),
+    }
+}
+
+/// A parsed `POST /v1/embeddings` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientEmbeddingsRequest {
+    /// The client's `model` field: the gateway endpoint name.
+    pub endpoint: String,
+    /// `encoding_format == "base64"`.
+    pub base64: bool,
+    /// `model` left empty; unknown fields in `extra`.
+    pub request: EmbeddingsRequest,
+}
+
+/// Parses an OpenAI Embeddings request body.
+pub fn parse_embeddings_request(body: &[u8]) -> Result<ClientEmbeddingsRequest, ProviderError> {
+    let obj = parse_object(body)?;
+    let endpoint = required_str(&obj, "model")?.to_string();
+    let token_ids = || invalid("input", "token-id arrays are not supported; send strings");
+    let inputs = match field(&obj, "input") {
+        None => return Err(invalid("input", "is required")),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => {
+            if items.is_empty() {
+                return Err(invalid("input", "must not be empty"));
+            }
+            let mut inputs = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) => inputs.push(s.clone()),
+                    Value::Number(_) | Value::Array(_) => return Err(token_ids()),
+                    _ => return Err(invalid("input", "must be a string or an array of strings")),
+                }
+            }
+            inputs
+        }
+        Some(_) => return Err(invalid("input", "must be a string or an array of strings")),
+    };
+    let dimensions = opt_u32(&obj, "dimensions")?;
+    if dimensions == Some(0) {
+        return Err(invalid("dimensions", "must be a positive integer"));
+    }
+    let base64 = match field(&obj, "encoding_format") {
+        None => false,
+        Some(Value::String(f)) if f == "float" => false,
+        Some(Value::String(f)) if f == "base64" => true,
+        Some(_) => return Err(invalid("encoding_format", "must be 'float' or 'base64'")),
+    };
+    let extra = obj
+        .into_iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "model" | "input" | "dimensions" | "encoding_format"))
+        .collect();
+    Ok(ClientEmbeddingsRequest {
+        endpoint,
+        base64,
+        request: EmbeddingsRequest {
+            model: String::new(),
+            inputs,
+            dimensions,
+            input_type: None,
+            extra,
+            extra_dialect: Some(DIALECT.to_string()),
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Client side: encoding answers the way OpenAI does.
+// ---------------------------------------------------------------------------
+
+/// A `chat.completion` object for `response`, reported as `model` (the
+/// endpoint name the client used).
+pub fn chat_completion_body(response: &ChatResponse, model: &str, created: u64) -> Value {
+    let id = if response.id.is_empty() { common::random_id("chatcmpl-") } else { response.id.clone() };
+    let mut text = String::new();
+    let mut thinking = String::new();
+    let mut tool_calls = Vec::new();
+    for part in &response.content {
+        match part {
+            ContentPart::Text { text: t } => text.push_str(t),
+            ContentPart::Thinking { text: t, .. } => thinking.push_str(t),
+            ContentPart::ToolCall { id, name, arguments } => tool_calls.push(json!({
+                "id": id,
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            })),
+            ContentPart::Image { .. } | ContentPart::ToolResult { .. } => {}
+        }
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), "assistant".into());
+    let content = if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) };
+    message.insert("content".into(), content);
+    message.insert("refusal".into(), Value::Null);
+    if !thinking.is_empty() {
+        message.insert("reasoning_content".into(), thinking.into());
+    }
+    if !tool_calls.is_empty() {
+        message.insert("tool_calls".into(), tool_calls.into());
+    }
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason_str(response.finish_reason),
+        }],
+        "usage": usage_json(&response.usage),
+    })
+}
+
+fn finish_reason_str(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop | FinishReason::Error => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+    }
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    let mut value = json!({
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total(),
+    });
+    if let (Some(cached), Some(obj)) = (usage.cached_input_tokens, value.as_object_mut()) {
+        obj.insert("prompt_tokens_details".into(), json!({"cached_tokens": cached}));
+    }
+    value
+}
+
+/// Encodes neutral stream events as `chat.completion.chunk` objects; the
+/// host writes each as an SSE `data:` line and ends with `data: [DONE]`.
+#[derive(Debug, Clone)]
+pub struct ChunkEncoder {
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    started: bool,
+    finished: bool,
+    usage: Option<Usage>,
+}
+
+impl ChunkEncoder {
+    pub fn new(id: String, model: String, created: u64, include_usage: bool) -> Self {
+        Self { id, model, created, include_usage, started: false, finished: false, usage: None }
+    }
+
+    /// Chunks for one event (often one, none for `Usage`/`Raw`, two when
+    /// the event implies the opening role chunk).
+    pub fn encode(&mut self, event: &StreamEvent) -> Vec<Value> {
+        let mut out = Vec::new();
+        if !self.started && !matches!(event, StreamEvent::Usage { .. } | StreamEvent::Raw { .. }) {
+            self.started = true;
+            out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+        }
+        match event {
+            StreamEvent::Start { .. } | StreamEvent::Raw { .. } => {}
+            StreamEvent::TextDelta { text } => {
+                if !text.is_empty() {
+                    out.push(self.chunk(json!({"content": text}), Value::Null));
+                }
+            }
+            StreamEvent::ThinkingDelta { text } => {
+                if !text.is_empty() {
+                    out.push(self.chunk(json!({"reasoning_content": text}), Value::Null));
+                }
+            }
+            StreamEvent::ToolCallStart { index, id, name } => out.push(self.chunk(
+                json!({"tool_calls": [{
+                    "index": index,
+                    "id": id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }]}),
+                Value::Null,
+            )),
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                if !arguments.is_empty() {
+                    out.push(self.chunk(
+                        json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
+                        Value::Null,
+                    ));
+                }
+            }
+            StreamEvent::Finish { reason } => {
+                if !self.finished {
+                    self.finished = true;
+                    out.push(self.chunk(json!({}), finish_reason_str(*reason).into()));
+                }
+            }
+            StreamEvent::Usage { usage } => self.usage = Some(*usage),
+        }
+        out
+    }
+
+    /// Closing chunks: with `include_usage`, the usage-only chunk
+    /// (`choices: []`) OpenAI sends last.
+    pub fn finish(&mut self) -> Vec<Value> {
+        if !self.include_usage {
+            return Vec::new();
+        }
+        let usage = self.usage.unwrap_or_default();
+        vec![json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage_json(&usage),
+        })]
+    }
+
+    fn chunk(&self, delta: Value, finish_reason: Value) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+        })
+    }
+}
+
+/// An embeddings `list` object; `base64` encodes each vector as standard
+/// base64 of its little-endian `f32` bytes.
+pub fn embeddings_body(response: &EmbeddingsResponse, model: &str, base64: bool) -> Value {
+    let data: Vec<Value> = response
+        .embeddings
+        .iter()
+        .enumerate()
+        .map(|(index, vector)| {
+            let embedding = if base64 {
+                Value::String(common::f32s_to_base64(vector))
+            } else {
+                Value::Array(vector.iter().map(|v| common::f32_json(*v)).collect())
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": response.usage.input_tokens, "total_tokens": response.usage.total()},
+    })
+}
+
+/// An OpenAI error document for `error`. `code` carries the gateway's error
+/// kind (`rate_limited`, `overloaded`, …).
+pub fn error_body(error: &ProviderError) -> Value {
+    let (kind, code) = match error.kind {
+        ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
+        ErrorKind::Authentication => ("authentication_error", "authentication"),
+        ErrorKind::Permission => ("permission_error", "permission"),
+        ErrorKind::NotFound => ("not_found_error", "not_found"),
+        ErrorKind::RateLimited => ("rate_limit_error", "rate_limited"),
+        ErrorKind::Overloaded => ("server_error", "overloaded"),
+        ErrorKind::Upstream => ("server_error", "upstream"),
+        ErrorKind::Internal => ("server_error", "internal"),
+    };
+    json!({"error": {"message": error.message, "type": kind, "param": null, "code": code}})
+}
+
+// ---------------------------------------------------------------------------
+// Provider side: talking to an OpenAI-compatible upstream.
+// ---------------------------------------------------------------------------
+
+/// Which body field carries `SamplingParams::max_tokens` upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MaxTokensField {
+    /// `max_completion_tokens`: what OpenAI accepts for every current model.
+    #[default]
+    MaxCompletionTokens,
+    /// `max_tokens`: for OpenAI-compatible APIs that predate the rename.
+    MaxTokens,
+}
+
+/// Variations between OpenAI-compatible upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatBodyOptions {
+    pub max_tokens_field: MaxTokensField,
+    /// Send `stream_options: {include_usage: true}` on streaming calls.
+    pub stream_usage: bool,
+    /// Send `top_k` (not an OpenAI parameter, but vLLM, Together and
+    /// Fireworks accept it).
+    pub top_k: bool,
+}
+
+impl Default for ChatBodyOptions {
+    fn default() -> Self {
+        Self { max_tokens_field: MaxTokensField::MaxCompletionTokens, stream_usage: true, top_k: false }
+    }
+}
+
+/// The upstream Chat Completions body for `request` (OpenAI defaults).
+pub fn chat_request_body(request: &ChatRequest, stream: bool) -> Value {
+    chat_request_body_with(request, stream, &ChatBodyOptions::default())
+}
+
+/// [`chat_request_body`] with upstream-specific options.
+pub fn chat_request_body_with(request: &ChatRequest, stream: bool, options: &ChatBodyOptions) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), request.model.clone().into());
+    body.insert("messages".into(), messages_json(request).into());
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|tool| {
+                let mut function = Map::new();
+                function.insert("name".into(), tool.name.clone().into());
+                if let Some(description) = &tool.description {
+                    function.insert("description".into(), description.clone().into());
+                }
+                function.insert("parameters".into(), tool.parameters.clone());
+                json!({"type": "function", "function": function})
+            })
+            .collect();
+        body.insert("tools".into(), tools.into());
+    }
+    if let Some(choice) = &request.tool_choice {
+        let value = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool { name } => json!({"type": "function", "function": {"name": name}}),
+        };
+        body.insert("tool_choice".into(), value);
+    }
+    let params = &request.params;
+    if let Some(max) = params.max_tokens {
+        let key = match options.max_tokens_field {
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            MaxTokensField::MaxTokens => "max_tokens",
+        };
+        body.insert(key.into(), max.into());
+    }
+    insert_opt(&mut body, "temperature", params.temperature);
+    insert_opt(&mut body, "top_p", params.top_p);
+    if options.top_k {
+        insert_opt(&mut body, "top_k", params.top_k);
+    }
+    if !params.stop.is_empty() {
+        body.insert("stop".into(), params.stop.clone().into());
+    }
+    insert_opt(&mut body, "seed", params.seed);
+    insert_opt(&mut body, "presence_penalty", params.presence_penalty);
+    insert_opt(&mut body, "frequency_penalty", params.frequency_penalty);
+    if let Some(format) = &request.response_format {
+        body.insert("response_format".into(), format.clone());
+    }
+    if stream {
+        body.insert("stream".into(), true.into());
+        if options.stream_usage {
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+    }
+    if request.extra_dialect.as_deref() == Some(DIALECT) {
+        for (key, value) in &request.extra {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    Value::Object(body)
+}
+
+fn insert_opt<T: Into<Value>>(body: &mut Map<String, Value>, key: &str, value: Option<T>) {
+    if let Some(value) = value {
+        body.insert(key.into(), value.into());
+    }
+}
+
+fn messages_json(request: &ChatRequest) -> Vec<Value> {
+    let mut out = Vec::with_capacity(request.messages.len() + 1);
+    if let Some(system) = &request.system {
+        out.push(json!({"role": "system", "content": system}));
+    }
+    for message in &request.messages {
+        // Tool results become `tool` messages wherever they sit (Anthropic
+        // clients put them in user turns); they go first, since OpenAI wants
+        // them right after the assistant turn that made the calls.
+        for part in &message.content {
+            if let ContentPart::ToolResult { tool_call_id, content, .. } = part {
+                out.push(json!({"role": "tool", "tool_call_id": tool_call_id, "content": content}));
+            }
+        }
+        match message.role {
+            Role::User | Role::Tool => {
+                let parts: Vec<Value> = message
+                    .content
+                    .iter()
+                    .filter_map(|part| match part {
+                        ContentPart::Text { text } => Some(json!({"type": "text", "text": text})),
+                        ContentPart::Image { source } => {
+                            Some(json!({"type": "image_url", "image_url": {"url": source.to_url()}}))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let had_results = message.content.iter().any(|p| matches!(p, ContentPart::ToolResult { .. }));
+                if parts.is_empty() && (had_results || message.role == Role::Tool) {
+                    continue;
+                }
+                // A lone text part is sent as a plain string, which every
+                // OpenAI-compatible upstream accepts.
+                let content = match parts.as_slice() {
+                    [] => Value::String(String::new()),
+                    [part] if part["type"] == "text" => part["text"].clone(),
+                    _ => Value::Array(parts),
+                };
+                out.push(json!({"role": "user", "content": content}));
+            }
+            Role::Assistant => {
+                let text: String = message.text();
+                let tool_calls: Vec<Value> = message
+                    .content
+                    .iter()
+                    .filter_map(|part| match part {
+                        ContentPart::ToolCall { id, name, arguments } => Some(json!({
+                            "id": id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": arguments},
+                        })),
+                        _ => None,
+                    })
+                    .collect();
+                let mut msg = Map::new();
+                msg.insert("role".into(), "assistant".into());
+                let content = if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) };
+                msg.insert("content".into(), content);
+                if !tool_calls.is_empty() {
+                    msg.insert("tool_calls".into(), tool_calls.into());
+                }
+                out.push(Value::Object(msg));
+            }
+        }
+    }
+    out
+}
+
+/// Parses a successful Chat Completions response body; `raw` keeps the
+/// whole body for passthrough to OpenAI clients.
+pub fn parse_chat_completion(body: &[u8]) -> Result<ChatResponse, ProviderError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ProviderError::bad_upstream(format!(
+            "upstream chat response is not valid JSON ({e}): {}",
+            common::truncate(&String::from_utf8_lossy(body), 200)
+        ))
+    })?;
+    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+        return Err(stream_error(error));
+    }
+    let choice = value
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|choices| {
+            choices.iter().find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0).or(choices.first())
+        })
+        .ok_or_else(|| ProviderError::bad_upstream("upstream chat response has no choices"))?;
+    let message = choice.get("message").and_then(Value::as_object);
+    let mut content = Vec::new();
+    if let Some(message) = message {
+        if let Some(thinking) = reasoning_text(message) {
+            content.push(ContentPart::Thinking { text: thinking.to_string(), signature: None });
+        }
+        match message.get("content") {
+            Some(Value::String(text)) => push_text(&mut content, text.clone()),
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    if let Some(text) = part.get("text").and_then(Value::as_str) {
+                        push_text(&mut content, text.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(refusal) = message.get("refusal").and_then(Value::as_str) {
+            push_text(&mut content, refusal.to_string());
+        }
+        if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
+            for call in calls {
+                let Some(function) = call.get("function").and_then(Value::as_object) else { continue };
+                content.push(ContentPart::ToolCall {
+                    id: call.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    name: function.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    arguments: arguments_text(function),
+                });
+            }
+        }
+    }
+    let finish_reason = choice.get("finish_reason").and_then(Value::as_str).map(parse_finish_reason).unwrap_or_default();
+    Ok(ChatResponse {
+        id: str_field(&value, "id"),
+        model: str_field(&value, "model"),
+        content,
+        finish_reason,
+        usage: value.get("usage").map(parse_usage).unwrap_or_default(),
+        raw: Some(value),
+    })
+}
+
+fn reasoning_text(obj: &Map<String, Value>) -> Option<&str> {
+    ["reasoning_content", "reasoning"].iter().filter_map(|k| obj.get(*k).and_then(Value::as_str)).find(|t| !t.is_empty())
+}
+
+fn str_field(value: &Value, key: &str) -> String {
+    value.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn parse_finish_reason(reason: &str) -> FinishReason {
+    match reason {
+        "length" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        "error" => FinishReason::Error,
+        _ => FinishReason::Stop,
+    }
+}
+
+fn parse_usage(value: &Value) -> Usage {
+    let count = |pointer: &str| value.pointer(pointer).and_then(Value::as_u64).map(|v| v.min(u32::MAX as u64) as u32);
+    Usage {
+        input_tokens: count("/prompt_tokens").unwrap_or(0),
+        output_tokens: count("/completion_tokens").unwrap_or(0),
+        cached_input_tokens: count("/prompt_tokens_details/cached_tokens"),
+    }
+}
+
+/// An error object found inside a 200 body or a stream chunk.
+fn stream_error(error: &Value) -> ProviderError {
+    let message = common::json_error_message(&json!({ "error": error }))
+        .unwrap_or_else(|| format!("upstream reported an error: {}", common::truncate(&error.to_string(), 300)));
+    let kind = match error.get("type").and_then(Value::as_str).unwrap_or_default() {
+        "invalid_request_error" => ErrorKind::InvalidRequest,
+        "authentication_error" => ErrorKind::Authentication,
+        "permission_error" => ErrorKind::Permission,
+        "not_found_error" => ErrorKind::NotFound,
+        "rate_limit_error" | "tokens" | "requests" => ErrorKind::RateLimited,
+        "overloaded_error" => ErrorKind::Overloaded,
+        _ => ErrorKind::Upstream,
+    };
+    ProviderError::new(kind, message)
+}
+
+/// Decodes the `data:` payloads of a streamed Chat Completions response.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkDecoder {
+    started: bool,
+    done: bool,
+    finished: bool,
+    /// Upstream (index, id) of each tool call seen; the position is the
+    /// neutral index.
+    tool_calls: Vec<(u64, String)>,
+}
+
+impl ChunkDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `[DONE]` was seen.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Whether a `finish_reason` was seen.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Events of one SSE `data:` payload (one `chat.completion.chunk`).
+    pub fn decode(&mut self, data: &str) -> Result<Vec<StreamEvent>, ProviderError> {
+        let data = data.trim();
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(Vec::new());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+            ProviderError::bad_upstream(format!("upstream stream chunk is not valid JSON ({e}): {}", common::truncate(data, 200)))
+        })?;
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            return Err(stream_error(error));
+        }
+        let mut events = Vec::new();
+        if !self.started {
+            self.started = true;
+            events.push(StreamEvent::Start { id: str_field(&chunk, "id"), model: str_field(&chunk, "model") });
+        }
+        let choices = chunk.get("choices").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for choice in choices.iter().filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0) {
+            if let Some(delta) = choice.get("delta").and_then(Value::as_object) {
+                self.decode_delta(delta, &mut events);
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                if !self.finished {
+                    self.finished = true;
+                    events.push(StreamEvent::Finish { reason: parse_finish_reason(reason) });
+                }
+            }
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            events.push(StreamEvent::Usage { usage: parse_usage(usage) });
+        }
+        Ok(events)
+    }
+
+    fn decode_delta(&mut self, delta: &Map<String, Value>, events: &mut Vec<StreamEvent>) {
+        if let Some(text) = reasoning_text(delta) {
+            events.push(StreamEvent::ThinkingDelta { text: text.to_string() });
+        }
+        for key in ["content", "refusal"] {
+            if let Some(text) = delta.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                events.push(StreamEvent::TextDelta { text: text.to_string() });
+            }
+        }
+        let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) else { return };
+        for call in calls {
+            let id = call.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
+            let function = call.get("function");
+            let name = function.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default();
+            let arguments = function.and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or_default();
+            // Upstreams that omit `index` send one complete call per delta.
+            let upstream_index = call.get("index").and_then(Value::as_u64);
+            let existing = self.tool_calls.iter().rposition(|(index, known_id)| {
+                upstream_index.is_none_or(|u| u == *index) && id.is_none_or(|id| id == known_id)
+            });
+            let position = match existing {
+                Some(position) => position,
+                None => {
+                    let position = self.tool_calls.len();
+                    let id = id.map(str::to_string).unwrap_or_else(|| format!("call_{position}"));
+                    let upstream = upstream_index.unwrap_or(position as u64);
+                    self.tool_calls.push((upstream, id.clone()));
+                    events.push(StreamEvent::ToolCallStart { index: position as u32, id, name: name.to_string() });
+                    position
+                }
+            };
+            if !arguments.is_empty() {
+                events.push(StreamEvent::ToolCallDelta { index: position as u32, arguments: arguments.to_string() });
+            }
+        }
+    }
+}
+
+/// The upstream Embeddings body; always asks for float vectors (what
+/// [`parse_embeddings`] reads), whatever encoding the client wants.
+pub fn embeddings_request_body(request: &EmbeddingsRequest) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), request.model.clone().into());
+    body.insert("input".into(), request.inputs.clone().into());
+    body.insert("encoding_format".into(), "float".into());
+    insert_opt(&mut body, "dimensions", request.dimensions);
+    if request.extra_dialect.as_deref() == Some(DIALECT) {
+        for (key, value) in &request.extra {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    Value::Object(body)
+}
+
+/// Parses a successful Embeddings response (float arrays, or base64 from
+/// upstreams that ignore `encoding_format`), in input order.
+pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsResponse, ProviderError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ProviderError::bad_upstream(format!(
+            "upstream embeddings response is not valid JSON ({e}): {}",
+            common::truncate(&String::from_utf8_lossy(body), 200)
+        ))
+    })?;
+    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+        return Err(stream_error(error));
+    }
+    let data = value
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ProviderError::bad_upstream("upstream embeddings response has no data array"))?;
+    let mut indexed = Vec::with_capacity(data.len());
+    for (position, item) in data.iter().enumerate() {
+        let index = item.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
+        let vector = match item.get("embedding") {
+            Some(Value::Array(numbers)) => numbers
+                .iter()
+                .map(|n| n.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| ProviderError::bad_upstream("upstream embedding contains a non-number"))?,
+            Some(Value::String(encoded)) => common::base64_to_f32s(encoded)
+                .map_err(|e| ProviderError::bad_upstream(format!("upstream base64 embedding: {e}")))?,
+            _ => return Err(ProviderError::bad_upstream("upstream embeddings item has no embedding")),
+        };
+        indexed.push((index, vector));
+    }
+    indexed.sort_by_key(|(index, _)| *index);
+    Ok(EmbeddingsResponse {
+        model: str_field(&value, "model"),
+        embeddings: indexed.into_iter().map(|(_, v)| v).collect(),
+        usage: value.get("usage").map(parse_usage).unwrap_or_default(),
+    })
+}
+
+/// Maps an upstream error response: OpenAI's `{"error": {"message"}}`
+/// (and other common shapes), kind from the status, `Retry-After` /
+/// `retry-after-ms` in milliseconds, non-JSON bodies quoted truncated.
+pub fn parse_error(status: u16, headers: &[(String, String)], body: &[u8]) -> ProviderError {
+    common::upstream_error(status, headers, body, common::system_now_ms())
+}
+
+// ---------------------------------------------------------------------------
+// Small JSON readers with client-facing messages.
+// ---------------------------------------------------------------------------
+
+fn invalid(path: &str, problem: &str) -> ProviderError {
+    ProviderError::invalid_request(format!("'{path}' {problem}"))
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ProviderError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err(ProviderError::invalid_request("request body must be a JSON object")),
+        Err(e) => Err(ProviderError::invalid_request(format!("request body is not valid JSON: {e}"))),
+    }
+}
+
+/// A field, treating JSON `null` as absent (clients send explicit nulls).
+fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, ProviderError> {
+    match field(obj, key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(_) => Err(invalid(key, "must be a non-empty string")),
+        None => Err(invalid(key, "is required")),
+    }
+}
+
+fn opt_f64(obj: &Map<String, Value>, key: &str) -> Result<Option<f64>, ProviderError> {
+    field(obj, key).map(|v| v.as_f64().ok_or_else(|| invalid(key, "must be a number"))).transpose()
+}
+
+fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ProviderError> {
+    field(obj, key)
+        .map(|v| {
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| invalid(key, "must be a non-negative integer"))
+        })
+        .transpose()
+}
+
+fn opt_i64(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, ProviderError> {
+    field(obj, key).map(|v| v.as_i64().ok_or_else(|| invalid(key, "must be an integer"))).transpose()
+}
+
+fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ProviderError> {
+    field(obj, key).map(|v| v.as_bool().ok_or_else(|| invalid(key, "must be a boolean"))).transpose()
+}

@@ -1,0 +1,178 @@
+//! Command line and the declarative endpoints file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+use crate::endpoints::EndpointDef;
+
+/// Portico: an LLM gateway with sandboxed WebAssembly provider plugins.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "PORTICO_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+    /// Folder of provider plugins (`*.wasm`), watched for changes.
+    #[arg(long, env = "PORTICO_PLUGINS_DIR", default_value = "plugins")]
+    pub plugins_dir: PathBuf,
+    /// Declarative endpoints file (TOML). Defaults to ./portico.toml when it exists.
+    #[arg(long, env = "PORTICO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder for the gateway's own state (compiled plugin cache, ...).
+    #[arg(long, env = "PORTICO_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Largest accepted request body, in bytes (larger ones get 413).
+    #[arg(long, env = "PORTICO_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Upstream connect timeout, in seconds.
+    #[arg(long, env = "PORTICO_CONNECT_TIMEOUT", default_value_t = 10)]
+    pub connect_timeout_secs: u64,
+    /// Upstream request timeout for non-streaming calls (and the wait for
+    /// the first byte of streaming ones), in seconds.
+    #[arg(long, env = "PORTICO_REQUEST_TIMEOUT", default_value_t = 600)]
+    pub request_timeout_secs: u64,
+    /// Log format on stderr.
+    #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// The endpoints file to read, if any.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        match &self.config {
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from("portico.toml")).filter(|p| p.exists()),
+        }
+    }
+}
+
+/// The declarative file: `[[endpoints]]` tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    endpoints: Vec<EndpointEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointEntry {
+    name: String,
+    provider: String,
+    model: String,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+/// Reads the endpoints file, replacing `${VAR}` references with environment
+/// variables so secrets stay out of the file.
+pub fn load_endpoints(path: &Path) -> anyhow::Result<Vec<EndpointDef>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading endpoints file {}", path.display()))?;
+    parse_endpoints(&text, |name| std::env::var(name).ok())
+        .with_context(|| format!("in endpoints file {}", path.display()))
+}
+
+fn parse_endpoints(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<EndpointDef>> {
+    let file: ConfigFile = toml::from_str(text)?;
+    let mut seen = std::collections::HashSet::new();
+    file.endpoints
+        .into_iter()
+        .map(|entry| {
+            anyhow::ensure!(!entry.name.trim().is_empty(), "an endpoint has an empty name");
+            anyhow::ensure!(
+                seen.insert(entry.name.clone()),
+                "endpoint '{}' is declared twice",
+                entry.name
+            );
+            let config = entry
+                .config
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = expand_env(&value, &env)
+                        .with_context(|| format!("endpoint '{}', config '{key}'", entry.name))?;
+                    Ok((key, value))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            Ok(EndpointDef {
+                name: entry.name,
+                provider: entry.provider,
+                model: entry.model,
+                config,
+            })
+        })
+        .collect()
+}
+
+/// Replaces every `${NAME}` with the variable's value; an unset variable is
+/// an error rather than a silently empty secret.
+fn expand_env(value: &str, env: &impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| anyhow::anyhow!("unterminated ${{...}} reference"))?;
+        let name = &after[..end];
+        let resolved =
+            env(name).ok_or_else(|| anyhow::anyhow!("environment variable {name} is not set"))?;
+        out.push_str(&resolved);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "KEY").then(|| "sk-secret".to_string())
+    }
+
+    #[test]
+    fn parses_endpoints_and_expands_env_references() {
+        let defs = parse_endpoints(
+            r#"
+            [[endpoints]]
+            name = "chat"
+            provider = "openai"
+            model = "gpt-4o-mini"
+            [endpoints.config]
+            api_key = "${KEY}"
+            base_url = "http://127.0.0.1:9/v1"
+            "#,
+            env,
+        )
+        .unwrap();
+        assert_eq!(defs.len(), 1);
+        assert_eq!(defs[0].config["api_key"], "sk-secret");
+        assert_eq!(defs[0].config["base_url"], "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn unset_variable_duplicate_and_unknown_keys_are_errors() {
+        let unset = "[[endpoints]]\nname='a'\nprovider='openai'\nmodel='m'\nconfig={api_key='${NOPE}'}";
+        assert!(format!("{:#}", parse_endpoints(unset, env).unwrap_err()).contains("NOPE"));
+        let twice = "[[endpoints]]\nname='a'\nprovider='p'\nmodel='m'\n[[endpoints]]\nname='a'\nprovider='p'\nmodel='m'";
+        assert!(parse_endpoints(twice, env).unwrap_err().to_string().contains("twice"));
+        assert!(parse_endpoints("[[endpoints]]\nname='a'\nprovider='p'\nmodel='m'\ncolour=1", env).is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! The WIT contract versions this host supports, and the one place where
+//! wasmtime bindgen types are converted to and from `portico_model` types.
+//!
+//! Supporting a new contract version (say 0.2.0) means: a `v0_2_0` bindgen
+//! module, one arm in [`WitVersion`], [`Pre`] and [`Bindings`], and its host
+//! trait impls delegating to [`HostState`]'s version-independent methods.
+
+use portico_model::error::{ErrorKind, ProviderError};
+use portico_model::plugin::{
+    Capabilities, ConfigField, Dialect, Endpoint, FieldKind, HttpRequest, HttpResponse, ModelInfo,
+    Operation, ProviderInfo,
+};
+use wasmtime::Store;
+use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceAny};
+
+use super::host_imports::{HostState, LogLevel};
+
+/// Bindings of `gateway:provider@0.1.0`.
+pub(crate) mod v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+        imports: {
+            // Awaits the shared reqwest client; the others are quick.
+            "gateway:provider/host.http-fetch": async,
+        },
+        exports: { default: async },
+    });
+}
+
+/// A contract version a component can implement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WitVersion {
+    V0_1_0,
+}
+
+impl WitVersion {
+    /// Newest first, so a component exporting several picks the newest.
+    pub(crate) const ALL: &'static [WitVersion] = &[WitVersion::V0_1_0];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1_0 => "0.1.0",
+        }
+    }
+
+    /// The name under which a component exports the provider interface.
+    pub(crate) fn export_name(self) -> &'static str {
+        match self {
+            WitVersion::V0_1_0 => "gateway:provider/provider@0.1.0",
+        }
+    }
+
+    /// Human list of supported packages, for error messages.
+    pub(crate) fn supported() -> String {
+        Self::ALL.iter().map(|v| format!("gateway:provider@{}", v.as_str())).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Adds the host side of every supported version (and WASI) to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    v0_1_0::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+    Ok(())
+}
+
+/// A component pre-linked for one contract version.
+pub(crate) enum Pre {
+    V0_1_0(v0_1_0::PluginPre<HostState>),
+}
+
+impl Pre {
+    /// Type-checks the component's exports against the version's bindings.
+    pub(crate) fn new(version: WitVersion, pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
+        Ok(match version {
+            WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::PluginPre::new(pre)?),
+        })
+    }
+
+    pub(crate) async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Bindings> {
+        Ok(match self {
+            Pre::V0_1_0(pre) => Bindings::V0_1_0(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// An instantiated component, whatever its contract version. Every method
+/// returns `Err` only for a fault (trap, limit, host failure); a typed
+/// provider error is the inner `Err`.
+pub(crate) enum Bindings {
+    V0_1_0(v0_1_0::Plugin),
+}
+
+type Typed<T> = Result<T, ProviderError>;
+
+impl Bindings {
+    pub(crate) async fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<ProviderInfo> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let info = b.gateway_provider_provider().call_describe(store).await?;
+                Ok(v1::provider_info(info))
+            }
+        }
+    }
+
+    pub(crate) async fn build_chat_request(
+        &self,
+        store: &mut Store<HostState>,
+        endpoint: &Endpoint,
+        request: &str,
+        stream: bool,
+    ) -> wasmtime::Result<Typed<HttpRequest>> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let endpoint = v1::endpoint(endpoint);
+                let result =
+                    b.gateway_provider_provider().call_build_chat_request(store, &endpoint, request, stream).await?;
+                Ok(result.map(v1::http_request_from).map_err(v1::provider_error))
+            }
+        }
+    }
+
+    pub(crate) async fn parse_chat_response(
+        &self,
+        store: &mut Store<HostState>,
+        endpoint: &Endpoint,
+        response: &HttpResponse,
+    ) -> wasmtime::Result<Typed<String>> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let endpoint = v1::endpoint(endpoint);
+                let response = v1::http_response_to(response);
+                let result =
+                    b.gateway_provider_provider().call_parse_chat_response(store, &endpoint, &response).await?;
+                Ok(result.map_err(v1::provider_error))
+            }
+        }
+    }
+
+    pub(crate) async fn build_embeddings_request(
+        &self,
+        store: &mut Store<HostState>,
+        endpoint: &Endpoint,
+        request: &str,
+    ) -> wasmtime::Result<Typed<HttpRequest>> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let endpoint = v1::endpoint(endpoint);
+                let result =
+                    b.gateway_provider_provider().call_build_embeddings_request(store, &endpoint, request).await?;
+                Ok(result.map(v1::http_request_from).map_err(v1::provider_error))
+            }
+        }
+    }
+
+    pub(crate) async fn parse_embeddings_response(
+        &self,
+        store: &mut Store<HostState>,
+        endpoint: &Endpoint,
+        response: &HttpResponse,
+    ) -> wasmtime::Result<Typed<String>> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let endpoint = v1::endpoint(endpoint);
+                let response = v1::http_response_to(response);
+                let result =
+                    b.gateway_provider_provider().call_parse_embeddings_response(store, &endpoint, &response).await?;
+                Ok(result.map_err(v1::provider_error))
+            }
+        }
+    }
+
+    pub(crate) async fn parse_error(
+        &self,
+        store: &mut Store<HostState>,
+        endpoint: &Endpoint,
+        response: &HttpResponse,
+    ) -> wasmtime::Result<ProviderError> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let endpoint = v1::endpoint(endpoint);
+                let response = v1::http_response_to(response);
+                let error = b.gateway_provider_provider().call_parse_error(store, &endpoint, &response).await?;
+                Ok(v1::provider_error(error))
+            }
+        }
+    }
+
+    pub(crate) async fn decoder_new(
+        &self,
+        store: &mut Store<HostState>,
+        endpoint: &Endpoint,
+    ) -> wasmtime::Result<ResourceAny> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let endpoint = v1::endpoint(endpoint);
+                b.gateway_provider_provider().stream_decoder().call_constructor(store, &endpoint).await
+            }
+        }
+    }
+
+    pub(crate) async fn decoder_push(
+        &self,
+        store: &mut Store<HostState>,
+        decoder: ResourceAny,
+        chunk: &[u8],
+    ) -> wasmtime::Result<Typed<Vec<String>>> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let result = b.gateway_provider_provider().stream_decoder().call_push(store, decoder, chunk).await?;
+                Ok(result.map_err(v1::provider_error))
+            }
+        }
+    }
+
+    pub(crate) async fn decoder_finish(
+        &self,
+        store: &mut Store<HostState>,
+        decoder: ResourceAny,
+    ) -> wasmtime::Result<Typed<Vec<String>>> {
+        match self {
+            Bindings::V0_1_0(b) => {
+                let result = b.gateway_provider_provider().stream_decoder().call_finish(store, decoder).await?;
+                Ok(result.map_err(v1::provider_error))
+            }
+        }
+    }
+}
+
+/// The host imports of 0.1.0, delegating to the version-independent
+/// implementations on [`HostState`].
+impl v0_1_0::gateway::provider::types::Host for HostState {}
+
+impl v0_1_0::gateway::provider::host::Host for HostState {
+    fn log(&mut self, level: v0_1_0::gateway::provider::host::LogLevel, message: String) {
+        use v0_1_0::gateway::provider::host::LogLevel as L;
+        let level = match level {
+            L::Trace => LogLevel::Trace,
+            L::Debug => LogLevel::Debug,
+            L::Info => LogLevel::Info,
+            L::Warn => LogLevel::Warn,
+            L::Error => LogLevel::Error,
+        };
+        self.log(level, &message);
+    }
+
+    fn now_unix_ms(&mut self) -> u64 {
+        super::unix_ms_now()
+    }
+
+    async fn http_fetch(
+        &mut self,
+        request: v0_1_0::gateway::provider::types::HttpRequest,
+    ) -> Result<v0_1_0::gateway::provider::types::HttpResponse, String> {
+        let response = self.http_fetch(v1::http_request_from(request)).await?;
+        Ok(v1::http_response_to(&response))
+    }
+
+    fn cache_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.cache_get(&key)
+    }
+
+    fn cache_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
+        self.cache_set(key, value, ttl_ms)
+    }
+}
+
+/// Conversions between the 0.1.0 bindgen types and the model.
+mod v1 {
+    use super::*;
+    use super::v0_1_0::gateway::provider::types as w;
+
+    pub(super) fn endpoint(e: &Endpoint) -> w::Endpoint {
+        w::Endpoint {
+            name: e.name.clone(),
+            model: e.model.clone(),
+            config: e.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+
+    pub(super) fn http_request_from(r: w::HttpRequest) -> HttpRequest {
+        HttpRequest { method: r.method, url: r.url, headers: r.headers, body: r.body }
+    }
+
+    pub(super) fn http_response_to(r: &HttpResponse) -> w::HttpResponse {
+        w::HttpResponse { status: r.status, headers: r.headers.clone(), body: r.body.clone() }
+    }
+
+    pub(super) fn provider_error(e: w::ProviderError) -> ProviderError {
+        let kind = match e.kind {
+            w::ErrorKind::InvalidRequest => ErrorKind::InvalidRequest,
+            w::ErrorKind::Authentication => ErrorKind::Authentication,
+            w::ErrorKind::Permission => ErrorKind::Permission,
+            w::ErrorKind::NotFound => ErrorKind::NotFound,
+            w::ErrorKind::RateLimited => ErrorKind::RateLimited,
+            w::ErrorKind::Overloaded => ErrorKind::Overloaded,
+            w::ErrorKind::Upstream => ErrorKind::Upstream,
+            w::ErrorKind::Internal => ErrorKind::Internal,
+        };
+        ProviderError { kind, status: e.status, message: e.message, retry_after_ms: e.retry_after_ms }
+    }
+
+    fn operation(o: w::Operation) -> Operation {
+        match o {
+            w::Operation::Chat => Operation::Chat,
+            w::Operation::ChatStream => Operation::ChatStream,
+            w::Operation::Embeddings => Operation::Embeddings,
+        }
+    }
+
+    fn dialect(d: w::Dialect) -> Dialect {
+        match d {
+            w::Dialect::Openai => Dialect::Openai,
+            w::Dialect::Anthropic => Dialect::Anthropic,
+            w::Dialect::Gemini => Dialect::Gemini,
+        }
+    }
+
+    fn field_kind(k: w::FieldKind) -> FieldKind {
+        match k {
+            w::FieldKind::String => FieldKind::String,
+            w::FieldKind::Secret => FieldKind::Secret,
+            w::FieldKind::Url => FieldKind::Url,
+            w::FieldKind::Enum => FieldKind::Enum,
+            w::FieldKind::SecretJson => FieldKind::SecretJson,
+        }
+    }
+
+    fn capabilities(c: w::Capabilities) -> Capabilities {
+        Capabilities {
+            tools: c.contains(w::Capabilities::TOOLS),
+            vision: c.contains(w::Capabilities::VISION),
+            reasoning: c.contains(w::Capabilities::REASONING),
+            prompt_caching: c.contains(w::Capabilities::PROMPT_CACHING),
+            embeddings: c.contains(w::Capabilities::EMBEDDINGS),
+        }
+    }
+
+    pub(super) fn provider_info(i: w::ProviderInfo) -> ProviderInfo {
+        ProviderInfo {
+            id: i.id,
+            display_name: i.display_name,
+            version: i.version,
+            description: i.description,
+            operations: i.operations.into_iter().map(operation).collect(),
+            native_dialect: i.native_dialect.map(dialect),
+            config_fields: i
+                .config_fields
+                .into_iter()
+                .map(|f| ConfigField {
+                    name: f.name,
+                    label: f.label,
+                    kind: field_kind(f.kind),
+                    required: f.required,
+                    default_value: f.default_value,
+                    help: f.help,
+                    options: f.options,
+                })
+                .collect(),
+            egress_hosts: i.egress_hosts,
+            models: i
+                .models
+                .into_iter()
+                .map(|m| ModelInfo {
+                    id: m.id,
+                    display_name: m.display_name,
+                    context_window: m.context_window,
+                    max_output_tokens: m.max_output_tokens,
+                    input_price_per_mtok: m.input_price_per_mtok,
+                    output_price_per_mtok: m.output_price_per_mtok,
+                    capabilities: capabilities(m.capabilities),
+                    embedding_dimensions: m.embedding_dimensions,
+                })
+                .collect(),
+        }
+    }
+}

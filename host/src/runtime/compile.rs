@@ -1,0 +1,115 @@
+//! Compiling components, with an on-disk cache of compiled artifacts so a
+//! restart does not recompile unchanged plugins.
+//!
+//! Entry: `<cache_dir>/<sha256 of the .wasm>-<engine compatibility hash>.cwasm`,
+//! holding wasmtime's serialized component followed by a trailer (SHA-256 of
+//! the artifact + magic). The trailer lets a truncated or corrupted entry be
+//! detected before it is handed to `Component::deserialize`, which must only
+//! ever see bytes this host wrote; a bad entry is ignored and rewritten.
+
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+const TRAILER_MAGIC: &[u8; 8] = b"PRTCWSM1";
+const TRAILER_LEN: usize = 32 + TRAILER_MAGIC.len();
+
+/// Where a compiled component came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Compiled now (no cache configured).
+    Compiled,
+    /// Compiled now and written to the cache.
+    CompiledAndCached,
+    /// Loaded from a valid cache entry.
+    Cache,
+}
+
+/// A short, stable digest of everything that makes compiled code usable by
+/// this engine (wasmtime version, target, compiler settings).
+pub(crate) fn engine_hash(engine: &Engine) -> String {
+    struct Sha(Sha256);
+    impl Hasher for Sha {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut hasher = Sha(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+    hex::encode(&hasher.0.finalize()[..8])
+}
+
+pub(crate) fn entry_path(cache_dir: &Path, sha256: &str, engine_hash: &str) -> PathBuf {
+    cache_dir.join(format!("{sha256}-{engine_hash}.cwasm"))
+}
+
+/// Compiles `wasm` (whose digest is `sha256`), going through the cache in
+/// `cache_dir` when given. Blocking: run it off the async workers.
+pub(crate) fn compile(
+    engine: &Engine,
+    engine_hash: &str,
+    cache_dir: Option<&Path>,
+    wasm: &[u8],
+    sha256: &str,
+) -> wasmtime::Result<(Component, CompileSource)> {
+    let Some(dir) = cache_dir else {
+        return Ok((Component::new(engine, wasm)?, CompileSource::Compiled));
+    };
+    let path = entry_path(dir, sha256, engine_hash);
+    match read_entry(engine, &path) {
+        Ok(Some(component)) => return Ok((component, CompileSource::Cache)),
+        Ok(None) => {}
+        Err(reason) => tracing::warn!(path = %path.display(), %reason, "ignoring bad compiled-plugin cache entry"),
+    }
+    let component = Component::new(engine, wasm)?;
+    match write_entry(&component, dir, &path) {
+        Ok(()) => Ok((component, CompileSource::CompiledAndCached)),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot write compiled-plugin cache entry");
+            Ok((component, CompileSource::Compiled))
+        }
+    }
+}
+
+/// `Ok(None)` when there is no entry; `Err` when it exists but is unusable.
+fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some(split) = bytes.len().checked_sub(TRAILER_LEN) else {
+        return Err("truncated".into());
+    };
+    let (artifact, trailer) = bytes.split_at(split);
+    if &trailer[32..] != TRAILER_MAGIC || trailer[..32] != Sha256::digest(artifact)[..] {
+        return Err("checksum mismatch".into());
+    }
+    // SAFETY: `deserialize` requires bytes produced by `serialize` of a
+    // compatible engine. The checksum above proves these are the bytes this
+    // host wrote (the cache dir is the host's own, not user input), and the
+    // engine hash in the file name, re-checked by wasmtime, covers
+    // compatibility.
+    unsafe { Component::deserialize(engine, artifact) }.map(Some).map_err(|e| format!("{e:#}"))
+}
+
+fn write_entry(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let mut bytes = component.serialize()?;
+    let digest = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    bytes.extend_from_slice(TRAILER_MAGIC);
+    std::fs::create_dir_all(dir)?;
+    // Write then rename, so a concurrent reader never sees half an entry.
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
+    if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    Ok(())
+}

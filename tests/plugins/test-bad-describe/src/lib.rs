@@ -1,0 +1,72 @@
+//! Runtime test plugin: a component that matches the 0.1.0 contract but
+//! describes itself with an empty id, which the host must reject at load.
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "plugin",
+});
+
+use exports::gateway::provider::provider::{Guest, GuestStreamDecoder};
+use gateway::provider::types::{Endpoint, ErrorKind, HttpRequest, HttpResponse, ProviderError, ProviderInfo};
+
+struct BadDescribe;
+
+fn unsupported() -> ProviderError {
+    ProviderError { kind: ErrorKind::Internal, status: 500, message: "unsupported".into(), retry_after_ms: None }
+}
+
+impl Guest for BadDescribe {
+    type StreamDecoder = Decoder;
+
+    fn describe() -> ProviderInfo {
+        ProviderInfo {
+            id: String::new(),
+            display_name: "Bad Describe".into(),
+            version: "0.1.0".into(),
+            description: String::new(),
+            operations: Vec::new(),
+            native_dialect: None,
+            config_fields: Vec::new(),
+            egress_hosts: Vec::new(),
+            models: Vec::new(),
+        }
+    }
+
+    fn build_chat_request(_: Endpoint, _: String, _: bool) -> Result<HttpRequest, ProviderError> {
+        Err(unsupported())
+    }
+
+    fn parse_chat_response(_: Endpoint, _: HttpResponse) -> Result<String, ProviderError> {
+        Err(unsupported())
+    }
+
+    fn build_embeddings_request(_: Endpoint, _: String) -> Result<HttpRequest, ProviderError> {
+        Err(unsupported())
+    }
+
+    fn parse_embeddings_response(_: Endpoint, _: HttpResponse) -> Result<String, ProviderError> {
+        Err(unsupported())
+    }
+
+    fn parse_error(_: Endpoint, _: HttpResponse) -> ProviderError {
+        unsupported()
+    }
+}
+
+pub struct Decoder;
+
+impl GuestStreamDecoder for Decoder {
+    fn new(_: Endpoint) -> Self {
+        Decoder
+    }
+
+    fn push(&self, _: Vec<u8>) -> Result<Vec<String>, ProviderError> {
+        Err(unsupported())
+    }
+
+    fn finish(&self) -> Result<Vec<String>, ProviderError> {
+        Err(unsupported())
+    }
+}
+
+export!(BadDescribe);
