@@ -25,5 +25,12 @@ async fn list_plugins(State(gateway): State<Arc<Gateway>>) -> Json<Vec<PluginSta
 
 /// Providers of the loaded plugins: config fields and model catalogs.
 async fn list_providers(State(gateway): State<Arc<Gateway>>) -> Json<Vec<ProviderInfo>> {
-    Json(gateway.registry.plugins().iter().map(|plugin| plugin.info.clone()).collect())
+    Json(
+        gateway
+            .registry
+            .plugins()
+            .iter()
+            .map(|plugin| plugin.info.clone())
+            .collect(),
+    )
 }

@@ -93,7 +93,10 @@ fn parse_endpoints(
     file.endpoints
         .into_iter()
         .map(|entry| {
-            anyhow::ensure!(!entry.name.trim().is_empty(), "an endpoint has an empty name");
+            anyhow::ensure!(
+                !entry.name.trim().is_empty(),
+                "an endpoint has an empty name"
+            );
             anyhow::ensure!(
                 seen.insert(entry.name.clone()),
                 "endpoint '{}' is declared twice",
@@ -169,10 +172,22 @@ mod tests {
 
     #[test]
     fn unset_variable_duplicate_and_unknown_keys_are_errors() {
-        let unset = "[[endpoints]]\nname='a'\nprovider='openai'\nmodel='m'\nconfig={api_key='${NOPE}'}";
+        let unset =
+            "[[endpoints]]\nname='a'\nprovider='openai'\nmodel='m'\nconfig={api_key='${NOPE}'}";
         assert!(format!("{:#}", parse_endpoints(unset, env).unwrap_err()).contains("NOPE"));
         let twice = "[[endpoints]]\nname='a'\nprovider='p'\nmodel='m'\n[[endpoints]]\nname='a'\nprovider='p'\nmodel='m'";
-        assert!(parse_endpoints(twice, env).unwrap_err().to_string().contains("twice"));
-        assert!(parse_endpoints("[[endpoints]]\nname='a'\nprovider='p'\nmodel='m'\ncolour=1", env).is_err());
+        assert!(
+            parse_endpoints(twice, env)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        assert!(
+            parse_endpoints(
+                "[[endpoints]]\nname='a'\nprovider='p'\nmodel='m'\ncolour=1",
+                env
+            )
+            .is_err()
+        );
     }
 }

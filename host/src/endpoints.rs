@@ -47,7 +47,10 @@ impl EndpointTable {
     }
 
     pub fn replace_all(&self, defs: impl IntoIterator<Item = EndpointDef>) {
-        let map = defs.into_iter().map(|d| (d.name.clone(), Arc::new(d))).collect();
+        let map = defs
+            .into_iter()
+            .map(|d| (d.name.clone(), Arc::new(d)))
+            .collect();
         self.by_name.store(Arc::new(map));
     }
 }

@@ -91,7 +91,9 @@ impl Drop for WatchGuard {
 /// Whether `path` names a plugin file: `*.wasm`, not hidden (editors and
 /// atomic writers use hidden temp names).
 fn is_plugin_file(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
     !name.starts_with('.') && path.extension().is_some_and(|ext| ext == "wasm")
 }
 
@@ -104,8 +106,14 @@ impl Registry {
     /// [`Registry::statuses`]) and logged, never fatal; a missing or
     /// unreadable directory is.
     pub async fn load_dir(runtime: Arc<PluginRuntime>, dir: PathBuf) -> anyhow::Result<Arc<Self>> {
-        let meta = tokio::fs::metadata(&dir).await.with_context(|| format!("plugins directory {}", dir.display()))?;
-        anyhow::ensure!(meta.is_dir(), "plugins directory {} is not a directory", dir.display());
+        let meta = tokio::fs::metadata(&dir)
+            .await
+            .with_context(|| format!("plugins directory {}", dir.display()))?;
+        anyhow::ensure!(
+            meta.is_dir(),
+            "plugins directory {} is not a directory",
+            dir.display()
+        );
         let registry = Arc::new(Registry {
             runtime,
             dir,
@@ -161,8 +169,9 @@ impl Registry {
     pub async fn rescan(&self) -> anyhow::Result<()> {
         let _serial = self.reload.lock().await;
         let mut present = BTreeSet::new();
-        let mut entries =
-            tokio::fs::read_dir(&self.dir).await.with_context(|| format!("reading {}", self.dir.display()))?;
+        let mut entries = tokio::fs::read_dir(&self.dir)
+            .await
+            .with_context(|| format!("reading {}", self.dir.display()))?;
         while let Some(entry) = entries.next_entry().await? {
             let path = entry.path();
             if is_plugin_file(&path) {
@@ -189,12 +198,17 @@ impl Registry {
     /// background (within about [`DEBOUNCE`] plus load time). Must be called
     /// within a Tokio runtime.
     pub fn watch(self: &Arc<Self>) -> anyhow::Result<WatchGuard> {
-        let handle = tokio::runtime::Handle::try_current().context("Registry::watch needs a Tokio runtime")?;
+        let handle = tokio::runtime::Handle::try_current()
+            .context("Registry::watch needs a Tokio runtime")?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
-        let mut debouncer = new_debouncer(DEBOUNCE, Some(DEBOUNCE / 4), move |result: DebounceEventResult| {
-            // The receiver is gone only when the guard was dropped.
-            let _ = tx.send(result);
-        })
+        let mut debouncer = new_debouncer(
+            DEBOUNCE,
+            Some(DEBOUNCE / 4),
+            move |result: DebounceEventResult| {
+                // The receiver is gone only when the guard was dropped.
+                let _ = tx.send(result);
+            },
+        )
         .context("cannot start the plugins directory watcher")?;
         debouncer
             .watch(&self.dir, RecursiveMode::NonRecursive)
@@ -202,12 +216,17 @@ impl Registry {
         let registry: Weak<Registry> = Arc::downgrade(self);
         let task = handle.spawn(async move {
             while let Some(result) = rx.recv().await {
-                let Some(registry) = registry.upgrade() else { break };
+                let Some(registry) = registry.upgrade() else {
+                    break;
+                };
                 registry.apply_events(result).await;
             }
         });
         tracing::info!(dir = %self.dir.display(), "watching plugins directory for changes");
-        Ok(WatchGuard { _debouncer: debouncer, task })
+        Ok(WatchGuard {
+            _debouncer: debouncer,
+            task,
+        })
     }
 
     async fn apply_events(&self, result: DebounceEventResult) {
@@ -215,8 +234,12 @@ impl Registry {
             Ok(events) => {
                 // Acting on each path's current state (exists or not) covers
                 // creates, writes, renames and removals alike.
-                let paths: BTreeSet<PathBuf> =
-                    events.iter().flat_map(|e| e.paths.iter()).filter(|p| is_plugin_file(p)).cloned().collect();
+                let paths: BTreeSet<PathBuf> = events
+                    .iter()
+                    .flat_map(|e| e.paths.iter())
+                    .filter(|p| is_plugin_file(p))
+                    .cloned()
+                    .collect();
                 if paths.is_empty() {
                     return;
                 }
@@ -244,7 +267,13 @@ impl Registry {
     /// Loads, reloads or unloads one file according to what is on disk.
     /// Caller holds `reload`.
     async fn sync_file(&self, path: &Path) {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { return };
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            return;
+        };
         let bytes = match tokio::fs::read(path).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -256,7 +285,12 @@ impl Registry {
                 return;
             }
             Err(e) => {
-                self.fail(&name, None, format!("cannot read {}: {e}", path.display()), None);
+                self.fail(
+                    &name,
+                    None,
+                    format!("cannot read {}: {e}", path.display()),
+                    None,
+                );
                 return;
             }
         };
@@ -264,7 +298,8 @@ impl Registry {
         drop(bytes);
         if let Some(state) = self.files().get(&name) {
             let serving = state.plugin.as_ref().is_some_and(|p| p.sha256 == sha256);
-            let known_bad = state.failed_sha256.as_deref() == Some(sha256.as_str()) && state.conflict.is_none();
+            let known_bad =
+                state.failed_sha256.as_deref() == Some(sha256.as_str()) && state.conflict.is_none();
             if (serving && state.last_error.is_none()) || known_bad {
                 return;
             }
@@ -349,7 +384,9 @@ impl Registry {
     /// Forgets a file that is gone and unloads the provider it supplied.
     fn remove(&self, name: &str) {
         let mut files = self.files();
-        let Some(state) = files.remove(name) else { return };
+        let Some(state) = files.remove(name) else {
+            return;
+        };
         if let Some(plugin) = state.plugin {
             let mut map = HashMap::clone(&self.plugins.load());
             map.remove(&plugin.info.id);
@@ -365,7 +402,10 @@ impl Registry {
             let map = self.plugins.load();
             files
                 .iter()
-                .filter(|(_, s)| s.plugin.is_none() && s.conflict.as_ref().is_some_and(|id| !map.contains_key(id)))
+                .filter(|(_, s)| {
+                    s.plugin.is_none()
+                        && s.conflict.as_ref().is_some_and(|id| !map.contains_key(id))
+                })
                 .map(|(n, _)| n.clone())
                 .collect()
         };

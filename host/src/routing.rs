@@ -57,7 +57,12 @@ impl Gateway {
         http: reqwest::Client,
         timeouts: UpstreamTimeouts,
     ) -> Self {
-        Self { registry, endpoints, http, timeouts }
+        Self {
+            registry,
+            endpoints,
+            http,
+            timeouts,
+        }
     }
 
     /// Finds the endpoint and its plugin, checks the operation is supported
@@ -89,7 +94,11 @@ impl Gateway {
         Ok(Route { plugin, endpoint })
     }
 
-    pub async fn chat(&self, name: &str, mut request: ChatRequest) -> Result<ChatResponse, ProviderError> {
+    pub async fn chat(
+        &self,
+        name: &str,
+        mut request: ChatRequest,
+    ) -> Result<ChatResponse, ProviderError> {
         let route = self.route(name, Operation::Chat)?;
         request.model = route.endpoint.model.clone();
         let upstream = route
@@ -130,7 +139,11 @@ impl Gateway {
     /// Starts a streamed chat. Errors before the first upstream byte (bad
     /// endpoint, upstream error status) are returned here, so the client
     /// gets a proper HTTP error instead of a broken stream.
-    pub async fn chat_stream(&self, name: &str, mut request: ChatRequest) -> Result<EventStream, ProviderError> {
+    pub async fn chat_stream(
+        &self,
+        name: &str,
+        mut request: ChatRequest,
+    ) -> Result<EventStream, ProviderError> {
         let route = self.route(name, Operation::ChatStream)?;
         request.model = route.endpoint.model.clone();
         let upstream = route
@@ -152,12 +165,19 @@ impl Gateway {
             .stream_decoder(&route.endpoint)
             .await
             .map_err(PluginError::into_provider_error)?;
-        Ok(decode_stream(response.bytes_stream(), decoder, self.timeouts.stream_idle))
+        Ok(decode_stream(
+            response.bytes_stream(),
+            decoder,
+            self.timeouts.stream_idle,
+        ))
     }
 
     async fn send(&self, request: HttpRequest) -> Result<reqwest::Response, ProviderError> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-            ProviderError::internal(format!("plugin built an invalid HTTP method '{}'", request.method))
+            ProviderError::internal(format!(
+                "plugin built an invalid HTTP method '{}'",
+                request.method
+            ))
         })?;
         let mut builder = self.http.request(method, &request.url);
         for (name, value) in &request.headers {
@@ -195,7 +215,11 @@ fn endpoint_for(def: &EndpointDef, plugin: &Plugin) -> Result<Endpoint, Provider
             (None, false) => {}
         }
     }
-    Ok(Endpoint { name: def.name.clone(), model: def.model.clone(), config })
+    Ok(Endpoint {
+        name: def.name.clone(),
+        model: def.model.clone(),
+        config,
+    })
 }
 
 fn operation_name(operation: Operation) -> &'static str {
@@ -230,7 +254,10 @@ fn upstream_unreachable(error: &reqwest::Error) -> ProviderError {
 }
 
 /// Reads a whole upstream response within the remaining time budget.
-async fn read_whole(response: reqwest::Response, limit: Duration) -> Result<HttpResponse, ProviderError> {
+async fn read_whole(
+    response: reqwest::Response,
+    limit: Duration,
+) -> Result<HttpResponse, ProviderError> {
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -242,7 +269,11 @@ async fn read_whole(response: reqwest::Response, limit: Duration) -> Result<Http
         Ok(Err(error)) => return Err(upstream_unreachable(&error)),
         Ok(Ok(body)) => body.to_vec(),
     };
-    Ok(HttpResponse { status, headers, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Feeds upstream chunks to the plugin's decoder as they arrive and yields
@@ -258,7 +289,12 @@ fn decode_stream(
         pending: VecDeque<StreamEvent>,
         done: bool,
     }
-    let state = State { body: Box::pin(body), decoder, pending: VecDeque::new(), done: false };
+    let state = State {
+        body: Box::pin(body),
+        decoder,
+        pending: VecDeque::new(),
+        done: false,
+    };
     let stream = futures::stream::unfold(state, move |mut state| async move {
         loop {
             if let Some(event) = state.pending.pop_front() {
@@ -282,7 +318,11 @@ fn decode_stream(
                 ))),
                 Ok(None) => {
                     state.done = true;
-                    state.decoder.finish().await.map_err(PluginError::into_provider_error)
+                    state
+                        .decoder
+                        .finish()
+                        .await
+                        .map_err(PluginError::into_provider_error)
                 }
             };
             match next {

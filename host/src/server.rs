@@ -23,6 +23,8 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/api/v1", admin::router())
         .nest("/gateway/openai/v1", dialects::openai::router())
+        .nest("/gateway/anthropic", dialects::anthropic::router())
+        .nest("/gateway/gemini", dialects::gemini::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(gateway)
@@ -43,7 +45,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("building the HTTP client")?;
 
     let runtime = PluginRuntime::new(
-        RuntimeConfig { cache_dir: Some(cli.data_dir.join("plugin-cache")), ..RuntimeConfig::default() },
+        RuntimeConfig {
+            cache_dir: Some(cli.data_dir.join("plugin-cache")),
+            ..RuntimeConfig::default()
+        },
         http.clone(),
     )?;
     let registry = Registry::load_dir(runtime, cli.plugins_dir.clone()).await?;

@@ -38,31 +38,46 @@ impl<I: Instance> Guest for Bridge<I> {
         I::with(|p| info_to_wit(p.info()))
     }
 
-    fn build_chat_request(endpoint: wit::Endpoint, request: String, stream: bool) -> WitResult<wit::HttpRequest> {
+    fn build_chat_request(
+        endpoint: wit::Endpoint,
+        request: String,
+        stream: bool,
+    ) -> WitResult<wit::HttpRequest> {
         let endpoint = endpoint_from_wit(endpoint);
         let result = payload(&request, "chat request")
             .and_then(|request| I::with(|p| p.build_chat_request(&endpoint, request, stream)));
         result.map(request_to_wit).map_err(error_to_wit)
     }
 
-    fn parse_chat_response(endpoint: wit::Endpoint, response: wit::HttpResponse) -> WitResult<String> {
+    fn parse_chat_response(
+        endpoint: wit::Endpoint,
+        response: wit::HttpResponse,
+    ) -> WitResult<String> {
         let endpoint = endpoint_from_wit(endpoint);
         let response = response_from_wit(response);
-        let result = I::with(|p| p.parse_chat_response(&endpoint, response)).and_then(|r| to_json(&r));
+        let result =
+            I::with(|p| p.parse_chat_response(&endpoint, response)).and_then(|r| to_json(&r));
         result.map_err(error_to_wit)
     }
 
-    fn build_embeddings_request(endpoint: wit::Endpoint, request: String) -> WitResult<wit::HttpRequest> {
+    fn build_embeddings_request(
+        endpoint: wit::Endpoint,
+        request: String,
+    ) -> WitResult<wit::HttpRequest> {
         let endpoint = endpoint_from_wit(endpoint);
         let result = payload(&request, "embeddings request")
             .and_then(|request| I::with(|p| p.build_embeddings_request(&endpoint, request)));
         result.map(request_to_wit).map_err(error_to_wit)
     }
 
-    fn parse_embeddings_response(endpoint: wit::Endpoint, response: wit::HttpResponse) -> WitResult<String> {
+    fn parse_embeddings_response(
+        endpoint: wit::Endpoint,
+        response: wit::HttpResponse,
+    ) -> WitResult<String> {
         let endpoint = endpoint_from_wit(endpoint);
         let response = response_from_wit(response);
-        let result = I::with(|p| p.parse_embeddings_response(&endpoint, response)).and_then(|r| to_json(&r));
+        let result =
+            I::with(|p| p.parse_embeddings_response(&endpoint, response)).and_then(|r| to_json(&r));
         result.map_err(error_to_wit)
     }
 
@@ -76,28 +91,36 @@ impl<I: Instance> Guest for Bridge<I> {
 impl<I: Instance> GuestStreamDecoder for DecoderResource<I> {
     fn new(endpoint: wit::Endpoint) -> Self {
         let endpoint = endpoint_from_wit(endpoint);
-        Self { inner: RefCell::new(I::with(|p| p.stream_decoder(&endpoint))) }
+        Self {
+            inner: RefCell::new(I::with(|p| p.stream_decoder(&endpoint))),
+        }
     }
 
     fn push(&self, chunk: Vec<u8>) -> WitResult<Vec<String>> {
         // A resource method cannot re-enter its own resource, so the borrow
         // never conflicts.
         let events = self.inner.borrow_mut().push(&chunk);
-        events.and_then(|e| events_to_json(&e)).map_err(error_to_wit)
+        events
+            .and_then(|e| events_to_json(&e))
+            .map_err(error_to_wit)
     }
 
     fn finish(&self) -> WitResult<Vec<String>> {
         let events = self.inner.borrow_mut().finish();
-        events.and_then(|e| events_to_json(&e)).map_err(error_to_wit)
+        events
+            .and_then(|e| events_to_json(&e))
+            .map_err(error_to_wit)
     }
 }
 
 fn payload<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, ProviderError> {
-    serde_json::from_str(json).map_err(|e| ProviderError::internal(format!("the host sent an unreadable {what}: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| ProviderError::internal(format!("the host sent an unreadable {what}: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ProviderError> {
-    serde_json::to_string(value).map_err(|e| ProviderError::internal(format!("cannot serialize plugin answer: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| ProviderError::internal(format!("cannot serialize plugin answer: {e}")))
 }
 
 fn events_to_json(events: &[StreamEvent]) -> Result<Vec<String>, ProviderError> {
@@ -107,17 +130,30 @@ fn events_to_json(events: &[StreamEvent]) -> Result<Vec<String>, ProviderError> 
 // --- WIT -> model ----------------------------------------------------------
 
 pub(crate) fn endpoint_from_wit(endpoint: wit::Endpoint) -> Endpoint {
-    Endpoint { name: endpoint.name, model: endpoint.model, config: endpoint.config.into_iter().collect() }
+    Endpoint {
+        name: endpoint.name,
+        model: endpoint.model,
+        config: endpoint.config.into_iter().collect(),
+    }
 }
 
 pub(crate) fn response_from_wit(response: wit::HttpResponse) -> model::HttpResponse {
-    model::HttpResponse { status: response.status, headers: response.headers, body: response.body }
+    model::HttpResponse {
+        status: response.status,
+        headers: response.headers,
+        body: response.body,
+    }
 }
 
 // --- model -> WIT ----------------------------------------------------------
 
 pub(crate) fn request_to_wit(request: model::HttpRequest) -> wit::HttpRequest {
-    wit::HttpRequest { method: request.method, url: request.url, headers: request.headers, body: request.body }
+    wit::HttpRequest {
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        body: request.body,
+    }
 }
 
 pub(crate) fn error_to_wit(error: ProviderError) -> wit::ProviderError {
@@ -132,7 +168,12 @@ pub(crate) fn error_to_wit(error: ProviderError) -> wit::ProviderError {
         K::Upstream => wit::ErrorKind::Upstream,
         K::Internal => wit::ErrorKind::Internal,
     };
-    wit::ProviderError { kind, status: error.status, message: error.message, retry_after_ms: error.retry_after_ms }
+    wit::ProviderError {
+        kind,
+        status: error.status,
+        message: error.message,
+        retry_after_ms: error.retry_after_ms,
+    }
 }
 
 fn info_to_wit(info: model::ProviderInfo) -> wit::ProviderInfo {
@@ -207,7 +248,9 @@ fn model_to_wit(m: model::ModelInfo) -> wit::ModelInfo {
 mod tests {
     use super::*;
     use portico_model::ErrorKind;
-    use portico_model::plugin::{Capabilities, ConfigField, FieldKind, ModelInfo, Operation, ProviderInfo};
+    use portico_model::plugin::{
+        Capabilities, ConfigField, FieldKind, ModelInfo, Operation, ProviderInfo,
+    };
 
     #[test]
     fn converts_provider_info() {
@@ -216,7 +259,11 @@ mod tests {
             display_name: "X".into(),
             version: "1.0.0".into(),
             description: "d".into(),
-            operations: vec![Operation::Chat, Operation::ChatStream, Operation::Embeddings],
+            operations: vec![
+                Operation::Chat,
+                Operation::ChatStream,
+                Operation::Embeddings,
+            ],
             native_dialect: Some(model::Dialect::Openai),
             config_fields: vec![ConfigField {
                 name: "api_key".into(),
@@ -235,16 +282,31 @@ mod tests {
                 max_output_tokens: 5,
                 input_price_per_mtok: 1.5,
                 output_price_per_mtok: 2.5,
-                capabilities: Capabilities { tools: true, vision: false, reasoning: true, ..Default::default() },
+                capabilities: Capabilities {
+                    tools: true,
+                    vision: false,
+                    reasoning: true,
+                    ..Default::default()
+                },
                 embedding_dimensions: Some(3),
             }],
         };
         let wit = info_to_wit(info);
-        assert_eq!(wit.operations, vec![wit::Operation::Chat, wit::Operation::ChatStream, wit::Operation::Embeddings]);
+        assert_eq!(
+            wit.operations,
+            vec![
+                wit::Operation::Chat,
+                wit::Operation::ChatStream,
+                wit::Operation::Embeddings
+            ]
+        );
         assert_eq!(wit.native_dialect, Some(wit::Dialect::Openai));
         assert_eq!(wit.config_fields[0].kind, wit::FieldKind::Secret);
         assert!(wit.config_fields[0].required);
-        assert_eq!(wit.models[0].capabilities, wit::Capabilities::TOOLS | wit::Capabilities::REASONING);
+        assert_eq!(
+            wit.models[0].capabilities,
+            wit::Capabilities::TOOLS | wit::Capabilities::REASONING
+        );
         assert_eq!(wit.models[0].embedding_dimensions, Some(3));
         assert_eq!(wit.egress_hosts, vec!["auth.example.com"]);
     }
@@ -255,7 +317,10 @@ mod tests {
         error.retry_after_ms = Some(1000);
         let wit = error_to_wit(error);
         assert_eq!(wit.kind, wit::ErrorKind::RateLimited);
-        assert_eq!((wit.status, wit.retry_after_ms, wit.message.as_str()), (429, Some(1000), "slow down"));
+        assert_eq!(
+            (wit.status, wit.retry_after_ms, wit.message.as_str()),
+            (429, Some(1000), "slow down")
+        );
 
         let endpoint = endpoint_from_wit(wit::Endpoint {
             name: "ep".into(),
@@ -263,7 +328,11 @@ mod tests {
             config: vec![("api_key".into(), "k".into())],
         });
         assert_eq!(endpoint.get("api_key"), Some("k"));
-        let response = response_from_wit(wit::HttpResponse { status: 200, headers: vec![], body: b"{}".to_vec() });
+        let response = response_from_wit(wit::HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        });
         assert_eq!(response.body, b"{}");
     }
 }

@@ -156,7 +156,11 @@ embedding_dimensions = 1536
         assert_eq!(models.len(), 2);
         assert_eq!(models[0].id, "chat-1");
         assert_eq!(models[0].output_price_per_mtok, 10.0);
-        assert!(models[0].capabilities.tools && models[0].capabilities.vision && !models[0].capabilities.reasoning);
+        assert!(
+            models[0].capabilities.tools
+                && models[0].capabilities.vision
+                && !models[0].capabilities.reasoning
+        );
         assert_eq!(models[1].max_output_tokens, 0);
         assert_eq!(models[1].embedding_dimensions, Some(1536));
         assert_eq!(load(SAMPLE), models);
@@ -168,11 +172,21 @@ embedding_dimensions = 1536
         let typo = SAMPLE.replace("context_window = 8191", "context_windw = 8191");
         assert!(parse(&typo).is_err());
         let bad_cap = SAMPLE.replace("\"vision\"", "\"telepathy\"");
-        assert!(parse(&bad_cap).unwrap_err().0.contains("unknown capability 'telepathy'"));
+        assert!(
+            parse(&bad_cap)
+                .unwrap_err()
+                .0
+                .contains("unknown capability 'telepathy'")
+        );
         let dup = SAMPLE.replace("embed-1", "chat-1");
         assert!(parse(&dup).unwrap_err().0.contains("duplicate id"));
         let no_dims = SAMPLE.replace("embedding_dimensions = 1536", "");
-        assert!(parse(&no_dims).unwrap_err().0.contains("embedding_dimensions"));
+        assert!(
+            parse(&no_dims)
+                .unwrap_err()
+                .0
+                .contains("embedding_dimensions")
+        );
         let negative = SAMPLE.replace("input_price_per_mtok = 2.5", "input_price_per_mtok = -1");
         assert!(parse(&negative).is_err());
     }

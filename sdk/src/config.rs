@@ -37,8 +37,12 @@ impl EndpointExt for Endpoint {
             (None, None) => return Err(missing(self, key)),
         };
         let lower = value.to_ascii_lowercase();
-        let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
-        if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) || value.contains(char::is_whitespace) {
+        let rest = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"));
+        if rest.is_none_or(|host| host.is_empty() || host.starts_with('/'))
+            || value.contains(char::is_whitespace)
+        {
             return Err(ProviderError::invalid_request(format!(
                 "config '{key}' of endpoint '{}' must be an absolute http(s) URL",
                 self.name
@@ -49,7 +53,10 @@ impl EndpointExt for Endpoint {
 }
 
 fn missing(endpoint: &Endpoint, key: &str) -> ProviderError {
-    ProviderError::invalid_request(format!("endpoint '{}' is missing config '{key}'", endpoint.name))
+    ProviderError::invalid_request(format!(
+        "endpoint '{}' is missing config '{key}'",
+        endpoint.name
+    ))
 }
 
 /// A required field.
@@ -66,8 +73,18 @@ pub fn required(name: &str, label: &str, kind: FieldKind, help: &str) -> ConfigF
 }
 
 /// An optional field, with the value used when it is left unset.
-pub fn optional(name: &str, label: &str, kind: FieldKind, default: Option<&str>, help: &str) -> ConfigField {
-    ConfigField { required: false, default_value: default.map(str::to_string), ..required(name, label, kind, help) }
+pub fn optional(
+    name: &str,
+    label: &str,
+    kind: FieldKind,
+    default: Option<&str>,
+    help: &str,
+) -> ConfigField {
+    ConfigField {
+        required: false,
+        default_value: default.map(str::to_string),
+        ..required(name, label, kind, help)
+    }
 }
 
 /// An `enum` field choosing one of `options` (the first is the default).
@@ -88,7 +105,10 @@ mod tests {
         Endpoint {
             name: "prod-gpt".into(),
             model: "gpt-4o".into(),
-            config: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            config: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -104,24 +124,61 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        let ep = endpoint(&[("base_url", "https://proxy.example.com/v1/"), ("bad", "ftp://x"), ("sk", "sk-secret x")]);
-        assert_eq!(ep.base_url("base_url", None).unwrap(), "https://proxy.example.com/v1");
-        assert_eq!(ep.base_url("unset", Some("https://api.openai.com/v1")).unwrap(), "https://api.openai.com/v1");
+        let ep = endpoint(&[
+            ("base_url", "https://proxy.example.com/v1/"),
+            ("bad", "ftp://x"),
+            ("sk", "sk-secret x"),
+        ]);
+        assert_eq!(
+            ep.base_url("base_url", None).unwrap(),
+            "https://proxy.example.com/v1"
+        );
+        assert_eq!(
+            ep.base_url("unset", Some("https://api.openai.com/v1"))
+                .unwrap(),
+            "https://api.openai.com/v1"
+        );
         let err = ep.base_url("bad", None).unwrap_err();
-        assert_eq!(err.message, "config 'bad' of endpoint 'prod-gpt' must be an absolute http(s) URL");
-        assert!(!ep.base_url("sk", None).unwrap_err().message.contains("secret"));
-        assert!(ep.base_url("unset", None).unwrap_err().message.contains("missing config 'unset'"));
+        assert_eq!(
+            err.message,
+            "config 'bad' of endpoint 'prod-gpt' must be an absolute http(s) URL"
+        );
+        assert!(
+            !ep.base_url("sk", None)
+                .unwrap_err()
+                .message
+                .contains("secret")
+        );
+        assert!(
+            ep.base_url("unset", None)
+                .unwrap_err()
+                .message
+                .contains("missing config 'unset'")
+        );
         assert!(endpoint(&[("u", "http://")]).base_url("u", None).is_err());
-        assert!(endpoint(&[("u", "HTTP://localhost:8080")]).base_url("u", None).is_ok());
+        assert!(
+            endpoint(&[("u", "HTTP://localhost:8080")])
+                .base_url("u", None)
+                .is_ok()
+        );
     }
 
     #[test]
     fn field_builders() {
-        let f = optional("base_url", "Base URL", FieldKind::Url, Some("https://x"), "h");
+        let f = optional(
+            "base_url",
+            "Base URL",
+            FieldKind::Url,
+            Some("https://x"),
+            "h",
+        );
         assert!(!f.required);
         assert_eq!(f.default_value.as_deref(), Some("https://x"));
         let c = choice("region", "Region", &["us", "eu"], "h");
-        assert_eq!((c.kind, c.default_value.as_deref(), c.options.len()), (FieldKind::Enum, Some("us"), 2));
+        assert_eq!(
+            (c.kind, c.default_value.as_deref(), c.options.len()),
+            (FieldKind::Enum, Some("us"), 2)
+        );
         assert!(required("api_key", "API key", FieldKind::Secret, "h").required);
     }
 }

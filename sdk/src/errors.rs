@@ -22,7 +22,12 @@ pub fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
 /// message from the usual JSON error shapes (or the truncated body text),
 /// `Retry-After` honoured.
 pub fn from_response(response: &HttpResponse) -> ProviderError {
-    common::upstream_error(response.status, &response.headers, &response.body, crate::host::now_unix_ms())
+    common::upstream_error(
+        response.status,
+        &response.headers,
+        &response.body,
+        crate::host::now_unix_ms(),
+    )
 }
 
 /// The 400 for an operation this provider does not offer.
@@ -45,11 +50,17 @@ mod tests {
             body: br#"{"error": {"message": "slow down"}}"#.to_vec(),
         };
         let err = from_response(&response);
-        assert_eq!((err.kind, err.status, err.retry_after_ms), (ErrorKind::RateLimited, 429, Some(2000)));
+        assert_eq!(
+            (err.kind, err.status, err.retry_after_ms),
+            (ErrorKind::RateLimited, 429, Some(2000))
+        );
         assert_eq!(err.message, "slow down");
         assert_eq!(retry_after_ms(&response.headers), Some(2000));
         assert_eq!(kind_for_status(401), ErrorKind::Authentication);
-        let endpoint = Endpoint { name: "ep".into(), ..Default::default() };
+        let endpoint = Endpoint {
+            name: "ep".into(),
+            ..Default::default()
+        };
         let err = not_supported(&endpoint, "embeddings");
         assert_eq!((err.kind, err.status), (ErrorKind::InvalidRequest, 400));
         assert!(err.message.contains("'ep' does not support embeddings"));

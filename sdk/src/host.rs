@@ -106,7 +106,10 @@ mod imp {
     }
 
     pub fn http_fetch(request: &HttpRequest) -> Result<HttpResponse, String> {
-        Err(format!("http_fetch({} {}) is only available inside the Portico host", request.method, request.url))
+        Err(format!(
+            "http_fetch({} {}) is only available inside the Portico host",
+            request.method, request.url
+        ))
     }
 
     pub fn cache_get(key: &str) -> Option<Vec<u8>> {
@@ -126,7 +129,11 @@ mod imp {
 
     pub fn cache_set(key: &str, value: &[u8], ttl_ms: u64) {
         let expiry = system_now_ms().saturating_add(ttl_ms);
-        CACHE.with(|cache| cache.borrow_mut().insert(key.to_string(), (expiry, value.to_vec())));
+        CACHE.with(|cache| {
+            cache
+                .borrow_mut()
+                .insert(key.to_string(), (expiry, value.to_vec()))
+        });
     }
 }
 
@@ -142,8 +149,16 @@ mod tests {
         assert_eq!(cache_get("gone"), None);
         assert_eq!(cache_get("never"), None);
         assert!(now_unix_ms() > 1_600_000_000_000);
-        let request = HttpRequest { method: "GET".into(), url: "https://x.test/".into(), ..Default::default() };
-        assert!(http_fetch(&request).unwrap_err().contains("only available inside the Portico host"));
+        let request = HttpRequest {
+            method: "GET".into(),
+            url: "https://x.test/".into(),
+            ..Default::default()
+        };
+        assert!(
+            http_fetch(&request)
+                .unwrap_err()
+                .contains("only available inside the Portico host")
+        );
         log(Level::Info, "hello from a test");
     }
 }

@@ -86,7 +86,11 @@ impl RequestBuilder {
 pub fn join_url(base: &str, path: &str) -> String {
     let base = base.trim_end_matches('/');
     let path = path.trim_start_matches('/');
-    if path.is_empty() { base.to_string() } else { format!("{base}/{path}") }
+    if path.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}/{path}")
+    }
 }
 
 /// Percent-encodes a URL path segment or query value (everything but
@@ -108,8 +112,10 @@ pub fn with_query(url: &str, params: &[(&str, &str)]) -> String {
     if params.is_empty() {
         return url.to_string();
     }
-    let query: Vec<String> =
-        params.iter().map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v))).collect();
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+        .collect();
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}{}", query.join("&"))
 }
@@ -120,16 +126,28 @@ mod tests {
 
     #[test]
     fn joins_urls() {
-        assert_eq!(join_url("https://api.openai.com/v1", "/chat/completions"), "https://api.openai.com/v1/chat/completions");
-        assert_eq!(join_url("https://api.openai.com/v1//", "chat/completions"), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(
+            join_url("https://api.openai.com/v1", "/chat/completions"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            join_url("https://api.openai.com/v1//", "chat/completions"),
+            "https://api.openai.com/v1/chat/completions"
+        );
         assert_eq!(join_url("https://h/", ""), "https://h");
     }
 
     #[test]
     fn encodes_components_and_queries() {
         assert_eq!(encode_component("a b/c?d=é"), "a%20b%2Fc%3Fd%3D%C3%A9");
-        assert_eq!(with_query("https://h/p", &[("api-version", "2024-10-21")]), "https://h/p?api-version=2024-10-21");
-        assert_eq!(with_query("https://h/p?x=1", &[("a", "b c")]), "https://h/p?x=1&a=b%20c");
+        assert_eq!(
+            with_query("https://h/p", &[("api-version", "2024-10-21")]),
+            "https://h/p?api-version=2024-10-21"
+        );
+        assert_eq!(
+            with_query("https://h/p?x=1", &[("a", "b c")]),
+            "https://h/p?x=1&a=b%20c"
+        );
         assert_eq!(with_query("https://h/p", &[]), "https://h/p");
     }
 
@@ -142,7 +160,10 @@ mod tests {
             .body(b"raw".to_vec())
             .build();
         assert_eq!(request.method, "POST");
-        assert_eq!(request.headers, vec![("x-org".to_string(), "acme".to_string())]);
+        assert_eq!(
+            request.headers,
+            vec![("x-org".to_string(), "acme".to_string())]
+        );
         assert_eq!(request.body, b"raw");
     }
 }

@@ -10,7 +10,13 @@ use crate::http::RequestBuilder;
 
 /// A `POST` of `body` as JSON to `url` with `headers`.
 pub fn post_json(url: impl Into<String>, headers: &[(&str, &str)], body: &Value) -> HttpRequest {
-    headers.iter().fold(RequestBuilder::post(url), |builder, (name, value)| builder.header(*name, *value)).json(body).build()
+    headers
+        .iter()
+        .fold(RequestBuilder::post(url), |builder, (name, value)| {
+            builder.header(*name, *value)
+        })
+        .json(body)
+        .build()
 }
 
 /// Deserializes an upstream body; failures are upstream errors (502) that
@@ -40,7 +46,10 @@ mod tests {
         assert_eq!(request.method, "POST");
         assert_eq!(
             request.headers,
-            vec![("api-key".to_string(), "k".to_string()), ("content-type".to_string(), "application/json".to_string())]
+            vec![
+                ("api-key".to_string(), "k".to_string()),
+                ("content-type".to_string(), "application/json".to_string())
+            ]
         );
         assert_eq!(parse_value(&request.body).unwrap(), json!({"a": 1}));
         let err = parse::<Value>(b"<html>oops").unwrap_err();

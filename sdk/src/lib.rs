@@ -36,12 +36,17 @@
 pub mod catalog;
 pub mod config;
 pub mod errors;
+pub mod eventstream;
+pub mod gemini;
 pub mod host;
 pub mod http;
 pub mod json;
+pub mod jwt;
 pub mod ndjson;
 pub mod openai_compat;
+pub mod sigv4;
 pub mod sse;
+pub mod testing;
 
 mod bridge;
 
@@ -49,7 +54,9 @@ pub use portico_model as model;
 pub use portico_model::formats;
 
 use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse, ProviderInfo};
-use portico_model::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, StreamEvent};
+use portico_model::{
+    ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, StreamEvent,
+};
 
 /// A provider adapter. One value is created per plugin instance (with
 /// [`Provider::new`]) and shared by all calls; the host may run several
@@ -76,7 +83,11 @@ pub trait Provider: Sized + 'static {
 
     /// A complete upstream chat response (any status) as a neutral answer or
     /// a typed error.
-    fn parse_chat_response(&self, endpoint: &Endpoint, response: HttpResponse) -> Result<ChatResponse, ProviderError>;
+    fn parse_chat_response(
+        &self,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<ChatResponse, ProviderError>;
 
     /// The upstream request of an embeddings call. Default: unsupported.
     fn build_embeddings_request(
@@ -126,12 +137,13 @@ pub trait StreamDecoder: 'static {
 pub mod prelude {
     pub use crate::config::EndpointExt as _;
     pub use crate::model::plugin::{
-        Capabilities, ConfigField, Dialect, Endpoint, FieldKind, HttpRequest, HttpResponse, ModelInfo, Operation,
-        ProviderInfo,
+        Capabilities, ConfigField, Dialect, Endpoint, FieldKind, HttpRequest, HttpResponse,
+        ModelInfo, Operation, ProviderInfo,
     };
     pub use crate::model::{
-        ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, FinishReason,
-        ImageSource, Message, ProviderError, Role, SamplingParams, StreamEvent, Tool, ToolChoice, Usage,
+        ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
+        FinishReason, ImageSource, Message, ProviderError, Role, SamplingParams, StreamEvent, Tool,
+        ToolChoice, Usage,
     };
     pub use crate::{Provider, StreamDecoder, catalog, config, errors, host, http, json};
 }

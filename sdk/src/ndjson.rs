@@ -28,7 +28,10 @@ impl NdjsonDecoder {
             return Ok(Vec::new());
         };
         let complete: Vec<u8> = self.buffer.drain(..=scan_from + last_newline).collect();
-        complete.split(|b| *b == b'\n').filter_map(|line| parse_line(line).transpose()).collect()
+        complete
+            .split(|b| *b == b'\n')
+            .filter_map(|line| parse_line(line).transpose())
+            .collect()
     }
 
     /// Ends the stream: parses a final line without a trailing newline.
@@ -72,7 +75,10 @@ pub struct NdjsonStream<D> {
 
 impl<D: LineDecoder> NdjsonStream<D> {
     pub fn new(decoder: D) -> Self {
-        Self { lines: NdjsonDecoder::new(), decoder }
+        Self {
+            lines: NdjsonDecoder::new(),
+            decoder,
+        }
     }
 }
 

@@ -24,7 +24,10 @@
 
 use portico_model::formats::openai::{self, ChatBodyOptions, ChunkDecoder, MaxTokensField};
 use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse};
-use portico_model::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, StreamEvent};
+use portico_model::{
+    ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, StreamEvent,
+};
+use serde_json::Value;
 
 use crate::config::EndpointExt;
 use crate::errors;
@@ -36,6 +39,9 @@ use crate::sse::{EventDecoder, SseEvent, SseStream};
 pub enum Auth {
     /// `Authorization: Bearer <config[key]>`.
     Bearer { key: String },
+    /// `Authorization: Bearer <config[key]>` when the key is set, nothing
+    /// otherwise (self-hosted servers with optional keys).
+    BearerIfSet { key: String },
     /// `<name>: <config[key]>` (e.g. Azure's `api-key`).
     Header { name: String, key: String },
     /// No credential (local servers).
@@ -44,13 +50,29 @@ pub enum Auth {
 
 impl Auth {
     pub fn bearer(config_key: &str) -> Self {
-        Auth::Bearer { key: config_key.to_string() }
+        Auth::Bearer {
+            key: config_key.to_string(),
+        }
+    }
+
+    pub fn bearer_if_set(config_key: &str) -> Self {
+        Auth::BearerIfSet {
+            key: config_key.to_string(),
+        }
     }
 
     pub fn header(header_name: &str, config_key: &str) -> Self {
-        Auth::Header { name: header_name.to_string(), key: config_key.to_string() }
+        Auth::Header {
+            name: header_name.to_string(),
+            key: config_key.to_string(),
+        }
     }
 }
+
+/// An adjustment of a request body built by [`OpenAiCompat`], for upstreams
+/// that deviate from the OpenAI body in ways no option covers (renamed
+/// fields, other enum values). It runs last, on the complete body.
+pub type BodyHook = fn(&mut Value);
 
 /// A configured OpenAI-compatible upstream. Defaults: base URL from config
 /// `base_url` (required unless [`default_base_url`](Self::default_base_url)
@@ -61,13 +83,21 @@ impl Auth {
 pub struct OpenAiCompat {
     default_base_url: Option<String>,
     base_url_key: String,
+    fallback_base_url_key: Option<String>,
     chat_path: String,
     embeddings_path: String,
+    /// `{name}` placeholders of the paths filled from config keys.
+    path_params: Vec<(String, String)>,
     auth: Auth,
+    /// (config key, value, auth) overriding `auth` when the key has the value.
+    auth_choices: Vec<(String, String, Auth)>,
     headers: Vec<(String, String)>,
     config_headers: Vec<(String, String)>,
     query: Vec<(String, String, Option<String>)>,
     body: ChatBodyOptions,
+    model_in_body: bool,
+    chat_body_hook: Option<BodyHook>,
+    embeddings_body_hook: Option<BodyHook>,
 }
 
 impl Default for OpenAiCompat {
@@ -81,13 +111,19 @@ impl OpenAiCompat {
         Self {
             default_base_url: None,
             base_url_key: "base_url".into(),
+            fallback_base_url_key: None,
             chat_path: "/chat/completions".into(),
             embeddings_path: "/embeddings".into(),
+            path_params: Vec::new(),
             auth: Auth::bearer("api_key"),
+            auth_choices: Vec::new(),
             headers: Vec::new(),
             config_headers: Vec::new(),
             query: Vec::new(),
             body: ChatBodyOptions::default(),
+            model_in_body: true,
+            chat_body_hook: None,
+            embeddings_body_hook: None,
         }
     }
 
@@ -100,6 +136,15 @@ impl OpenAiCompat {
     /// Config key holding the base URL (default `base_url`).
     pub fn base_url_key(mut self, key: &str) -> Self {
         self.base_url_key = key.to_string();
+        self
+    }
+
+    /// Config key whose URL is the base when config
+    /// [`base_url_key`](Self::base_url_key) is unset (e.g. Azure's
+    /// `endpoint`, which an optional `base_url` overrides); it is then
+    /// required unless [`default_base_url`](Self::default_base_url) is set.
+    pub fn fallback_base_url_key(mut self, key: &str) -> Self {
+        self.fallback_base_url_key = Some(key.to_string());
         self
     }
 
@@ -117,8 +162,26 @@ impl OpenAiCompat {
         self
     }
 
+    /// Fills `{name}` in the paths with the (percent-encoded) value of
+    /// config `config_key`, which is then required (e.g. Azure's
+    /// `{deployment}`).
+    pub fn path_param_from_config(mut self, name: &str, config_key: &str) -> Self {
+        self.path_params
+            .push((name.to_string(), config_key.to_string()));
+        self
+    }
+
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// Uses `auth` instead of the default when config `config_key` equals
+    /// `value` (ASCII case-insensitive), e.g. Azure's Entra ID bearer
+    /// tokens instead of `api-key`.
+    pub fn auth_when(mut self, config_key: &str, value: &str, auth: Auth) -> Self {
+        self.auth_choices
+            .push((config_key.to_string(), value.to_string(), auth));
         self
     }
 
@@ -130,14 +193,24 @@ impl OpenAiCompat {
 
     /// A header sent when the endpoint sets config `config_key`.
     pub fn header_from_config(mut self, config_key: &str, header_name: &str) -> Self {
-        self.config_headers.push((config_key.to_string(), header_name.to_string()));
+        self.config_headers
+            .push((config_key.to_string(), header_name.to_string()));
         self
     }
 
     /// A query parameter from config `config_key`, or `default`; omitted
     /// when both are unset.
-    pub fn query_from_config(mut self, param: &str, config_key: &str, default: Option<&str>) -> Self {
-        self.query.push((param.to_string(), config_key.to_string(), default.map(str::to_string)));
+    pub fn query_from_config(
+        mut self,
+        param: &str,
+        config_key: &str,
+        default: Option<&str>,
+    ) -> Self {
+        self.query.push((
+            param.to_string(),
+            config_key.to_string(),
+            default.map(str::to_string),
+        ));
         self
     }
 
@@ -160,6 +233,25 @@ impl OpenAiCompat {
         self
     }
 
+    /// Whether request bodies carry `model` (default `true`); off for
+    /// upstreams that address the model by URL and reject the field.
+    pub fn model_in_body(mut self, enabled: bool) -> Self {
+        self.model_in_body = enabled;
+        self
+    }
+
+    /// A final adjustment of every chat body (see [`BodyHook`]).
+    pub fn chat_body_hook(mut self, hook: BodyHook) -> Self {
+        self.chat_body_hook = Some(hook);
+        self
+    }
+
+    /// A final adjustment of every embeddings body (see [`BodyHook`]).
+    pub fn embeddings_body_hook(mut self, hook: BodyHook) -> Self {
+        self.embeddings_body_hook = Some(hook);
+        self
+    }
+
     /// The request of a chat call (`request.model` empty means the
     /// endpoint's model).
     pub fn build_chat_request(
@@ -172,14 +264,26 @@ impl OpenAiCompat {
             request.model = endpoint.model.clone();
         }
         let url = self.url(endpoint, &self.chat_path, &request.model)?;
-        let body = openai::chat_request_body_with(&request, stream, &self.body);
-        let accept = if stream { "text/event-stream" } else { "application/json" };
-        Ok(self.request(endpoint, url)?.header("accept", accept).json(&body).build())
+        let mut body = openai::chat_request_body_with(&request, stream, &self.body);
+        self.finish_body(&mut body, self.chat_body_hook);
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        Ok(self
+            .request(endpoint, url)?
+            .header("accept", accept)
+            .json(&body)
+            .build())
     }
 
     /// A complete chat response: errors for non-2xx statuses, otherwise the
     /// parsed completion.
-    pub fn parse_chat_response(&self, response: &HttpResponse) -> Result<ChatResponse, ProviderError> {
+    pub fn parse_chat_response(
+        &self,
+        response: &HttpResponse,
+    ) -> Result<ChatResponse, ProviderError> {
         if !(200..300).contains(&response.status) {
             return Err(self.parse_error(response));
         }
@@ -196,15 +300,25 @@ impl OpenAiCompat {
             request.model = endpoint.model.clone();
         }
         if request.inputs.is_empty() {
-            return Err(ProviderError::invalid_request("embeddings need at least one input"));
+            return Err(ProviderError::invalid_request(
+                "embeddings need at least one input",
+            ));
         }
         let url = self.url(endpoint, &self.embeddings_path, &request.model)?;
-        let body = openai::embeddings_request_body(&request);
-        Ok(self.request(endpoint, url)?.header("accept", "application/json").json(&body).build())
+        let mut body = openai::embeddings_request_body(&request);
+        self.finish_body(&mut body, self.embeddings_body_hook);
+        Ok(self
+            .request(endpoint, url)?
+            .header("accept", "application/json")
+            .json(&body)
+            .build())
     }
 
     /// A complete embeddings response.
-    pub fn parse_embeddings_response(&self, response: &HttpResponse) -> Result<EmbeddingsResponse, ProviderError> {
+    pub fn parse_embeddings_response(
+        &self,
+        response: &HttpResponse,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
         if !(200..300).contains(&response.status) {
             return Err(self.parse_error(response));
         }
@@ -222,9 +336,31 @@ impl OpenAiCompat {
         ChatStreamDecoder::new(ChunkDecoder::new())
     }
 
+    fn finish_body(&self, body: &mut Value, hook: Option<BodyHook>) {
+        if !self.model_in_body
+            && let Some(object) = body.as_object_mut()
+        {
+            object.remove("model");
+        }
+        if let Some(hook) = hook {
+            hook(body);
+        }
+    }
+
     fn url(&self, endpoint: &Endpoint, path: &str, model: &str) -> Result<String, ProviderError> {
-        let base = endpoint.base_url(&self.base_url_key, self.default_base_url.as_deref())?;
-        let url = join_url(&base, &path.replace("{model}", &encode_component(model)));
+        let key = match &self.fallback_base_url_key {
+            Some(fallback) if endpoint.get(&self.base_url_key).is_none() => fallback,
+            _ => &self.base_url_key,
+        };
+        let base = endpoint.base_url(key, self.default_base_url.as_deref())?;
+        let mut path = path.replace("{model}", &encode_component(model));
+        for (name, key) in &self.path_params {
+            let placeholder = format!("{{{name}}}");
+            if path.contains(&placeholder) {
+                path = path.replace(&placeholder, &encode_component(endpoint.require(key)?));
+            }
+        }
+        let url = join_url(&base, &path);
         let mut params = Vec::new();
         for (param, key, default) in &self.query {
             if let Some(value) = endpoint.get(key).or(default.as_deref()) {
@@ -236,8 +372,21 @@ impl OpenAiCompat {
 
     fn request(&self, endpoint: &Endpoint, url: String) -> Result<RequestBuilder, ProviderError> {
         let mut builder = RequestBuilder::post(url);
-        builder = match &self.auth {
+        let auth = self
+            .auth_choices
+            .iter()
+            .find(|(key, value, _)| {
+                endpoint
+                    .get(key)
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
+            })
+            .map_or(&self.auth, |(_, _, auth)| auth);
+        builder = match auth {
             Auth::Bearer { key } => builder.bearer_auth(endpoint.require(key)?),
+            Auth::BearerIfSet { key } => match endpoint.get(key) {
+                Some(token) => builder.bearer_auth(token),
+                None => builder,
+            },
             Auth::Header { name, key } => builder.header(name.as_str(), endpoint.require(key)?),
             Auth::None => builder,
         };
@@ -249,6 +398,90 @@ impl OpenAiCompat {
         }
         Ok(builder)
     }
+}
+
+/// Implements every [`Provider`](crate::Provider) method except `new` and
+/// `info` by delegating to the [`OpenAiCompat`] in field `$field`; use it
+/// inside `impl Provider for …`, which must set
+/// `type StreamDecoder = ChatStreamDecoder;`.
+///
+/// ```
+/// use portico_sdk::openai_compat::{ChatStreamDecoder, OpenAiCompat};
+/// use portico_sdk::prelude::*;
+///
+/// struct Local {
+///     api: OpenAiCompat,
+/// }
+///
+/// impl Provider for Local {
+///     type StreamDecoder = ChatStreamDecoder;
+///
+///     fn new() -> Self {
+///         Local { api: OpenAiCompat::new().default_base_url("http://localhost:8000/v1") }
+///     }
+///
+///     fn info(&self) -> ProviderInfo {
+///         # unimplemented!()
+///         // ...
+///     }
+///
+///     portico_sdk::openai_compat_methods!(api);
+/// }
+/// ```
+#[macro_export]
+macro_rules! openai_compat_methods {
+    ($field:ident) => {
+        fn build_chat_request(
+            &self,
+            endpoint: &$crate::model::plugin::Endpoint,
+            request: $crate::model::ChatRequest,
+            stream: bool,
+        ) -> ::std::result::Result<$crate::model::plugin::HttpRequest, $crate::model::ProviderError>
+        {
+            self.$field.build_chat_request(endpoint, request, stream)
+        }
+
+        fn parse_chat_response(
+            &self,
+            _endpoint: &$crate::model::plugin::Endpoint,
+            response: $crate::model::plugin::HttpResponse,
+        ) -> ::std::result::Result<$crate::model::ChatResponse, $crate::model::ProviderError> {
+            self.$field.parse_chat_response(&response)
+        }
+
+        fn build_embeddings_request(
+            &self,
+            endpoint: &$crate::model::plugin::Endpoint,
+            request: $crate::model::EmbeddingsRequest,
+        ) -> ::std::result::Result<$crate::model::plugin::HttpRequest, $crate::model::ProviderError>
+        {
+            self.$field.build_embeddings_request(endpoint, request)
+        }
+
+        fn parse_embeddings_response(
+            &self,
+            _endpoint: &$crate::model::plugin::Endpoint,
+            response: $crate::model::plugin::HttpResponse,
+        ) -> ::std::result::Result<$crate::model::EmbeddingsResponse, $crate::model::ProviderError>
+        {
+            self.$field.parse_embeddings_response(&response)
+        }
+
+        fn parse_error(
+            &self,
+            _endpoint: &$crate::model::plugin::Endpoint,
+            response: &$crate::model::plugin::HttpResponse,
+        ) -> $crate::model::ProviderError {
+            self.$field.parse_error(response)
+        }
+
+        fn stream_decoder(
+            &self,
+            _endpoint: &$crate::model::plugin::Endpoint,
+        ) -> Self::StreamDecoder {
+            self.$field.stream_decoder()
+        }
+    };
 }
 
 /// Stream decoder of OpenAI-compatible chat streams: SSE framing plus
@@ -264,16 +497,66 @@ impl EventDecoder for ChunkDecoder {
                 .unwrap_or_else(|| "upstream stream reported an error".to_string());
             return Err(ProviderError::bad_upstream(message));
         }
-        ChunkDecoder::decode(self, &event.data)
+        match normalize_chunk(&event.data) {
+            Normalized::Skip => Ok(Vec::new()),
+            Normalized::Rewritten(data) => ChunkDecoder::decode(self, &data),
+            Normalized::AsIs => ChunkDecoder::decode(self, &event.data),
+        }
     }
 
     fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
         if self.is_done() || self.is_finished() {
             Ok(Vec::new())
         } else {
-            Err(ProviderError::bad_upstream("upstream stream ended before the answer was complete"))
+            Err(ProviderError::bad_upstream(
+                "upstream stream ended before the answer was complete",
+            ))
         }
     }
+}
+
+enum Normalized {
+    Skip,
+    Rewritten(String),
+    AsIs,
+}
+
+/// Provider extensions of the chunk format that the OpenAI decoder would
+/// misread. Only chunks naming them are parsed here (a handful per stream):
+/// - Azure OpenAI opens with a chunk of `prompt_filter_results`, empty
+///   `choices` and empty `id`/`model`; it carries no answer, and decoding
+///   it would start the stream with an empty id, so it is skipped.
+/// - Groq reports usage in `x_groq.usage` of the last chunk; it becomes
+///   the chunk's `usage` unless that is already set.
+fn normalize_chunk(data: &str) -> Normalized {
+    let azure_filter = data.contains("\"prompt_filter_results\"");
+    let groq = data.contains("\"x_groq\"");
+    if !azure_filter && !groq {
+        return Normalized::AsIs;
+    }
+    // Unreadable chunks are left to the decoder, which reports them.
+    let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
+        return Normalized::AsIs;
+    };
+    let has_usage = chunk.get("usage").is_some_and(Value::is_object);
+    let no_choices = chunk
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_none_or(|choices| choices.is_empty());
+    if azure_filter && no_choices && !has_usage {
+        return Normalized::Skip;
+    }
+    if !has_usage
+        && let Some(usage) = chunk
+            .get("x_groq")
+            .and_then(|x| x.get("usage"))
+            .filter(|u| u.is_object())
+            .cloned()
+    {
+        chunk.insert("usage".into(), usage);
+        return Normalized::Rewritten(Value::Object(chunk).to_string());
+    }
+    Normalized::AsIs
 }
 
 #[cfg(test)]
@@ -286,12 +569,19 @@ mod tests {
         Endpoint {
             name: "ep".into(),
             model: "my-model".into(),
-            config: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            config: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -303,14 +593,23 @@ mod tests {
             .header("x-fixed", "1")
             .max_tokens_field(MaxTokensField::MaxTokens)
             .stream_usage(false);
-        let ep = endpoint(&[("api_key", "k"), ("base_url", "https://r.openai.azure.com/")]);
+        let ep = endpoint(&[
+            ("api_key", "k"),
+            ("base_url", "https://r.openai.azure.com/"),
+        ]);
         let request = ChatRequest {
             messages: vec![Message::user("hi")],
-            params: portico_model::SamplingParams { max_tokens: Some(5), ..Default::default() },
+            params: portico_model::SamplingParams {
+                max_tokens: Some(5),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let http = azure.build_chat_request(&ep, request, true).unwrap();
-        assert_eq!(http.url, "https://r.openai.azure.com/openai/deployments/my-model/chat/completions?api-version=2024-10-21");
+        assert_eq!(
+            http.url,
+            "https://r.openai.azure.com/openai/deployments/my-model/chat/completions?api-version=2024-10-21"
+        );
         assert_eq!(header(&http, "api-key"), Some("k"));
         assert_eq!(header(&http, "authorization"), None);
         assert_eq!(header(&http, "x-fixed"), Some("1"));
@@ -321,8 +620,160 @@ mod tests {
         assert!(body.get("stream_options").is_none());
 
         // base_url is required without a default.
-        let err = azure.build_chat_request(&endpoint(&[("api_key", "k")]), ChatRequest::default(), false).unwrap_err();
+        let err = azure
+            .build_chat_request(
+                &endpoint(&[("api_key", "k")]),
+                ChatRequest::default(),
+                false,
+            )
+            .unwrap_err();
         assert_eq!(err.message, "endpoint 'ep' is missing config 'base_url'");
+    }
+
+    #[test]
+    fn config_driven_url_auth_and_body_options() {
+        fn rename_seed(body: &mut Value) {
+            if let Some(seed) = body.as_object_mut().and_then(|b| b.remove("seed")) {
+                body["random_seed"] = seed;
+            }
+        }
+        let compat = OpenAiCompat::new()
+            .base_url_key("base_url")
+            .fallback_base_url_key("endpoint")
+            .chat_path("/openai/deployments/{deployment}/chat/completions")
+            .embeddings_path("/serving-endpoints/{model}/invocations")
+            .path_param_from_config("deployment", "deployment")
+            .auth(Auth::header("api-key", "api_key"))
+            .auth_when("auth", "entra", Auth::bearer("api_key"))
+            .model_in_body(false)
+            .chat_body_hook(rename_seed)
+            .embeddings_body_hook(|body| {
+                if let Some(body) = body.as_object_mut() {
+                    body.remove("encoding_format");
+                }
+            });
+        let request = ChatRequest {
+            messages: vec![Message::user("hi")],
+            params: portico_model::SamplingParams {
+                seed: Some(7),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let ep = endpoint(&[
+            ("api_key", "k"),
+            ("endpoint", "https://r.openai.azure.com"),
+            ("deployment", "my dep"),
+        ]);
+        let http = compat
+            .build_chat_request(&ep, request.clone(), false)
+            .unwrap();
+        assert_eq!(
+            http.url,
+            "https://r.openai.azure.com/openai/deployments/my%20dep/chat/completions"
+        );
+        assert_eq!(header(&http, "api-key"), Some("k"));
+        let body: Value = serde_json::from_slice(&http.body).unwrap();
+        assert!(body.get("model").is_none());
+        assert!(body.get("seed").is_none());
+        assert_eq!(body["random_seed"], 7);
+
+        // base_url wins over the fallback key; the auth choice switches
+        // the credential header.
+        let ep = endpoint(&[
+            ("api_key", "tok"),
+            ("endpoint", "https://r.openai.azure.com"),
+            ("base_url", "http://127.0.0.1:9/proxy/"),
+            ("deployment", "d"),
+            ("auth", "Entra"),
+        ]);
+        let http = compat
+            .build_chat_request(&ep, request.clone(), true)
+            .unwrap();
+        assert_eq!(
+            http.url,
+            "http://127.0.0.1:9/proxy/openai/deployments/d/chat/completions"
+        );
+        assert_eq!(header(&http, "authorization"), Some("Bearer tok"));
+        assert_eq!(header(&http, "api-key"), None);
+
+        let embeddings = EmbeddingsRequest {
+            inputs: vec!["a".into()],
+            ..Default::default()
+        };
+        let http = compat.build_embeddings_request(&ep, embeddings).unwrap();
+        assert_eq!(
+            http.url,
+            "http://127.0.0.1:9/proxy/serving-endpoints/my-model/invocations"
+        );
+        let body: Value = serde_json::from_slice(&http.body).unwrap();
+        assert_eq!(body, serde_json::json!({"input": ["a"]}));
+
+        // Missing pieces are named, never shown.
+        let err = compat
+            .build_chat_request(&endpoint(&[("api_key", "k")]), request.clone(), false)
+            .unwrap_err();
+        assert_eq!(err.message, "endpoint 'ep' is missing config 'endpoint'");
+        let err = compat
+            .build_chat_request(
+                &endpoint(&[("api_key", "k"), ("endpoint", "https://r.example")]),
+                request,
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(err.message, "endpoint 'ep' is missing config 'deployment'");
+    }
+
+    #[test]
+    fn provider_chunk_extensions_are_normalized() {
+        let compat = OpenAiCompat::new();
+        let stream = concat!(
+            // Azure: the prompt-filter chunk comes first, with empty ids.
+            "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"}}}]}\n\n",
+            "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}],\"x_groq\":{\"id\":\"req_1\"}}\n\n",
+            // Groq: usage inside x_groq of the last chunk.
+            "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"content_filter\"}],\"x_groq\":{\"id\":\"req_1\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4,\"queue_time\":0.01}}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let mut decoder = compat.stream_decoder();
+        let mut events = decoder.push(stream.as_bytes()).unwrap();
+        events.extend(decoder.finish().unwrap());
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::Start {
+                    id: "c1".into(),
+                    model: "m".into()
+                },
+                StreamEvent::TextDelta { text: "hi".into() },
+                StreamEvent::Finish {
+                    reason: FinishReason::ContentFilter
+                },
+                StreamEvent::Usage {
+                    usage: portico_model::Usage {
+                        input_tokens: 3,
+                        output_tokens: 1,
+                        cached_input_tokens: None
+                    }
+                },
+            ]
+        );
+
+        // A top-level usage wins over x_groq's.
+        let mut decoder = compat.stream_decoder();
+        let events = decoder
+            .push(b"data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2},\"x_groq\":{\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}}\n\n")
+            .unwrap();
+        assert_eq!(
+            events.last(),
+            Some(&StreamEvent::Usage {
+                usage: portico_model::Usage {
+                    input_tokens: 9,
+                    output_tokens: 2,
+                    cached_input_tokens: None
+                }
+            })
+        );
     }
 
     #[test]
@@ -335,27 +786,54 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Upstream);
 
         let mut decoder = compat.stream_decoder();
-        decoder.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n").unwrap();
+        decoder
+            .push(
+                b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            )
+            .unwrap();
         assert_eq!(decoder.finish().unwrap(), vec![]);
 
         let mut decoder = compat.stream_decoder();
-        let err = decoder.push(b"event: error\ndata: {\"message\": \"boom\"}\n\n").unwrap_err();
+        let err = decoder
+            .push(b"event: error\ndata: {\"message\": \"boom\"}\n\n")
+            .unwrap_err();
         assert_eq!(err.message, "boom");
 
         let mut decoder = compat.stream_decoder();
-        let events = decoder.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}").unwrap();
+        let events = decoder
+            .push(b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}")
+            .unwrap();
         assert!(events.is_empty());
         let events = decoder.finish().unwrap();
-        assert_eq!(events.last(), Some(&StreamEvent::Finish { reason: FinishReason::Length }));
+        assert_eq!(
+            events.last(),
+            Some(&StreamEvent::Finish {
+                reason: FinishReason::Length
+            })
+        );
     }
 
     #[test]
     fn non_success_statuses_are_errors() {
         let compat = OpenAiCompat::new();
-        let response = HttpResponse { status: 302, headers: vec![], body: b"moved".to_vec() };
-        assert_eq!(compat.parse_chat_response(&response).unwrap_err().status, 502);
-        let response = HttpResponse { status: 400, headers: vec![], body: br#"{"error":{"message":"bad"}}"#.to_vec() };
+        let response = HttpResponse {
+            status: 302,
+            headers: vec![],
+            body: b"moved".to_vec(),
+        };
+        assert_eq!(
+            compat.parse_chat_response(&response).unwrap_err().status,
+            502
+        );
+        let response = HttpResponse {
+            status: 400,
+            headers: vec![],
+            body: br#"{"error":{"message":"bad"}}"#.to_vec(),
+        };
         let err = compat.parse_embeddings_response(&response).unwrap_err();
-        assert_eq!((err.kind, err.message.as_str()), (ErrorKind::InvalidRequest, "bad"));
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (ErrorKind::InvalidRequest, "bad")
+        );
     }
 }

@@ -150,7 +150,11 @@ impl SseDecoder {
         }
         self.has_data = false;
         events.push(SseEvent {
-            event: if event.is_empty() { "message".to_string() } else { event },
+            event: if event.is_empty() {
+                "message".to_string()
+            } else {
+                event
+            },
             data: std::mem::take(&mut self.data),
             id: self.last_id.clone(),
             retry,
@@ -179,7 +183,10 @@ pub struct SseStream<D> {
 
 impl<D: EventDecoder> SseStream<D> {
     pub fn new(decoder: D) -> Self {
-        Self { sse: SseDecoder::new(), decoder }
+        Self {
+            sse: SseDecoder::new(),
+            decoder,
+        }
     }
 
     /// The inner event decoder.
@@ -212,7 +219,12 @@ mod tests {
     use super::*;
 
     fn event(event: &str, data: &str, id: Option<&str>) -> SseEvent {
-        SseEvent { event: event.into(), data: data.into(), id: id.map(Into::into), retry: None }
+        SseEvent {
+            event: event.into(),
+            data: data.into(),
+            id: id.map(Into::into),
+            retry: None,
+        }
     }
 
     fn decode_whole(input: &[u8]) -> Vec<SseEvent> {
@@ -234,7 +246,10 @@ mod tests {
             assert_eq!(events, whole, "cut at {cut}");
         }
         let mut decoder = SseDecoder::new();
-        let mut events: Vec<SseEvent> = input.iter().flat_map(|b| decoder.push(std::slice::from_ref(b))).collect();
+        let mut events: Vec<SseEvent> = input
+            .iter()
+            .flat_map(|b| decoder.push(std::slice::from_ref(b)))
+            .collect();
         events.extend(decoder.finish());
         assert_eq!(events, whole, "byte by byte");
         whole
@@ -259,7 +274,12 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                SseEvent { event: "ping".into(), data: "first\nsecond\n".into(), id: Some("7".into()), retry: Some(3000) },
+                SseEvent {
+                    event: "ping".into(),
+                    data: "first\nsecond\n".into(),
+                    id: Some("7".into()),
+                    retry: Some(3000)
+                },
                 event("message", "next", Some("7")),
                 event("message", "{\"a\": \"é 😀\"}", Some("")),
             ]
@@ -269,17 +289,26 @@ mod tests {
     #[test]
     fn handles_crlf_and_cr_line_endings() {
         let crlf = assert_split_invariant(b"data: a\r\n\r\ndata: b\r\n\r\n");
-        assert_eq!(crlf, vec![event("message", "a", None), event("message", "b", None)]);
+        assert_eq!(
+            crlf,
+            vec![event("message", "a", None), event("message", "b", None)]
+        );
         let cr = assert_split_invariant(b"data: a\r\rdata: b\r\r");
         assert_eq!(cr, crlf);
         let mixed = assert_split_invariant(b"data: a\r\ndata: b\n\rdata: c\r\n\n");
-        assert_eq!(mixed, vec![event("message", "a\nb", None), event("message", "c", None)]);
+        assert_eq!(
+            mixed,
+            vec![event("message", "a\nb", None), event("message", "c", None)]
+        );
     }
 
     #[test]
     fn finish_flushes_an_unterminated_event() {
         let events = assert_split_invariant(b"data: one\n\ndata: tw");
-        assert_eq!(events, vec![event("message", "one", None), event("message", "tw", None)]);
+        assert_eq!(
+            events,
+            vec![event("message", "one", None), event("message", "tw", None)]
+        );
         let mut decoder = SseDecoder::new();
         assert_eq!(decoder.push(b"data: x\n"), vec![]);
         assert_eq!(decoder.finish(), vec![event("message", "x", None)]);

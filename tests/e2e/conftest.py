@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
 from fake_openai import FakeOpenAI
+from harness import PLUGINS_DIR, Gateway, _tail, free_port, launch_gateway, require_built  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
-BINARY = Path(os.environ.get("PORTICO_BIN", REPO / "target" / "release" / "portico"))
-# Overridable to run the suite against another build of the plugins.
-PLUGINS_DIR = Path(os.environ.get("PORTICO_E2E_PLUGINS_DIR", REPO / "plugins"))
-START_TIMEOUT = float(os.environ.get("PORTICO_E2E_START_TIMEOUT", "120"))
 
 # The upstream key lives only in the gateway's environment; the config file
 # references it as ${...}, which proves the substitution works.
@@ -37,33 +28,6 @@ UPSTREAM_DOWN = "e2e-upstream-down"
 CHAT_MODEL = "gpt-fake-mini"
 EMBED_MODEL = "text-embedding-fake"
 
-# Local sockets only: a proxy from the environment must not get in between.
-os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Gateway:
-    port: int
-    process: subprocess.Popen
-    log_path: Path
-    upstream_key: str
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def openai_base_url(self) -> str:
-        return f"{self.url}/gateway/openai/v1"
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="session")
@@ -107,71 +71,13 @@ def _tail(text: str, lines: int = 60) -> str:
 
 @pytest.fixture(scope="session")
 def gateway(fake_upstream: FakeOpenAI, upstream_key: str, tmp_path_factory) -> Gateway:
-    if not BINARY.is_file():
-        pytest.fail(f"gateway binary {BINARY} is missing: run `make build` (or scripts/build) first", pytrace=False)
-    if not (PLUGINS_DIR / "openai.wasm").is_file():
-        pytest.fail(
-            f"{PLUGINS_DIR / 'openai.wasm'} is missing: run `make plugins` (scripts/build-plugins) first",
-            pytrace=False,
-        )
-
+    require_built("openai")
     work = tmp_path_factory.mktemp("gateway")
     config = work / "portico.toml"
     write_config(config, fake_upstream, down_port=free_port())
-    log_path = work / "gateway.log"
-    port = free_port()
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTICO_")}
-    env[KEY_VAR] = upstream_key
-    env.setdefault("RUST_LOG", "info")
-    cmd = [
-        str(BINARY),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--plugins-dir",
-        str(PLUGINS_DIR),
-        "--config",
-        str(config),
-        "--data-dir",
-        str(work / "data"),
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    gw = Gateway(port=port, process=process, log_path=log_path, upstream_key=upstream_key)
-
-    deadline = time.monotonic() + START_TIMEOUT
-    last_error = "no attempt"
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"gateway exited with {process.returncode} during start-up: {' '.join(cmd)}\n"
-                    f"--- gateway stderr ---\n{_tail(gw.log_text())}",
-                    pytrace=False,
-                )
-            try:
-                r = requests.get(f"{gw.url}/healthz", timeout=2)
-                if r.status_code == 200:
-                    break
-                last_error = f"/healthz answered {r.status_code}"
-            except requests.RequestException as e:
-                last_error = str(e)
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"gateway not healthy after {START_TIMEOUT:.0f}s ({last_error}): {' '.join(cmd)}\n"
-                    f"--- gateway stderr ---\n{_tail(gw.log_text())}",
-                    pytrace=False,
-                )
-            time.sleep(0.2)
+    with launch_gateway(work, config, env={KEY_VAR: upstream_key}) as gw:
+        gw.upstream_key = upstream_key
         yield gw
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 @pytest.fixture(autouse=True)

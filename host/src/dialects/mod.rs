@@ -5,11 +5,21 @@
 //!
 //! [`Gateway`]: crate::routing::Gateway
 
+pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 
-use axum::body::Bytes;
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use portico_model::{ErrorKind, ProviderError};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use portico_model::{ErrorKind, ProviderError, StreamEvent};
+use serde_json::Value;
+
+use crate::routing::EventStream;
 
 /// A request body, or the dialect-neutral error for why it could not be
 /// read (too large: 413).
@@ -28,4 +38,63 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
+}
+
+/// One step of a translated stream, as a dialect renders it.
+pub enum StreamItem {
+    Event(StreamEvent),
+    /// The stream failed after it started; nothing follows.
+    Error(ProviderError),
+    /// The upstream stream ended normally.
+    End,
+}
+
+/// Streams `events` to the client as they arrive. `render` turns each step
+/// into the bytes of the dialect's framing (possibly none).
+pub fn stream_response(
+    events: EventStream,
+    content_type: &'static str,
+    mut render: impl FnMut(StreamItem) -> Vec<u8> + Send + 'static,
+) -> Response {
+    let frames = events
+        .map(|item| match item {
+            Ok(event) => StreamItem::Event(event),
+            Err(error) => {
+                tracing::warn!(status = error.status, error = %error.message, "stream failed mid-way");
+                StreamItem::Error(error)
+            }
+        })
+        .chain(futures::stream::once(async { StreamItem::End }))
+        .map(move |item| Ok::<_, Infallible>(Bytes::from(render(item))))
+        .filter(|frame| futures::future::ready(!matches!(frame, Ok(b) if b.is_empty())));
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Appends one server-sent event (`event:` line only when named).
+pub fn push_sse(out: &mut Vec<u8>, event: Option<&str>, data: &Value) {
+    if let Some(event) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    // Serializing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, data);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// A JSON error answer with the given status and `Retry-After` when known.
+pub fn json_error(status: u16, body: Value, retry_after_ms: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(value) =
+        retry_after_ms.and_then(|ms| HeaderValue::from_str(&ms.div_ceil(1000).to_string()).ok())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }

@@ -1,22 +1,20 @@
 //! The OpenAI dialect: `/gateway/openai/v1/...`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::StreamExt;
 use portico_model::ProviderError;
 use portico_model::formats::openai;
 use serde_json::{Value, json};
 
-use super::{body_or_error, unix_now};
+use super::{StreamItem, body_or_error, json_error, push_sse, stream_response, unix_now};
+use crate::routing::EventStream;
 use crate::routing::Gateway;
 
 pub fn router() -> Router<Arc<Gateway>> {
@@ -42,14 +40,20 @@ async fn chat_completions(
         match gateway.chat_stream(&client.endpoint, client.request).await {
             Ok(events) => {
                 let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-                let encoder = openai::ChunkEncoder::new(id, client.endpoint, created, client.include_usage);
+                let encoder =
+                    openai::ChunkEncoder::new(id, client.endpoint, created, client.include_usage);
                 sse_response(events, encoder)
             }
             Err(error) => error_response(&error),
         }
     } else {
         match gateway.chat(&client.endpoint, client.request).await {
-            Ok(response) => Json(openai::chat_completion_body(&response, &client.endpoint, created)).into_response(),
+            Ok(response) => Json(openai::chat_completion_body(
+                &response,
+                &client.endpoint,
+                created,
+            ))
+            .into_response(),
             Err(error) => error_response(&error),
         }
     }
@@ -58,53 +62,43 @@ async fn chat_completions(
 /// Renders neutral events as OpenAI `chat.completion.chunk` server-sent
 /// events, ending with `[DONE]`; a mid-stream failure becomes an `error`
 /// event (OpenAI's own convention), after which the stream ends.
-fn sse_response(events: crate::routing::EventStream, mut encoder: openai::ChunkEncoder) -> Response {
-    let frames = events
-        .map(Some)
-        .chain(futures::stream::once(async { None }))
-        .map(move |item| {
-            let mut out = Vec::new();
-            match item {
-                Some(Ok(event)) => {
-                    for chunk in encoder.encode(&event) {
-                        push_sse(&mut out, &chunk);
-                    }
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(status = error.status, error = %error.message, "stream failed mid-way");
-                    push_sse(&mut out, &openai::error_body(&error));
-                }
-                None => {
-                    for chunk in encoder.finish() {
-                        push_sse(&mut out, &chunk);
-                    }
-                    out.extend_from_slice(b"data: [DONE]\n\n");
+fn sse_response(events: EventStream, mut encoder: openai::ChunkEncoder) -> Response {
+    stream_response(events, "text/event-stream", move |item| {
+        let mut out = Vec::new();
+        match item {
+            StreamItem::Event(event) => {
+                for chunk in encoder.encode(&event) {
+                    push_sse(&mut out, None, &chunk);
                 }
             }
-            Ok::<_, Infallible>(Bytes::from(out))
-        })
-        .filter(|frame| futures::future::ready(!matches!(frame, Ok(b) if b.is_empty())));
-    let mut response = Response::new(Body::from_stream(frames));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+            StreamItem::Error(error) => push_sse(&mut out, None, &openai::error_body(&error)),
+            StreamItem::End => {
+                for chunk in encoder.finish() {
+                    push_sse(&mut out, None, &chunk);
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
+        }
+        out
+    })
 }
 
-fn push_sse(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Serializing a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
-}
-
-async fn embeddings(State(gateway): State<Arc<Gateway>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let client = match body_or_error(body).and_then(|body| openai::parse_embeddings_request(&body)) {
+async fn embeddings(
+    State(gateway): State<Arc<Gateway>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let client = match body_or_error(body).and_then(|body| openai::parse_embeddings_request(&body))
+    {
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
     match gateway.embeddings(&client.endpoint, client.request).await {
-        Ok(response) => Json(openai::embeddings_body(&response, &client.endpoint, client.base64)).into_response(),
+        Ok(response) => Json(openai::embeddings_body(
+            &response,
+            &client.endpoint,
+            client.base64,
+        ))
+        .into_response(),
         Err(error) => error_response(&error),
     }
 }
@@ -145,13 +139,9 @@ async fn not_found() -> Response {
 
 /// An error in OpenAI's shape and status, with `Retry-After` when known.
 pub fn error_response(error: &ProviderError) -> Response {
-    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = (status, Json(openai::error_body(error))).into_response();
-    if let Some(ms) = error.retry_after_ms {
-        let seconds = ms.div_ceil(1000).to_string();
-        if let Ok(value) = HeaderValue::from_str(&seconds) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-    }
-    response
+    json_error(
+        error.status,
+        openai::error_body(error),
+        error.retry_after_ms,
+    )
 }

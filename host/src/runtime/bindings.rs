@@ -53,7 +53,11 @@ impl WitVersion {
 
     /// Human list of supported packages, for error messages.
     pub(crate) fn supported() -> String {
-        Self::ALL.iter().map(|v| format!("gateway:provider@{}", v.as_str())).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|v| format!("gateway:provider@{}", v.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -77,7 +81,10 @@ impl Pre {
         })
     }
 
-    pub(crate) async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Bindings> {
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Bindings> {
         Ok(match self {
             Pre::V0_1_0(pre) => Bindings::V0_1_0(pre.instantiate_async(store).await?),
         })
@@ -94,7 +101,10 @@ pub(crate) enum Bindings {
 type Typed<T> = Result<T, ProviderError>;
 
 impl Bindings {
-    pub(crate) async fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<ProviderInfo> {
+    pub(crate) async fn describe(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<ProviderInfo> {
         match self {
             Bindings::V0_1_0(b) => {
                 let info = b.gateway_provider_provider().call_describe(store).await?;
@@ -113,9 +123,13 @@ impl Bindings {
         match self {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
-                let result =
-                    b.gateway_provider_provider().call_build_chat_request(store, &endpoint, request, stream).await?;
-                Ok(result.map(v1::http_request_from).map_err(v1::provider_error))
+                let result = b
+                    .gateway_provider_provider()
+                    .call_build_chat_request(store, &endpoint, request, stream)
+                    .await?;
+                Ok(result
+                    .map(v1::http_request_from)
+                    .map_err(v1::provider_error))
             }
         }
     }
@@ -130,8 +144,10 @@ impl Bindings {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
                 let response = v1::http_response_to(response);
-                let result =
-                    b.gateway_provider_provider().call_parse_chat_response(store, &endpoint, &response).await?;
+                let result = b
+                    .gateway_provider_provider()
+                    .call_parse_chat_response(store, &endpoint, &response)
+                    .await?;
                 Ok(result.map_err(v1::provider_error))
             }
         }
@@ -146,9 +162,13 @@ impl Bindings {
         match self {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
-                let result =
-                    b.gateway_provider_provider().call_build_embeddings_request(store, &endpoint, request).await?;
-                Ok(result.map(v1::http_request_from).map_err(v1::provider_error))
+                let result = b
+                    .gateway_provider_provider()
+                    .call_build_embeddings_request(store, &endpoint, request)
+                    .await?;
+                Ok(result
+                    .map(v1::http_request_from)
+                    .map_err(v1::provider_error))
             }
         }
     }
@@ -163,8 +183,10 @@ impl Bindings {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
                 let response = v1::http_response_to(response);
-                let result =
-                    b.gateway_provider_provider().call_parse_embeddings_response(store, &endpoint, &response).await?;
+                let result = b
+                    .gateway_provider_provider()
+                    .call_parse_embeddings_response(store, &endpoint, &response)
+                    .await?;
                 Ok(result.map_err(v1::provider_error))
             }
         }
@@ -180,7 +202,10 @@ impl Bindings {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
                 let response = v1::http_response_to(response);
-                let error = b.gateway_provider_provider().call_parse_error(store, &endpoint, &response).await?;
+                let error = b
+                    .gateway_provider_provider()
+                    .call_parse_error(store, &endpoint, &response)
+                    .await?;
                 Ok(v1::provider_error(error))
             }
         }
@@ -194,7 +219,10 @@ impl Bindings {
         match self {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
-                b.gateway_provider_provider().stream_decoder().call_constructor(store, &endpoint).await
+                b.gateway_provider_provider()
+                    .stream_decoder()
+                    .call_constructor(store, &endpoint)
+                    .await
             }
         }
     }
@@ -207,7 +235,11 @@ impl Bindings {
     ) -> wasmtime::Result<Typed<Vec<String>>> {
         match self {
             Bindings::V0_1_0(b) => {
-                let result = b.gateway_provider_provider().stream_decoder().call_push(store, decoder, chunk).await?;
+                let result = b
+                    .gateway_provider_provider()
+                    .stream_decoder()
+                    .call_push(store, decoder, chunk)
+                    .await?;
                 Ok(result.map_err(v1::provider_error))
             }
         }
@@ -220,7 +252,11 @@ impl Bindings {
     ) -> wasmtime::Result<Typed<Vec<String>>> {
         match self {
             Bindings::V0_1_0(b) => {
-                let result = b.gateway_provider_provider().stream_decoder().call_finish(store, decoder).await?;
+                let result = b
+                    .gateway_provider_provider()
+                    .stream_decoder()
+                    .call_finish(store, decoder)
+                    .await?;
                 Ok(result.map_err(v1::provider_error))
             }
         }
@@ -267,23 +303,36 @@ impl v0_1_0::gateway::provider::host::Host for HostState {
 
 /// Conversions between the 0.1.0 bindgen types and the model.
 mod v1 {
-    use super::*;
     use super::v0_1_0::gateway::provider::types as w;
+    use super::*;
 
     pub(super) fn endpoint(e: &Endpoint) -> w::Endpoint {
         w::Endpoint {
             name: e.name.clone(),
             model: e.model.clone(),
-            config: e.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            config: e
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
     pub(super) fn http_request_from(r: w::HttpRequest) -> HttpRequest {
-        HttpRequest { method: r.method, url: r.url, headers: r.headers, body: r.body }
+        HttpRequest {
+            method: r.method,
+            url: r.url,
+            headers: r.headers,
+            body: r.body,
+        }
     }
 
     pub(super) fn http_response_to(r: &HttpResponse) -> w::HttpResponse {
-        w::HttpResponse { status: r.status, headers: r.headers.clone(), body: r.body.clone() }
+        w::HttpResponse {
+            status: r.status,
+            headers: r.headers.clone(),
+            body: r.body.clone(),
+        }
     }
 
     pub(super) fn provider_error(e: w::ProviderError) -> ProviderError {
@@ -297,7 +346,12 @@ mod v1 {
             w::ErrorKind::Upstream => ErrorKind::Upstream,
             w::ErrorKind::Internal => ErrorKind::Internal,
         };
-        ProviderError { kind, status: e.status, message: e.message, retry_after_ms: e.retry_after_ms }
+        ProviderError {
+            kind,
+            status: e.status,
+            message: e.message,
+            retry_after_ms: e.retry_after_ms,
+        }
     }
 
     fn operation(o: w::Operation) -> Operation {

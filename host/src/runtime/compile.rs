@@ -65,7 +65,9 @@ pub(crate) fn compile(
     match read_entry(engine, &path) {
         Ok(Some(component)) => return Ok((component, CompileSource::Cache)),
         Ok(None) => {}
-        Err(reason) => tracing::warn!(path = %path.display(), %reason, "ignoring bad compiled-plugin cache entry"),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), %reason, "ignoring bad compiled-plugin cache entry")
+        }
     }
     let component = Component::new(engine, wasm)?;
     match write_entry(&component, dir, &path) {
@@ -96,7 +98,9 @@ fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>, String>
     // host wrote (the cache dir is the host's own, not user input), and the
     // engine hash in the file name, re-checked by wasmtime, covers
     // compatibility.
-    unsafe { Component::deserialize(engine, artifact) }.map(Some).map_err(|e| format!("{e:#}"))
+    unsafe { Component::deserialize(engine, artifact) }
+        .map(Some)
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn write_entry(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {

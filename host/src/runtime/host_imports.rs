@@ -52,13 +52,19 @@ impl HostRule {
         let url = Url::parse(&format!("http://{}", entry.trim())).ok()?;
         let host = url.host_str()?.to_ascii_lowercase();
         let plain = url.path() == "/" && url.query().is_none() && url.username().is_empty();
-        plain.then_some(HostRule { host, port: url.port() })
+        plain.then_some(HostRule {
+            host,
+            port: url.port(),
+        })
     }
 
     /// The origin of a `url` config value.
     fn from_url(value: &str) -> Option<Self> {
         let url = Url::parse(value.trim()).ok()?;
-        Some(HostRule { host: url.host_str()?.to_ascii_lowercase(), port: url.port_or_known_default() })
+        Some(HostRule {
+            host: url.host_str()?.to_ascii_lowercase(),
+            port: url.port_or_known_default(),
+        })
     }
 
     fn allows(&self, host: &str, port: Option<u16>) -> bool {
@@ -85,7 +91,11 @@ pub(crate) struct PluginCtx {
 impl PluginCtx {
     /// The context of an instance created to run `describe`: no identity,
     /// no cache, no egress.
-    pub(crate) fn loading(http: reqwest::Client, fetch_timeout: Duration, fetch_max_bytes: usize) -> Self {
+    pub(crate) fn loading(
+        http: reqwest::Client,
+        fetch_timeout: Duration,
+        fetch_max_bytes: usize,
+    ) -> Self {
         PluginCtx {
             id: String::new(),
             http,
@@ -101,13 +111,21 @@ impl PluginCtx {
     /// The context of a described plugin.
     pub(crate) fn described(&self, info: &ProviderInfo, kv: Arc<KvCache>) -> Self {
         let fields_of = |pred: fn(FieldKind) -> bool| {
-            info.config_fields.iter().filter(|f| pred(f.kind)).map(|f| f.name.clone()).collect()
+            info.config_fields
+                .iter()
+                .filter(|f| pred(f.kind))
+                .map(|f| f.name.clone())
+                .collect()
         };
         PluginCtx {
             id: info.id.clone(),
             http: self.http.clone(),
             kv: Some(kv),
-            egress: info.egress_hosts.iter().filter_map(|h| HostRule::from_egress(h)).collect(),
+            egress: info
+                .egress_hosts
+                .iter()
+                .filter_map(|h| HostRule::from_egress(h))
+                .collect(),
             url_fields: fields_of(|k| k == FieldKind::Url),
             plain_fields: fields_of(|k| !k.is_secret()),
             fetch_timeout: self.fetch_timeout,
@@ -140,21 +158,38 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: usize) -> Self {
-        MemoryLimiter { limit, exceeded: false, peak: 0 }
+        MemoryLimiter {
+            limit,
+            exceeded: false,
+            peak: 0,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit || maximum.is_some_and(|m| desired > m) {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
             self.exceeded = true;
+            return Ok(false);
+        }
+        if maximum.is_some_and(|m| desired > m) {
             return Ok(false);
         }
         self.peak = self.peak.max(desired);
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables hold function references; a million is far beyond any
         // real plugin and keeps a runaway guest from eating host memory.
         Ok(desired <= 1_000_000 && maximum.is_none_or(|m| desired <= m))
@@ -185,7 +220,10 @@ pub(crate) struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -275,12 +313,19 @@ impl HostState {
     }
 
     fn allowed(&self, host: &str, port: Option<u16>) -> bool {
-        self.call.allowed.iter().chain(&self.ctx.egress).any(|rule| rule.allows(host, port))
+        self.call
+            .allowed
+            .iter()
+            .chain(&self.ctx.egress)
+            .any(|rule| rule.allows(host, port))
     }
 
     /// Performs a plugin's HTTP request with the shared client, if its host
     /// is allowed. Errors are messages for the plugin (never secrets).
-    pub(crate) async fn http_fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+    pub(crate) async fn http_fetch(
+        &mut self,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, String> {
         let url = Url::parse(&request.url).map_err(|e| format!("invalid url: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("unsupported url scheme: {}", url.scheme()));
@@ -291,7 +336,9 @@ impl HostState {
             return Err(format!("host not allowed: {host}"));
         }
         if self.call.fetches_left == 0 {
-            return Err(format!("too many http-fetch calls (at most {MAX_FETCHES_PER_CALL} per call)"));
+            return Err(format!(
+                "too many http-fetch calls (at most {MAX_FETCHES_PER_CALL} per call)"
+            ));
         }
         self.call.fetches_left -= 1;
 
@@ -299,8 +346,10 @@ impl HostState {
             .map_err(|_| format!("invalid method: {}", request.method))?;
         let mut headers = HeaderMap::with_capacity(request.headers.len());
         for (name, value) in &request.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name: {name}"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name}"))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name: {name}"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("invalid value for header {name}"))?;
             headers.append(name, value);
         }
         let send = self
@@ -315,18 +364,31 @@ impl HostState {
         // The shared client may follow redirects; never hand the plugin a
         // body from a host it could not have asked for directly.
         let final_url = response.url();
-        let final_host = final_url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let final_host = final_url
+            .host_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if !self.allowed(&final_host, final_url.port_or_known_default()) {
-            return Err(format!("redirected to a host that is not allowed: {final_host}"));
+            return Err(format!(
+                "redirected to a host that is not allowed: {final_host}"
+            ));
         }
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let max = self.ctx.fetch_max_bytes;
-        if response.content_length().is_some_and(|len| len > max as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > max as u64)
+        {
             return Err(format!("response body exceeds {max} bytes"));
         }
         let mut body = Vec::new();
@@ -336,13 +398,21 @@ impl HostState {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn fetch_error(&self, error: reqwest::Error) -> String {
-        let what = if error.is_timeout() {
-            "timed out"
-        } else if error.is_connect() {
+        if error.is_timeout() {
+            return format!(
+                "http-fetch timed out after {} ms",
+                self.ctx.fetch_timeout.as_millis()
+            );
+        }
+        let what = if error.is_connect() {
             "connection failed"
         } else if error.is_body() || error.is_decode() {
             "reading the response failed"
@@ -420,7 +490,11 @@ impl StdoutStream for OutputTail {
 }
 
 impl tokio::io::AsyncWrite for OutputTail {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -42,7 +42,10 @@ impl Inner {
 
 impl KvCache {
     pub(crate) fn new(max_bytes: usize) -> Self {
-        KvCache { max_bytes, inner: Mutex::new(Inner::default()) }
+        KvCache {
+            max_bytes,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
@@ -61,7 +64,9 @@ impl KvCache {
     /// larger than a quarter of the cache is not stored. When full, expired
     /// entries go first, then those closest to expiry.
     pub(crate) fn set(&self, key: String, value: Vec<u8>, ttl_ms: u64) {
-        let Ok(mut inner) = self.inner.lock() else { return };
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
         inner.remove(&key);
         let size = key.len() + value.len();
         if ttl_ms == 0 || size > self.max_bytes / 4 {
@@ -69,7 +74,9 @@ impl KvCache {
         }
         let now = Instant::now();
         let ttl = Duration::from_millis(ttl_ms).min(MAX_TTL);
-        let Some(expires) = now.checked_add(ttl) else { return };
+        let Some(expires) = now.checked_add(ttl) else {
+            return;
+        };
         if inner.bytes + size > self.max_bytes {
             let before = inner.entries.len();
             inner.entries.retain(|_, e| e.expires > now);
@@ -78,7 +85,12 @@ impl KvCache {
             }
         }
         while inner.bytes + size > self.max_bytes {
-            let Some(victim) = inner.entries.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| k.clone()) else {
+            let Some(victim) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.expires)
+                .map(|(k, _)| k.clone())
+            else {
                 break;
             };
             inner.remove(&victim);
@@ -125,6 +137,9 @@ mod tests {
         assert!(kv.get("big").is_none());
         let inner = kv.inner.lock().unwrap();
         assert!(inner.bytes <= 100);
-        assert_eq!(inner.bytes, inner.entries.iter().map(|(k, e)| e.size(k)).sum::<usize>());
+        assert_eq!(
+            inner.bytes,
+            inner.entries.iter().map(|(k, e)| e.size(k)).sum::<usize>()
+        );
     }
 }

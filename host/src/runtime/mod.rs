@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portico_model::error::{ErrorKind, ProviderError};
 use portico_model::plugin::{Endpoint, FieldKind, HttpRequest, HttpResponse, ProviderInfo};
-use portico_model::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, StreamEvent};
+use portico_model::{
+    ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, StreamEvent,
+};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceAny};
@@ -107,7 +109,9 @@ impl PluginError {
     pub fn into_provider_error(self) -> ProviderError {
         match self {
             PluginError::Provider(error) => error,
-            fault @ PluginError::Fault { .. } => ProviderError::new(ErrorKind::Upstream, fault.to_string()),
+            fault @ PluginError::Fault { .. } => {
+                ProviderError::new(ErrorKind::Upstream, fault.to_string())
+            }
         }
     }
 
@@ -140,11 +144,16 @@ impl PluginRuntime {
         let mut linker = Linker::new(&engine);
         bindings::add_to_linker(&mut linker)?;
         if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("cannot create plugin cache dir {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create plugin cache dir {}: {e}", dir.display())
+            })?;
         }
         spawn_epoch_ticker(&engine)?;
-        let call_ticks = config.call_time_limit.as_millis().div_ceil(TICK.as_millis()).max(1) as u64;
+        let call_ticks = config
+            .call_time_limit
+            .as_millis()
+            .div_ceil(TICK.as_millis())
+            .max(1) as u64;
         Ok(Arc::new(PluginRuntime {
             engine_hash: compile::engine_hash(&engine),
             engine,
@@ -162,13 +171,21 @@ impl PluginRuntime {
 
     /// The cache file a plugin with this SHA-256 compiles to.
     pub fn cache_file(&self, sha256: &str) -> Option<PathBuf> {
-        self.config.cache_dir.as_deref().map(|dir| compile::entry_path(dir, sha256, &self.engine_hash))
+        self.config
+            .cache_dir
+            .as_deref()
+            .map(|dir| compile::entry_path(dir, sha256, &self.engine_hash))
     }
 
     /// Compiles (or loads from cache), checks the WIT version, instantiates,
     /// calls `describe` and validates the answer.
     pub async fn load_file(self: &Arc<Self>, path: &Path) -> Result<Arc<Plugin>, LoadError> {
-        let bytes = tokio::fs::read(path).await.map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         check_component_header(&bytes)?;
         let runtime = self.clone();
         let (sha256, compiled) = tokio::task::spawn_blocking(move || {
@@ -184,10 +201,14 @@ impl PluginRuntime {
         })
         .await
         .map_err(|e| LoadError::Compile(format!("compilation task failed: {e}")))?;
-        let (component, compile_source) = compiled.map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let (component, compile_source) =
+            compiled.map_err(|e| LoadError::Compile(format!("{e:#}")))?;
 
         let version = self.pick_version(&component)?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = Pre::new(version, instance_pre).map_err(|e| {
             LoadError::IncompatibleWit(format!(
                 "component's {} does not match this host's definition: {e:#}",
@@ -200,11 +221,20 @@ impl PluginRuntime {
             self.config.http_fetch_timeout,
             self.config.http_fetch_max_bytes,
         ));
-        let mut instance = self.instantiate(&pre, loading.clone()).await.map_err(LoadError::Describe)?;
+        let mut instance = self
+            .instantiate(&pre, loading.clone())
+            .await
+            .map_err(LoadError::Describe)?;
         instance.begin(None, self.call_ticks);
         let info = match instance.bindings.describe(&mut instance.store).await {
             Ok(info) => info,
-            Err(error) => return Err(LoadError::Describe(fault_message(&self.config, instance.store.data(), &error))),
+            Err(error) => {
+                return Err(LoadError::Describe(fault_message(
+                    &self.config,
+                    instance.store.data(),
+                    &error,
+                )));
+            }
         };
         validate(&info).map_err(LoadError::InvalidInfo)?;
 
@@ -227,11 +257,21 @@ impl PluginRuntime {
     /// The newest supported contract version the component exports.
     fn pick_version(&self, component: &Component) -> Result<WitVersion, LoadError> {
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        if let Some(version) = WitVersion::ALL.iter().find(|v| exports.iter().any(|e| e == v.export_name())) {
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if let Some(version) = WitVersion::ALL
+            .iter()
+            .find(|v| exports.iter().any(|e| e == v.export_name()))
+        {
             return Ok(*version);
         }
-        let found = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
+        let found = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
         Err(LoadError::IncompatibleWit(format!(
             "component exports {found}; this host supports {}",
             WitVersion::supported()
@@ -240,11 +280,16 @@ impl PluginRuntime {
 
     fn kv_for(&self, id: &str) -> Arc<KvCache> {
         let mut kv = self.kv.lock().unwrap_or_else(|e| e.into_inner());
-        kv.entry(id.to_string()).or_insert_with(|| Arc::new(KvCache::new(self.config.plugin_cache_max_bytes))).clone()
+        kv.entry(id.to_string())
+            .or_insert_with(|| Arc::new(KvCache::new(self.config.plugin_cache_max_bytes)))
+            .clone()
     }
 
     fn new_store(&self, ctx: Arc<PluginCtx>) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, HostState::new(ctx, self.config.memory_limit_bytes));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(ctx, self.config.memory_limit_bytes),
+        );
         store.limiter(|state| &mut state.limiter);
         // Called once per epoch tick while wasm runs (never while a host
         // import is awaited), so counting calls counts CPU time. Yielding
@@ -256,7 +301,10 @@ impl PluginRuntime {
                 return Ok(UpdateDeadline::Interrupt);
             }
             call.ticks_left -= 1;
-            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         });
         store
     }
@@ -268,7 +316,10 @@ impl PluginRuntime {
         store.set_epoch_deadline(1);
         match pre.instantiate(&mut store).await {
             Ok(bindings) => Ok(Instance { store, bindings }),
-            Err(error) => Err(format!("instantiation failed: {}", fault_message(&self.config, store.data(), &error))),
+            Err(error) => Err(format!(
+                "instantiation failed: {}",
+                fault_message(&self.config, store.data(), &error)
+            )),
         }
     }
 }
@@ -276,15 +327,17 @@ impl PluginRuntime {
 /// Advances the engine epoch every [`TICK`] until the engine is dropped.
 fn spawn_epoch_ticker(engine: &Engine) -> anyhow::Result<()> {
     let weak = engine.weak();
-    std::thread::Builder::new().name("portico-epoch".into()).spawn(move || {
-        loop {
-            std::thread::sleep(TICK);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => break,
+    std::thread::Builder::new()
+        .name("portico-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
@@ -308,13 +361,18 @@ fn validate(info: &ProviderInfo) -> Result<(), String> {
     let id_ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            })
     };
     if info.id.is_empty() {
         return Err("empty id".into());
     }
     if !id_ok(&info.id) {
-        return Err(format!("id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'", info.id));
+        return Err(format!(
+            "id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+            info.id
+        ));
     }
     if info.display_name.trim().is_empty() {
         return Err(format!("'{}': empty display name", info.id));
@@ -331,11 +389,17 @@ fn validate(info: &ProviderInfo) -> Result<(), String> {
             return Err(format!("'{}': config field with an empty name", info.id));
         }
         if !names.insert(field.name.as_str()) {
-            return Err(format!("'{}': config field '{}' declared twice", info.id, field.name));
+            return Err(format!(
+                "'{}': config field '{}' declared twice",
+                info.id, field.name
+            ));
         }
         if field.kind == FieldKind::Enum {
             if field.options.is_empty() {
-                return Err(format!("'{}': enum config field '{}' has no options", info.id, field.name));
+                return Err(format!(
+                    "'{}': enum config field '{}' has no options",
+                    info.id, field.name
+                ));
             }
             if let Some(default) = &field.default_value
                 && !field.options.contains(default)
@@ -349,7 +413,10 @@ fn validate(info: &ProviderInfo) -> Result<(), String> {
     }
     for host in &info.egress_hosts {
         if !host_imports::valid_egress_host(host) {
-            return Err(format!("'{}': invalid egress host '{host}' (expected host or host:port)", info.id));
+            return Err(format!(
+                "'{}': invalid egress host '{host}' (expected host or host:port)",
+                info.id
+            ));
         }
     }
     let mut models = std::collections::HashSet::new();
@@ -368,18 +435,31 @@ fn validate(info: &ProviderInfo) -> Result<(), String> {
 /// contain anything).
 fn fault_message(config: &RuntimeConfig, state: &HostState, error: &wasmtime::Error) -> String {
     if state.call.cpu_exceeded {
-        format!("exceeded its CPU time limit ({} ms)", config.call_time_limit.as_millis())
+        format!(
+            "exceeded its CPU time limit ({} ms)",
+            config.call_time_limit.as_millis()
+        )
     } else if state.limiter.exceeded {
-        format!("exceeded its memory limit ({} MiB)", config.memory_limit_bytes >> 20)
+        format!(
+            "exceeded its memory limit ({} MiB)",
+            config.memory_limit_bytes >> 20
+        )
     } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        format!("trapped: {trap}")
+        // Trap's Display starts with "wasm trap: ".
+        format!(
+            "trapped: {}",
+            trap.to_string().trim_start_matches("wasm trap: ")
+        )
     } else {
         format!("{error:#}")
     }
 }
 
 pub(crate) fn unix_ms_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A store with an instantiated component, reusable across calls.
@@ -453,8 +533,12 @@ impl Plugin {
     ) -> Result<HttpRequest, PluginError> {
         let json = to_json(request)?;
         let mut instance = self.checkout(Some(endpoint)).await?;
-        let result = instance.bindings.build_chat_request(&mut instance.store, endpoint, &json, stream).await;
-        self.settle(instance, "build-chat-request", result)?.map_err(PluginError::Provider)
+        let result = instance
+            .bindings
+            .build_chat_request(&mut instance.store, endpoint, &json, stream)
+            .await;
+        self.settle(instance, "build-chat-request", result)?
+            .map_err(PluginError::Provider)
     }
 
     pub async fn parse_chat_response(
@@ -463,7 +547,10 @@ impl Plugin {
         response: HttpResponse,
     ) -> Result<ChatResponse, PluginError> {
         let mut instance = self.checkout(Some(endpoint)).await?;
-        let result = instance.bindings.parse_chat_response(&mut instance.store, endpoint, &response).await;
+        let result = instance
+            .bindings
+            .parse_chat_response(&mut instance.store, endpoint, &response)
+            .await;
         self.settle_json(instance, "parse-chat-response", result)
     }
 
@@ -474,8 +561,12 @@ impl Plugin {
     ) -> Result<HttpRequest, PluginError> {
         let json = to_json(request)?;
         let mut instance = self.checkout(Some(endpoint)).await?;
-        let result = instance.bindings.build_embeddings_request(&mut instance.store, endpoint, &json).await;
-        self.settle(instance, "build-embeddings-request", result)?.map_err(PluginError::Provider)
+        let result = instance
+            .bindings
+            .build_embeddings_request(&mut instance.store, endpoint, &json)
+            .await;
+        self.settle(instance, "build-embeddings-request", result)?
+            .map_err(PluginError::Provider)
     }
 
     pub async fn parse_embeddings_response(
@@ -484,23 +575,44 @@ impl Plugin {
         response: HttpResponse,
     ) -> Result<EmbeddingsResponse, PluginError> {
         let mut instance = self.checkout(Some(endpoint)).await?;
-        let result = instance.bindings.parse_embeddings_response(&mut instance.store, endpoint, &response).await;
+        let result = instance
+            .bindings
+            .parse_embeddings_response(&mut instance.store, endpoint, &response)
+            .await;
         self.settle_json(instance, "parse-embeddings-response", result)
     }
 
-    pub async fn parse_error(&self, endpoint: &Endpoint, response: HttpResponse) -> Result<ProviderError, PluginError> {
+    pub async fn parse_error(
+        &self,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<ProviderError, PluginError> {
         let mut instance = self.checkout(Some(endpoint)).await?;
-        let result = instance.bindings.parse_error(&mut instance.store, endpoint, &response).await;
+        let result = instance
+            .bindings
+            .parse_error(&mut instance.store, endpoint, &response)
+            .await;
         self.settle(instance, "parse-error", result)
     }
 
     /// A decoder for one streaming response body, on its own instance.
-    pub async fn stream_decoder(self: &Arc<Self>, endpoint: &Endpoint) -> Result<StreamDecoder, PluginError> {
+    pub async fn stream_decoder(
+        self: &Arc<Self>,
+        endpoint: &Endpoint,
+    ) -> Result<StreamDecoder, PluginError> {
         let mut instance = self.checkout(Some(endpoint)).await?;
-        match instance.bindings.decoder_new(&mut instance.store, endpoint).await {
+        match instance
+            .bindings
+            .decoder_new(&mut instance.store, endpoint)
+            .await
+        {
             Ok(resource) => Ok(StreamDecoder {
                 plugin: self.clone(),
-                active: Some(ActiveDecoder { instance, resource, busy: false }),
+                active: Some(ActiveDecoder {
+                    instance,
+                    resource,
+                    busy: false,
+                }),
             }),
             Err(error) => Err(self.fault(&instance, "stream-decoder", &error)),
         }
@@ -533,7 +645,12 @@ impl Plugin {
     }
 
     /// Pools the instance after a clean call, or reports the fault.
-    fn settle<T>(&self, instance: Instance, operation: &str, result: wasmtime::Result<T>) -> Result<T, PluginError> {
+    fn settle<T>(
+        &self,
+        instance: Instance,
+        operation: &str,
+        result: wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
         match result {
             Ok(value) => {
                 self.checkin(instance);
@@ -581,19 +698,28 @@ impl Plugin {
             plugin_output = %output,
             "plugin call failed; instance discarded"
         );
-        PluginError::Fault { plugin: self.info.id.clone(), message }
+        PluginError::Fault {
+            plugin: self.info.id.clone(),
+            message,
+        }
     }
 
     fn bad_output(&self, operation: &str, error: &serde_json::Error) -> PluginError {
         let message = format!("returned invalid JSON from {operation}: {error}");
         tracing::warn!(plugin = %self.info.id, version = %self.info.version, operation, error = %message, "plugin call failed; instance discarded");
-        PluginError::Fault { plugin: self.info.id.clone(), message }
+        PluginError::Fault {
+            plugin: self.info.id.clone(),
+            message,
+        }
     }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, PluginError> {
-    serde_json::to_string(value)
-        .map_err(|e| PluginError::Provider(ProviderError::internal(format!("cannot encode request: {e}"))))
+    serde_json::to_string(value).map_err(|e| {
+        PluginError::Provider(ProviderError::internal(format!(
+            "cannot encode request: {e}"
+        )))
+    })
 }
 
 /// Decodes one stream on a dedicated instance. Holds its [`Plugin`], so the
@@ -624,7 +750,11 @@ impl StreamDecoder {
         let active = self.active()?;
         active.busy = true;
         active.instance.rebudget(ticks);
-        let result = active.instance.bindings.decoder_push(&mut active.instance.store, active.resource, chunk).await;
+        let result = active
+            .instance
+            .bindings
+            .decoder_push(&mut active.instance.store, active.resource, chunk)
+            .await;
         active.busy = false;
         self.events("stream-decoder.push", result)
     }
@@ -636,7 +766,11 @@ impl StreamDecoder {
         let active = self.active()?;
         active.busy = true;
         active.instance.rebudget(ticks);
-        let result = active.instance.bindings.decoder_finish(&mut active.instance.store, active.resource).await;
+        let result = active
+            .instance
+            .bindings
+            .decoder_finish(&mut active.instance.store, active.resource)
+            .await;
         active.busy = false;
         let events = self.events("stream-decoder.finish", result);
         if let Some(active) = self.active.take() {
@@ -659,7 +793,11 @@ impl StreamDecoder {
     ) -> Result<Vec<StreamEvent>, PluginError> {
         let fault = match result {
             Ok(Ok(jsons)) => {
-                match jsons.iter().map(|j| serde_json::from_str(j)).collect::<Result<Vec<StreamEvent>, _>>() {
+                match jsons
+                    .iter()
+                    .map(|j| serde_json::from_str(j))
+                    .collect::<Result<Vec<StreamEvent>, _>>()
+                {
                     Ok(events) => return Ok(events),
                     Err(e) => self.plugin.bad_output(operation, &e),
                 }
@@ -667,7 +805,11 @@ impl StreamDecoder {
             Ok(Err(error)) => return Err(PluginError::Provider(error)),
             Err(error) => match &self.active {
                 Some(active) => self.plugin.fault(&active.instance, operation, &error),
-                None => return Err(PluginError::Provider(ProviderError::internal("stream decoder closed"))),
+                None => {
+                    return Err(PluginError::Provider(ProviderError::internal(
+                        "stream decoder closed",
+                    )));
+                }
             },
         };
         // Discard the instance: a faulted decoder cannot be trusted again.
@@ -680,7 +822,11 @@ impl ActiveDecoder {
     /// Runs the guest destructor and pools the instance if all went well.
     async fn close(mut self, plugin: &Plugin) {
         self.instance.rebudget(plugin.runtime.call_ticks);
-        match self.resource.resource_drop_async(&mut self.instance.store).await {
+        match self
+            .resource
+            .resource_drop_async(&mut self.instance.store)
+            .await
+        {
             Ok(()) => plugin.checkin(self.instance),
             Err(error) => {
                 plugin.fault(&self.instance, "stream-decoder.drop", &error);
@@ -694,7 +840,9 @@ impl Drop for StreamDecoder {
         // A stream abandoned midway (client gone): close the decoder in the
         // background so its instance can be reused. One caught mid-call is
         // simply dropped with its store.
-        let Some(active) = self.active.take() else { return };
+        let Some(active) = self.active.take() else {
+            return;
+        };
         if active.busy {
             return;
         }
@@ -711,23 +859,41 @@ mod tests {
 
     #[test]
     fn header_check() {
-        assert!(matches!(check_component_header(b""), Err(LoadError::NotComponent(""))));
-        assert!(matches!(check_component_header(b"hello world"), Err(LoadError::NotComponent(""))));
+        assert!(matches!(
+            check_component_header(b""),
+            Err(LoadError::NotComponent(""))
+        ));
+        assert!(matches!(
+            check_component_header(b"hello world"),
+            Err(LoadError::NotComponent(""))
+        ));
         let module = b"\0asm\x01\0\0\0";
         let err = check_component_header(module).unwrap_err().to_string();
-        assert!(err.starts_with("not a WebAssembly component (it is a core module"), "{err}");
+        assert!(
+            err.starts_with("not a WebAssembly component (it is a core module"),
+            "{err}"
+        );
         assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 
     #[test]
     fn fault_maps_to_502() {
-        let fault = PluginError::Fault { plugin: "openai".into(), message: "exceeded its CPU time limit (1000 ms)".into() };
+        let fault = PluginError::Fault {
+            plugin: "openai".into(),
+            message: "exceeded its CPU time limit (1000 ms)".into(),
+        };
         let error = fault.into_provider_error();
         assert_eq!(error.kind, ErrorKind::Upstream);
         assert_eq!(error.status, 502);
-        assert_eq!(error.message, "provider plugin 'openai' failed: exceeded its CPU time limit (1000 ms)");
+        assert_eq!(
+            error.message,
+            "provider plugin 'openai' failed: exceeded its CPU time limit (1000 ms)"
+        );
         let typed = ProviderError::new(ErrorKind::RateLimited, "slow down");
-        assert_eq!(PluginError::Provider(typed.clone()).into_provider_error(), typed);
+        assert_eq!(
+            PluginError::Provider(typed.clone()).into_provider_error(),
+            typed
+        );
     }
 
     fn info() -> ProviderInfo {
@@ -757,10 +923,19 @@ mod tests {
         check(|i| i.display_name.clear(), "empty display name");
         check(|i| i.version.clear(), "empty version");
         check(|i| i.operations.clear(), "no operations");
-        check(|i| i.config_fields[1].name = "api_key".into(), "declared twice");
+        check(
+            |i| i.config_fields[1].name = "api_key".into(),
+            "declared twice",
+        );
         check(|i| i.config_fields[1].options.clear(), "has no options");
-        check(|i| i.config_fields[1].default_value = Some("c".into()), "not one of its options");
-        check(|i| i.egress_hosts.push("https://x.example.com/path".into()), "invalid egress host");
+        check(
+            |i| i.config_fields[1].default_value = Some("c".into()),
+            "not one of its options",
+        );
+        check(
+            |i| i.egress_hosts.push("https://x.example.com/path".into()),
+            "invalid egress host",
+        );
         check(|i| i.models.push(i.models[0].clone()), "listed twice");
     }
 }

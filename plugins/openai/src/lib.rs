@@ -39,8 +39,13 @@ impl Provider for OpenAi {
             id: "openai".into(),
             display_name: "OpenAI".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "OpenAI Chat Completions and Embeddings (GPT-5, GPT-4.1, GPT-4o, o-series)".into(),
-            operations: vec![Operation::Chat, Operation::ChatStream, Operation::Embeddings],
+            description:
+                "OpenAI Chat Completions and Embeddings (GPT-5, GPT-4.1, GPT-4o, o-series)".into(),
+            operations: vec![
+                Operation::Chat,
+                Operation::ChatStream,
+                Operation::Embeddings,
+            ],
             native_dialect: Some(Dialect::Openai),
             config_fields: vec![
                 config::required(
@@ -71,47 +76,14 @@ impl Provider for OpenAi {
                     "Sent as OpenAI-Project, to bill usage to a specific project.",
                 ),
             ],
-            egress_hosts: vec!["api.openai.com".into()],
+            // No host.http_fetch calls: the plugin needs no egress.
+            egress_hosts: Vec::new(),
             models: catalog::load(MODELS),
         }
     }
 
-    fn build_chat_request(
-        &self,
-        endpoint: &Endpoint,
-        request: ChatRequest,
-        stream: bool,
-    ) -> Result<HttpRequest, ProviderError> {
-        self.api.build_chat_request(endpoint, request, stream)
-    }
-
-    fn parse_chat_response(&self, _endpoint: &Endpoint, response: HttpResponse) -> Result<ChatResponse, ProviderError> {
-        self.api.parse_chat_response(&response)
-    }
-
-    fn build_embeddings_request(
-        &self,
-        endpoint: &Endpoint,
-        request: EmbeddingsRequest,
-    ) -> Result<HttpRequest, ProviderError> {
-        self.api.build_embeddings_request(endpoint, request)
-    }
-
-    fn parse_embeddings_response(
-        &self,
-        _endpoint: &Endpoint,
-        response: HttpResponse,
-    ) -> Result<EmbeddingsResponse, ProviderError> {
-        self.api.parse_embeddings_response(&response)
-    }
-
-    fn parse_error(&self, _endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
-        self.api.parse_error(response)
-    }
-
-    fn stream_decoder(&self, _endpoint: &Endpoint) -> Self::StreamDecoder {
-        self.api.stream_decoder()
-    }
+    // Chat, streaming, embeddings and errors: the shared OpenAI flow.
+    portico_sdk::openai_compat_methods!(api);
 }
 
 portico_sdk::export_provider!(OpenAi);
@@ -125,12 +97,19 @@ mod tests {
         Endpoint {
             name: "gpt".into(),
             model: "gpt-4o-mini".into(),
-            config: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            config: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     fn body(request: &HttpRequest) -> Value {
@@ -153,8 +132,11 @@ mod tests {
         assert_eq!(info.native_dialect, Some(Dialect::Openai));
         assert!(info.supports(Operation::Chat) && info.supports(Operation::ChatStream));
         assert!(info.supports(Operation::Embeddings));
-        let fields: Vec<(&str, FieldKind, bool)> =
-            info.config_fields.iter().map(|f| (f.name.as_str(), f.kind, f.required)).collect();
+        let fields: Vec<(&str, FieldKind, bool)> = info
+            .config_fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.kind, f.required))
+            .collect();
         assert_eq!(
             fields,
             vec![
@@ -164,7 +146,10 @@ mod tests {
                 ("project", FieldKind::String, false),
             ]
         );
-        assert_eq!(info.config_fields[1].default_value.as_deref(), Some(DEFAULT_BASE_URL));
+        assert_eq!(
+            info.config_fields[1].default_value.as_deref(),
+            Some(DEFAULT_BASE_URL)
+        );
     }
 
     #[test]
@@ -183,19 +168,36 @@ mod tests {
             "text-embedding-3-small",
             "text-embedding-3-large",
         ] {
-            assert!(models.iter().any(|m| m.id == id), "{id} missing from models.toml");
+            assert!(
+                models.iter().any(|m| m.id == id),
+                "{id} missing from models.toml"
+            );
         }
-        let small = models.iter().find(|m| m.id == "text-embedding-3-small").unwrap();
+        let small = models
+            .iter()
+            .find(|m| m.id == "text-embedding-3-small")
+            .unwrap();
         assert_eq!(small.embedding_dimensions, Some(1536));
-        let large = models.iter().find(|m| m.id == "text-embedding-3-large").unwrap();
+        let large = models
+            .iter()
+            .find(|m| m.id == "text-embedding-3-large")
+            .unwrap();
         assert_eq!(large.embedding_dimensions, Some(3072));
         for model in &models {
             if model.capabilities.embeddings {
                 assert_eq!(model.max_output_tokens, 0, "{}", model.id);
             } else {
                 assert!(model.capabilities.tools, "{}", model.id);
-                assert!(model.max_output_tokens > 0 && model.max_output_tokens < model.context_window, "{}", model.id);
-                assert!(model.output_price_per_mtok >= model.input_price_per_mtok, "{}", model.id);
+                assert!(
+                    model.max_output_tokens > 0 && model.max_output_tokens < model.context_window,
+                    "{}",
+                    model.id
+                );
+                assert!(
+                    model.output_price_per_mtok >= model.input_price_per_mtok,
+                    "{}",
+                    model.id
+                );
             }
         }
     }
@@ -203,14 +205,22 @@ mod tests {
     #[test]
     fn builds_chat_request() {
         let provider = OpenAi::new();
-        let ep = endpoint(&[("api_key", "sk-test"), ("organization", "org-1"), ("project", "")]);
+        let ep = endpoint(&[
+            ("api_key", "sk-test"),
+            ("organization", "org-1"),
+            ("project", ""),
+        ]);
         let request = ChatRequest {
             system: Some("Be brief.".into()),
             messages: vec![Message {
                 role: Role::User,
                 content: vec![
                     ContentPart::text("What is in this image?"),
-                    ContentPart::Image { source: ImageSource::Url { url: "https://example.com/a.png".into() } },
+                    ContentPart::Image {
+                        source: ImageSource::Url {
+                            url: "https://example.com/a.png".into(),
+                        },
+                    },
                 ],
             }],
             tools: vec![Tool {
@@ -218,10 +228,16 @@ mod tests {
                 description: None,
                 parameters: json!({"type": "object", "properties": {"q": {"type": "string"}}}),
             }],
-            params: SamplingParams { max_tokens: Some(300), temperature: Some(0.0), ..Default::default() },
+            params: SamplingParams {
+                max_tokens: Some(300),
+                temperature: Some(0.0),
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let http = provider.build_chat_request(&ep, request.clone(), false).unwrap();
+        let http = provider
+            .build_chat_request(&ep, request.clone(), false)
+            .unwrap();
         assert_eq!(http.method, "POST");
         assert_eq!(http.url, "https://api.openai.com/v1/chat/completions");
         assert_eq!(header(&http, "authorization"), Some("Bearer sk-test"));
@@ -249,11 +265,19 @@ mod tests {
             })
         );
 
-        let proxied = endpoint(&[("api_key", "sk-test"), ("base_url", "https://proxy.internal/openai/v1/")]);
+        let proxied = endpoint(&[
+            ("api_key", "sk-test"),
+            ("base_url", "https://proxy.internal/openai/v1/"),
+        ]);
         let mut request = request;
         request.model = "gpt-4.1".into();
-        let http = provider.build_chat_request(&proxied, request, true).unwrap();
-        assert_eq!(http.url, "https://proxy.internal/openai/v1/chat/completions");
+        let http = provider
+            .build_chat_request(&proxied, request, true)
+            .unwrap();
+        assert_eq!(
+            http.url,
+            "https://proxy.internal/openai/v1/chat/completions"
+        );
         assert_eq!(header(&http, "accept"), Some("text/event-stream"));
         let body = body(&http);
         assert_eq!(body["model"], "gpt-4.1");
@@ -264,11 +288,15 @@ mod tests {
     #[test]
     fn config_problems_are_clear_and_secret_free() {
         let provider = OpenAi::new();
-        let err = provider.build_chat_request(&endpoint(&[]), ChatRequest::default(), false).unwrap_err();
+        let err = provider
+            .build_chat_request(&endpoint(&[]), ChatRequest::default(), false)
+            .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::InvalidRequest, 400));
         assert_eq!(err.message, "endpoint 'gpt' is missing config 'api_key'");
         let bad_url = endpoint(&[("api_key", "sk-secret"), ("base_url", "api.openai.com")]);
-        let err = provider.build_chat_request(&bad_url, ChatRequest::default(), false).unwrap_err();
+        let err = provider
+            .build_chat_request(&bad_url, ChatRequest::default(), false)
+            .unwrap_err();
         assert!(err.message.contains("base_url") && !err.message.contains("sk-secret"));
     }
 
@@ -294,13 +322,25 @@ mod tests {
             },
             "service_tier": "default"
         }"#;
-        let parsed = provider.parse_chat_response(&ep, response(200, body)).unwrap();
+        let parsed = provider
+            .parse_chat_response(&ep, response(200, body))
+            .unwrap();
         assert_eq!(parsed.id, "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT");
         assert_eq!(parsed.model, "gpt-4o-mini-2024-07-18");
         assert_eq!(parsed.text(), "Hello! How can I assist you today?");
         assert_eq!(parsed.finish_reason, FinishReason::Stop);
-        assert_eq!(parsed.usage, Usage { input_tokens: 19, output_tokens: 10, cached_input_tokens: Some(0) });
-        assert_eq!(parsed.raw.as_ref().and_then(|r| r.get("service_tier")), Some(&json!("default")));
+        assert_eq!(
+            parsed.usage,
+            Usage {
+                input_tokens: 19,
+                output_tokens: 10,
+                cached_input_tokens: Some(0)
+            }
+        );
+        assert_eq!(
+            parsed.raw.as_ref().and_then(|r| r.get("service_tier")),
+            Some(&json!("default"))
+        );
     }
 
     #[test]
@@ -319,28 +359,55 @@ mod tests {
             404,
             r#"{"error": {"message": "The model `gpt-9` does not exist or you do not have access to it.", "type": "invalid_request_error", "param": null, "code": "model_not_found"}}"#,
         );
-        assert_eq!(provider.parse_chat_response(&ep, not_found).unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            provider
+                .parse_chat_response(&ep, not_found)
+                .unwrap_err()
+                .kind,
+            ErrorKind::NotFound
+        );
 
         let mut limited = response(
             429,
             r#"{"error": {"message": "Rate limit reached for gpt-4o-mini", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}"#,
         );
         limited.headers.push(("retry-after".into(), "3".into()));
-        limited.headers.push(("retry-after-ms".into(), "2500".into()));
+        limited
+            .headers
+            .push(("retry-after-ms".into(), "2500".into()));
         let err = provider.parse_error(&ep, &limited);
-        assert_eq!((err.kind, err.status, err.retry_after_ms), (ErrorKind::RateLimited, 429, Some(2500)));
+        assert_eq!(
+            (err.kind, err.status, err.retry_after_ms),
+            (ErrorKind::RateLimited, 429, Some(2500))
+        );
 
-        let unavailable = HttpResponse { status: 503, headers: vec![], body: b"upstream connect error".to_vec() };
+        let unavailable = HttpResponse {
+            status: 503,
+            headers: vec![],
+            body: b"upstream connect error".to_vec(),
+        };
         let err = provider.parse_error(&ep, &unavailable);
         assert_eq!((err.kind, err.status), (ErrorKind::Overloaded, 503));
-        assert_eq!(err.message, "upstream returned HTTP 503: upstream connect error");
+        assert_eq!(
+            err.message,
+            "upstream returned HTTP 503: upstream connect error"
+        );
 
-        let broken = response(500, r#"{"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}"#);
+        let broken = response(
+            500,
+            r#"{"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}"#,
+        );
         let err = provider.parse_embeddings_response(&ep, broken).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 500));
 
         let garbage = response(200, "<html>proxy login</html>");
-        assert_eq!(provider.parse_chat_response(&ep, garbage).unwrap_err().status, 502);
+        assert_eq!(
+            provider
+                .parse_chat_response(&ep, garbage)
+                .unwrap_err()
+                .status,
+            502
+        );
     }
 
     #[test]
@@ -348,7 +415,11 @@ mod tests {
         let provider = OpenAi::new();
         let mut ep = endpoint(&[("api_key", "sk-e"), ("project", "proj_1")]);
         ep.model = "text-embedding-3-small".into();
-        let request = EmbeddingsRequest { inputs: vec!["hello".into(), "world".into()], dimensions: Some(256), ..Default::default() };
+        let request = EmbeddingsRequest {
+            inputs: vec!["hello".into(), "world".into()],
+            dimensions: Some(256),
+            ..Default::default()
+        };
         let http = provider.build_embeddings_request(&ep, request).unwrap();
         assert_eq!(http.url, "https://api.openai.com/v1/embeddings");
         assert_eq!(header(&http, "authorization"), Some("Bearer sk-e"));
@@ -361,8 +432,16 @@ mod tests {
             {"object": "embedding", "index": 0, "embedding": [0.0023064255, -0.009327292]},
             {"object": "embedding", "index": 1, "embedding": [-0.0028842222, 0.011136869]}
         ], "model": "text-embedding-3-small", "usage": {"prompt_tokens": 2, "total_tokens": 2}}"#;
-        let parsed = provider.parse_embeddings_response(&ep, response(200, upstream)).unwrap();
-        assert_eq!(parsed.embeddings, vec![vec![0.0023064255f32, -0.009327292], vec![-0.0028842222, 0.011136869]]);
+        let parsed = provider
+            .parse_embeddings_response(&ep, response(200, upstream))
+            .unwrap();
+        assert_eq!(
+            parsed.embeddings,
+            vec![
+                vec![0.0023064255f32, -0.009327292],
+                vec![-0.0028842222, 0.011136869]
+            ]
+        );
         assert_eq!(parsed.usage.input_tokens, 2);
     }
 
@@ -383,14 +462,41 @@ mod tests {
 
     fn expected_stream_events() -> Vec<StreamEvent> {
         vec![
-            StreamEvent::Start { id: "chatcmpl-1".into(), model: "gpt-4o-mini-2024-07-18".into() },
-            StreamEvent::TextDelta { text: "Héllo 👋".into() },
-            StreamEvent::ToolCallStart { index: 0, id: "call_A".into(), name: "get_weather".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "{\"city\": \"Zürich\"}".into() },
-            StreamEvent::ToolCallStart { index: 1, id: "call_B".into(), name: "get_time".into() },
-            StreamEvent::ToolCallDelta { index: 1, arguments: "{}".into() },
-            StreamEvent::Finish { reason: FinishReason::ToolCalls },
-            StreamEvent::Usage { usage: Usage { input_tokens: 80, output_tokens: 40, cached_input_tokens: Some(64) } },
+            StreamEvent::Start {
+                id: "chatcmpl-1".into(),
+                model: "gpt-4o-mini-2024-07-18".into(),
+            },
+            StreamEvent::TextDelta {
+                text: "Héllo 👋".into(),
+            },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_A".into(),
+                name: "get_weather".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"city\": \"Zürich\"}".into(),
+            },
+            StreamEvent::ToolCallStart {
+                index: 1,
+                id: "call_B".into(),
+                name: "get_time".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 1,
+                arguments: "{}".into(),
+            },
+            StreamEvent::Finish {
+                reason: FinishReason::ToolCalls,
+            },
+            StreamEvent::Usage {
+                usage: Usage {
+                    input_tokens: 80,
+                    output_tokens: 40,
+                    cached_input_tokens: Some(64),
+                },
+            },
         ]
     }
 
@@ -421,7 +527,10 @@ mod tests {
         let provider = OpenAi::new();
         let ep = endpoint(&[("api_key", "k")]);
         // Cut after the tool-call chunks, before finish_reason and [DONE].
-        let cut = STREAM.find("\"finish_reason\":\"tool_calls\"").and_then(|i| STREAM[..i].rfind("data:")).unwrap();
+        let cut = STREAM
+            .find("\"finish_reason\":\"tool_calls\"")
+            .and_then(|i| STREAM[..i].rfind("data:"))
+            .unwrap();
         let mut decoder = provider.stream_decoder(&ep);
         decoder.push(&STREAM.as_bytes()[..cut]).unwrap();
         assert_eq!(decoder.finish().unwrap_err().kind, ErrorKind::Upstream);
@@ -434,6 +543,9 @@ mod tests {
         let err = decoder
             .push(b"data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n")
             .unwrap_err();
-        assert_eq!((err.kind, err.message.as_str()), (ErrorKind::Upstream, "The server had an error"));
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (ErrorKind::Upstream, "The server had an error")
+        );
     }
 }

@@ -59,7 +59,12 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, status: kind.default_status(), message: message.into(), retry_after_ms: None }
+        Self {
+            kind,
+            status: kind.default_status(),
+            message: message.into(),
+            retry_after_ms: None,
+        }
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
@@ -75,8 +80,39 @@ impl ProviderError {
         Self::new(ErrorKind::Internal, message)
     }
 
-    /// An upstream error response: the kind follows the status, which is kept.
-    pub fn from_upstream(status: u16, message: impl Into<String>, retry_after_ms: Option<u64>) -> Self {
-        Self { kind: ErrorKind::from_status(status), status, message: message.into(), retry_after_ms }
+    /// An upstream error response: the kind follows the status. Client
+    /// errors and overload keep their status; an upstream failure (other
+    /// 5xx) is this gateway's bad gateway, 502.
+    pub fn from_upstream(
+        status: u16,
+        message: impl Into<String>,
+        retry_after_ms: Option<u64>,
+    ) -> Self {
+        Self::upstream_with_kind(
+            ErrorKind::from_status(status),
+            status,
+            message,
+            retry_after_ms,
+        )
+    }
+
+    /// An upstream error whose kind the provider's error body names.
+    pub fn upstream_with_kind(
+        kind: ErrorKind,
+        status: u16,
+        message: impl Into<String>,
+        retry_after_ms: Option<u64>,
+    ) -> Self {
+        let status = if kind == ErrorKind::Upstream {
+            502
+        } else {
+            status
+        };
+        Self {
+            kind,
+            status,
+            message: message.into(),
+            retry_after_ms,
+        }
     }
 }

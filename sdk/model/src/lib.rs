@@ -92,12 +92,18 @@ pub struct Message {
 impl Message {
     /// A user turn with one text part.
     pub fn user(text: impl Into<String>) -> Self {
-        Self { role: Role::User, content: vec![ContentPart::text(text)] }
+        Self {
+            role: Role::User,
+            content: vec![ContentPart::text(text)],
+        }
     }
 
     /// An assistant turn with one text part.
     pub fn assistant(text: impl Into<String>) -> Self {
-        Self { role: Role::Assistant, content: vec![ContentPart::text(text)] }
+        Self {
+            role: Role::Assistant,
+            content: vec![ContentPart::text(text)],
+        }
     }
 
     /// All text parts of this turn, concatenated.
@@ -169,12 +175,18 @@ impl ImageSource {
     /// Parses `data:<mime>;base64,<data>` URLs into `Base64`, anything
     /// else into `Url`.
     pub fn from_url(url: &str) -> Self {
-        if let Some(rest) = url.strip_prefix("data:") {
-            if let Some((mime, data)) = rest.split_once(";base64,") {
-                return ImageSource::Base64 { media_type: mime.to_string(), data: data.to_string() };
-            }
+        if let Some((mime, data)) = url
+            .strip_prefix("data:")
+            .and_then(|rest| rest.split_once(";base64,"))
+        {
+            return ImageSource::Base64 {
+                media_type: mime.to_string(),
+                data: data.to_string(),
+            };
         }
-        ImageSource::Url { url: url.to_string() }
+        ImageSource::Url {
+            url: url.to_string(),
+        }
     }
 
     /// The image as a URL (`data:` URL for inline bytes).
@@ -209,7 +221,9 @@ pub enum ToolChoice {
     /// The model must call some tool.
     Required,
     /// The model must call this tool.
-    Tool { name: String },
+    Tool {
+        name: String,
+    },
 }
 
 /// Why generation stopped.

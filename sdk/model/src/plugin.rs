@@ -138,7 +138,10 @@ pub struct Endpoint {
 impl Endpoint {
     /// A config value, treating empty strings as unset.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.config.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.config
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -162,6 +165,9 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }

@@ -1,10 +1,13 @@
 //! Tests of the OpenAI wire format, both directions.
 
 use portico_model::formats::common;
-use portico_model::formats::openai::{self, ChatBodyOptions, ChunkDecoder, ChunkEncoder, MaxTokensField};
+use portico_model::formats::openai::{
+    self, ChatBodyOptions, ChunkDecoder, ChunkEncoder, MaxTokensField,
+};
 use portico_model::{
-    ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, FinishReason, ImageSource,
-    Message, ProviderError, Role, SamplingParams, StreamEvent, Tool, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
+    FinishReason, ImageSource, Message, ProviderError, Role, SamplingParams, StreamEvent, Tool,
+    ToolChoice, Usage,
 };
 use serde_json::{Value, json};
 
@@ -74,10 +77,17 @@ fn parses_system_params_and_extra_fields() {
     .unwrap();
     assert!(parsed.stream && parsed.include_usage);
     let request = parsed.request;
-    assert_eq!(request.system.as_deref(), Some("Be brief.\n\nAnswer in French."));
+    assert_eq!(
+        request.system.as_deref(),
+        Some("Be brief.\n\nAnswer in French.")
+    );
     assert_eq!(
         request.messages,
-        vec![Message::user("Hi"), Message::assistant("Salut"), Message::user("Again")]
+        vec![
+            Message::user("Hi"),
+            Message::assistant("Salut"),
+            Message::user("Again")
+        ]
     );
     assert_eq!(
         request.params,
@@ -92,10 +102,21 @@ fn parses_system_params_and_extra_fields() {
             frequency_penalty: Some(-0.5),
         }
     );
-    assert_eq!(request.response_format, Some(json!({"type": "json_object"})));
+    assert_eq!(
+        request.response_format,
+        Some(json!({"type": "json_object"}))
+    );
     let mut extra_keys: Vec<&str> = request.extra.keys().map(String::as_str).collect();
     extra_keys.sort_unstable();
-    assert_eq!(extra_keys, vec!["logprobs", "parallel_tool_calls", "reasoning_effort", "user"]);
+    assert_eq!(
+        extra_keys,
+        vec![
+            "logprobs",
+            "parallel_tool_calls",
+            "reasoning_effort",
+            "user"
+        ]
+    );
 }
 
 #[test]
@@ -113,9 +134,16 @@ fn parses_images_including_data_urls() {
         parsed.request.messages[0].content,
         vec![
             ContentPart::text("What is this?"),
-            ContentPart::Image { source: ImageSource::Url { url: "https://example.com/cat.png".into() } },
             ContentPart::Image {
-                source: ImageSource::Base64 { media_type: "image/png".into(), data: "iVBORw0KGgo=".into() }
+                source: ImageSource::Url {
+                    url: "https://example.com/cat.png".into()
+                }
+            },
+            ContentPart::Image {
+                source: ImageSource::Base64 {
+                    media_type: "image/png".into(),
+                    data: "iVBORw0KGgo=".into()
+                }
             },
         ]
     );
@@ -145,9 +173,20 @@ fn parses_tools_and_tool_turns() {
     let request = parsed.request;
     assert_eq!(request.tools.len(), 2);
     assert_eq!(request.tools[0].name, "get_weather");
-    assert_eq!(request.tools[0].description.as_deref(), Some("Current weather"));
-    assert_eq!(request.tools[1].parameters, json!({"type": "object", "properties": {}}));
-    assert_eq!(request.tool_choice, Some(ToolChoice::Tool { name: "get_weather".into() }));
+    assert_eq!(
+        request.tools[0].description.as_deref(),
+        Some("Current weather")
+    );
+    assert_eq!(
+        request.tools[1].parameters,
+        json!({"type": "object", "properties": {}})
+    );
+    assert_eq!(
+        request.tool_choice,
+        Some(ToolChoice::Tool {
+            name: "get_weather".into()
+        })
+    );
     assert_eq!(request.messages.len(), 3);
     assert_eq!(
         request.messages[1].content,
@@ -157,7 +196,11 @@ fn parses_tools_and_tool_turns() {
                 name: "get_weather".into(),
                 arguments: "{\"city\":\"Paris\"}".into()
             },
-            ContentPart::ToolCall { id: "call_2".into(), name: "get_weather".into(), arguments: "{\"city\":\"Rome\"}".into() },
+            ContentPart::ToolCall {
+                id: "call_2".into(),
+                name: "get_weather".into(),
+                arguments: "{\"city\":\"Rome\"}".into()
+            },
         ]
     );
     // Both tool messages land in one neutral tool turn, names filled in.
@@ -179,8 +222,14 @@ fn parses_tools_and_tool_turns() {
             },
         ]
     );
-    for (choice, expected) in [("auto", ToolChoice::Auto), ("none", ToolChoice::None), ("required", ToolChoice::Required)] {
-        let parsed = parse(json!({"model": "ep", "messages": [{"role": "user", "content": "x"}], "tool_choice": choice}));
+    for (choice, expected) in [
+        ("auto", ToolChoice::Auto),
+        ("none", ToolChoice::None),
+        ("required", ToolChoice::Required),
+    ] {
+        let parsed = parse(
+            json!({"model": "ep", "messages": [{"role": "user", "content": "x"}], "tool_choice": choice}),
+        );
         assert_eq!(parsed.unwrap().request.tool_choice, Some(expected));
     }
 }
@@ -188,28 +237,61 @@ fn parses_tools_and_tool_turns() {
 #[test]
 fn rejects_invalid_chat_requests_with_clear_messages() {
     let user = json!([{"role": "user", "content": "x"}]);
-    assert!(openai::parse_chat_request(b"{not json").unwrap_err().message.contains("not valid JSON"));
+    assert!(
+        openai::parse_chat_request(b"{not json")
+            .unwrap_err()
+            .message
+            .contains("not valid JSON")
+    );
     assert!(parse_err(json!([1, 2])).contains("JSON object"));
     assert_eq!(parse_err(json!({"messages": user})), "'model' is required");
-    assert_eq!(parse_err(json!({"model": 3, "messages": user})), "'model' must be a non-empty string");
+    assert_eq!(
+        parse_err(json!({"model": 3, "messages": user})),
+        "'model' must be a non-empty string"
+    );
     assert_eq!(parse_err(json!({"model": "ep"})), "'messages' is required");
-    assert_eq!(parse_err(json!({"model": "ep", "messages": []})), "'messages' must contain at least one message");
-    assert!(parse_err(json!({"model": "ep", "messages": [{"role": "robot", "content": "x"}]})).contains("messages[0].role"));
-    assert!(parse_err(json!({"model": "ep", "messages": [{"content": "x"}]})).contains("'messages[0].role' is required"));
+    assert_eq!(
+        parse_err(json!({"model": "ep", "messages": []})),
+        "'messages' must contain at least one message"
+    );
+    assert!(
+        parse_err(json!({"model": "ep", "messages": [{"role": "robot", "content": "x"}]}))
+            .contains("messages[0].role")
+    );
+    assert!(
+        parse_err(json!({"model": "ep", "messages": [{"content": "x"}]}))
+            .contains("'messages[0].role' is required")
+    );
     let audio = json!({"model": "ep", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]});
-    assert_eq!(parse_err(audio), "'messages[0].content[0].type' audio input is not supported");
-    let weird = json!({"model": "ep", "messages": [{"role": "user", "content": [{"type": "hologram"}]}]});
+    assert_eq!(
+        parse_err(audio),
+        "'messages[0].content[0].type' audio input is not supported"
+    );
+    let weird =
+        json!({"model": "ep", "messages": [{"role": "user", "content": [{"type": "hologram"}]}]});
     assert!(parse_err(weird).contains("'hologram' is not supported"));
     let no_url = json!({"model": "ep", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]});
     assert!(parse_err(no_url).contains("messages[0].content[0].image_url.url"));
     let no_id = json!({"model": "ep", "messages": [{"role": "tool", "content": "x"}]});
     assert!(parse_err(no_id).contains("messages[0].tool_call_id"));
     assert!(parse_err(json!({"model": "ep", "messages": user, "n": 2})).contains("'n'"));
-    assert!(parse_err(json!({"model": "ep", "messages": user, "temperature": "hot"})).contains("'temperature' must be a number"));
-    assert!(parse_err(json!({"model": "ep", "messages": user, "tools": [{"type": "web_search"}]})).contains("tools[0].type"));
-    assert!(parse_err(json!({"model": "ep", "messages": user, "tool_choice": "sometimes"})).contains("tool_choice"));
+    assert!(
+        parse_err(json!({"model": "ep", "messages": user, "temperature": "hot"}))
+            .contains("'temperature' must be a number")
+    );
+    assert!(
+        parse_err(json!({"model": "ep", "messages": user, "tools": [{"type": "web_search"}]}))
+            .contains("tools[0].type")
+    );
+    assert!(
+        parse_err(json!({"model": "ep", "messages": user, "tool_choice": "sometimes"}))
+            .contains("tool_choice")
+    );
     assert!(parse_err(json!({"model": "ep", "messages": user, "stop": [1]})).contains("'stop'"));
-    assert!(parse_err(json!({"model": "ep", "messages": [{"role": "function", "content": "x"}]})).contains("use 'tool'"));
+    assert!(
+        parse_err(json!({"model": "ep", "messages": [{"role": "function", "content": "x"}]}))
+            .contains("use 'tool'")
+    );
 }
 
 #[test]
@@ -218,12 +300,19 @@ fn encodes_chat_completion_body() {
         id: "resp-1".into(),
         model: "gpt-4o-2024-08-06".into(),
         content: vec![
-            ContentPart::Thinking { text: "hmm".into(), signature: None },
+            ContentPart::Thinking {
+                text: "hmm".into(),
+                signature: None,
+            },
             ContentPart::text("Hello"),
             ContentPart::text(" world"),
         ],
         finish_reason: FinishReason::Length,
-        usage: Usage { input_tokens: 10, output_tokens: 5, cached_input_tokens: Some(4) },
+        usage: Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_input_tokens: Some(4),
+        },
         raw: None,
     };
     let body = openai::chat_completion_body(&response, "ep", 1_700_000_000);
@@ -245,7 +334,11 @@ fn encodes_chat_completion_body() {
     );
 
     let tool_response = ChatResponse {
-        content: vec![ContentPart::ToolCall { id: "call_9".into(), name: "f".into(), arguments: "{}".into() }],
+        content: vec![ContentPart::ToolCall {
+            id: "call_9".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        }],
         finish_reason: FinishReason::ToolCalls,
         ..ChatResponse::default()
     };
@@ -264,12 +357,30 @@ fn encodes_chat_completion_body() {
 fn encodes_stream_chunks() {
     let mut encoder = ChunkEncoder::new("chatcmpl-x".into(), "ep".into(), 7, true);
     let events = [
-        StreamEvent::Start { id: "up".into(), model: "gpt".into() },
+        StreamEvent::Start {
+            id: "up".into(),
+            model: "gpt".into(),
+        },
         StreamEvent::TextDelta { text: "Hi".into() },
-        StreamEvent::ToolCallStart { index: 0, id: "call_a".into(), name: "f".into() },
-        StreamEvent::ToolCallDelta { index: 0, arguments: "{\"a\":1}".into() },
-        StreamEvent::Usage { usage: Usage { input_tokens: 3, output_tokens: 2, cached_input_tokens: None } },
-        StreamEvent::Finish { reason: FinishReason::ToolCalls },
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "call_a".into(),
+            name: "f".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "{\"a\":1}".into(),
+        },
+        StreamEvent::Usage {
+            usage: Usage {
+                input_tokens: 3,
+                output_tokens: 2,
+                cached_input_tokens: None,
+            },
+        },
+        StreamEvent::Finish {
+            reason: FinishReason::ToolCalls,
+        },
     ];
     let chunks: Vec<Value> = events.iter().flat_map(|e| encoder.encode(e)).collect();
     let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
@@ -286,13 +397,19 @@ fn encodes_stream_chunks() {
         *deltas[2],
         json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": ""}}]})
     );
-    assert_eq!(*deltas[3], json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\":1}"}}]}));
+    assert_eq!(
+        *deltas[3],
+        json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\":1}"}}]})
+    );
     assert_eq!(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(chunks[1]["choices"][0]["finish_reason"], Value::Null);
     let last = encoder.finish();
     assert_eq!(last.len(), 1);
     assert_eq!(last[0]["choices"], json!([]));
-    assert_eq!(last[0]["usage"], json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}));
+    assert_eq!(
+        last[0]["usage"],
+        json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+    );
 
     // Without include_usage, nothing trails; a delta before Start still
     // opens with the role chunk.
@@ -322,7 +439,10 @@ fn parses_embeddings_requests() {
     assert!(message(json!({"model": "emb", "input": [[1, 2]]})).contains("token-id arrays"));
     assert!(message(json!({"model": "emb", "input": []})).contains("must not be empty"));
     assert!(message(json!({"model": "emb"})).contains("'input' is required"));
-    assert!(message(json!({"model": "emb", "input": "x", "encoding_format": "int8"})).contains("encoding_format"));
+    assert!(
+        message(json!({"model": "emb", "input": "x", "encoding_format": "int8"}))
+            .contains("encoding_format")
+    );
     assert!(message(json!({"model": "emb", "input": "x", "dimensions": 0})).contains("dimensions"));
 }
 
@@ -331,12 +451,19 @@ fn embeddings_base64_round_trip() {
     let response = EmbeddingsResponse {
         model: "text-embedding-3-small".into(),
         embeddings: vec![vec![0.25, -1.5, 3.0e-7], vec![1.0, 0.1, -0.006929283]],
-        usage: Usage { input_tokens: 8, output_tokens: 0, cached_input_tokens: None },
+        usage: Usage {
+            input_tokens: 8,
+            output_tokens: 0,
+            cached_input_tokens: None,
+        },
     };
     let body = openai::embeddings_body(&response, "emb", true);
     assert_eq!(body["object"], "list");
     assert_eq!(body["model"], "emb");
-    assert_eq!(body["usage"], json!({"prompt_tokens": 8, "total_tokens": 8}));
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 8, "total_tokens": 8})
+    );
     assert_eq!(body["data"][1]["index"], 1);
     assert_eq!(body["data"][1]["object"], "embedding");
     // What the official SDK does: base64-decode, read little-endian f32.
@@ -382,16 +509,26 @@ fn full_request() -> ChatRequest {
                 content: vec![
                     ContentPart::text("Look"),
                     ContentPart::Image {
-                        source: ImageSource::Base64 { media_type: "image/jpeg".into(), data: "AAAA".into() },
+                        source: ImageSource::Base64 {
+                            media_type: "image/jpeg".into(),
+                            data: "AAAA".into(),
+                        },
                     },
                 ],
             },
             Message {
                 role: Role::Assistant,
                 content: vec![
-                    ContentPart::Thinking { text: "private".into(), signature: None },
+                    ContentPart::Thinking {
+                        text: "private".into(),
+                        signature: None,
+                    },
                     ContentPart::text("Checking."),
-                    ContentPart::ToolCall { id: "call_1".into(), name: "lookup".into(), arguments: "{\"q\":1}".into() },
+                    ContentPart::ToolCall {
+                        id: "call_1".into(),
+                        name: "lookup".into(),
+                        arguments: "{\"q\":1}".into(),
+                    },
                 ],
             },
             Message {
@@ -405,7 +542,11 @@ fn full_request() -> ChatRequest {
             },
             Message::user("Thanks"),
         ],
-        tools: vec![Tool { name: "lookup".into(), description: Some("Look up".into()), parameters: json!({"type": "object"}) }],
+        tools: vec![Tool {
+            name: "lookup".into(),
+            description: Some("Look up".into()),
+            parameters: json!({"type": "object"}),
+        }],
         tool_choice: Some(ToolChoice::Required),
         params: SamplingParams {
             max_tokens: Some(256),
@@ -418,7 +559,10 @@ fn full_request() -> ChatRequest {
             frequency_penalty: Some(0.1),
         },
         response_format: Some(json!({"type": "text"})),
-        extra: serde_json::from_value(json!({"user": "u-1", "temperature": 2.0, "logit_bias": {"50256": -100}})).unwrap(),
+        extra: serde_json::from_value(
+            json!({"user": "u-1", "temperature": 2.0, "logit_bias": {"50256": -100}}),
+        )
+        .unwrap(),
         extra_dialect: Some("openai".into()),
     }
 }
@@ -466,7 +610,11 @@ fn builds_upstream_chat_body() {
     let body = openai::chat_request_body(&foreign, false);
     assert!(body.get("user").is_none() && body.get("logit_bias").is_none());
 
-    let options = ChatBodyOptions { max_tokens_field: MaxTokensField::MaxTokens, stream_usage: false, top_k: true };
+    let options = ChatBodyOptions {
+        max_tokens_field: MaxTokensField::MaxTokens,
+        stream_usage: false,
+        top_k: true,
+    };
     let body = openai::chat_request_body_with(&full_request(), true, &options);
     assert_eq!(body["max_tokens"], 256);
     assert!(body.get("max_completion_tokens").is_none());
@@ -481,13 +629,22 @@ fn tool_results_in_user_turns_become_tool_messages_first() {
         messages: vec![
             Message {
                 role: Role::Assistant,
-                content: vec![ContentPart::ToolCall { id: "t1".into(), name: "f".into(), arguments: "{}".into() }],
+                content: vec![ContentPart::ToolCall {
+                    id: "t1".into(),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                }],
             },
             Message {
                 role: Role::User,
                 content: vec![
                     ContentPart::text("and also"),
-                    ContentPart::ToolResult { tool_call_id: "t1".into(), name: None, content: "ok".into(), is_error: true },
+                    ContentPart::ToolResult {
+                        tool_call_id: "t1".into(),
+                        name: None,
+                        content: "ok".into(),
+                        is_error: true,
+                    },
                 ],
             },
         ],
@@ -556,13 +713,28 @@ fn parses_chat_completion() {
     assert_eq!(response.id, "chatcmpl-abc");
     assert_eq!(response.model, "gpt-4o-2024-08-06");
     assert_eq!(response.finish_reason, FinishReason::ToolCalls);
-    assert_eq!(response.usage, Usage { input_tokens: 20, output_tokens: 7, cached_input_tokens: Some(0) });
+    assert_eq!(
+        response.usage,
+        Usage {
+            input_tokens: 20,
+            output_tokens: 7,
+            cached_input_tokens: Some(0)
+        }
+    );
     assert_eq!(
         response.content,
         vec![
             ContentPart::text("Let me check."),
-            ContentPart::ToolCall { id: "call_1".into(), name: "a".into(), arguments: "{\"x\":1}".into() },
-            ContentPart::ToolCall { id: "call_2".into(), name: "b".into(), arguments: "{}".into() },
+            ContentPart::ToolCall {
+                id: "call_1".into(),
+                name: "a".into(),
+                arguments: "{\"x\":1}".into()
+            },
+            ContentPart::ToolCall {
+                id: "call_2".into(),
+                name: "b".into(),
+                arguments: "{}".into()
+            },
         ]
     );
     assert_eq!(response.raw, Some(body));
@@ -571,15 +743,27 @@ fn parses_chat_completion() {
     let response = openai::parse_chat_completion(refusal.to_string().as_bytes()).unwrap();
     assert_eq!(response.text(), "I can't.");
 
-    assert_eq!(openai::parse_chat_completion(b"{}").unwrap_err().kind, ErrorKind::Upstream);
-    assert_eq!(openai::parse_chat_completion(b"<html>").unwrap_err().kind, ErrorKind::Upstream);
+    assert_eq!(
+        openai::parse_chat_completion(b"{}").unwrap_err().kind,
+        ErrorKind::Upstream
+    );
+    assert_eq!(
+        openai::parse_chat_completion(b"<html>").unwrap_err().kind,
+        ErrorKind::Upstream
+    );
     let in_body = json!({"error": {"message": "quota", "type": "rate_limit_error"}});
     let err = openai::parse_chat_completion(in_body.to_string().as_bytes()).unwrap_err();
-    assert_eq!((err.kind, err.message.as_str()), (ErrorKind::RateLimited, "quota"));
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (ErrorKind::RateLimited, "quota")
+    );
 }
 
 fn decode_all(decoder: &mut ChunkDecoder, payloads: &[Value]) -> Vec<StreamEvent> {
-    payloads.iter().flat_map(|p| decoder.decode(&p.to_string()).unwrap()).collect()
+    payloads
+        .iter()
+        .flat_map(|p| decoder.decode(&p.to_string()).unwrap())
+        .collect()
 }
 
 #[test]
@@ -594,13 +778,22 @@ fn decodes_parallel_tool_call_stream_with_usage() {
             json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
             Value::Null,
         ),
-        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}), Value::Null),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}),
+            Value::Null,
+        ),
         chunk(
             json!({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": ""}}]}),
             Value::Null,
         ),
-        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}), Value::Null),
-        chunk(json!({"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}), Value::Null),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}),
+            Value::Null,
+        ),
         chunk(json!({}), json!("tool_calls")),
         json!({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [],
                "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42}}),
@@ -612,14 +805,42 @@ fn decodes_parallel_tool_call_stream_with_usage() {
     assert_eq!(
         events,
         vec![
-            StreamEvent::Start { id: "chatcmpl-s".into(), model: "gpt-4o".into() },
-            StreamEvent::ToolCallStart { index: 0, id: "call_a".into(), name: "get_weather".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "{\"city\":".into() },
-            StreamEvent::ToolCallStart { index: 1, id: "call_b".into(), name: "get_time".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "\"Paris\"}".into() },
-            StreamEvent::ToolCallDelta { index: 1, arguments: "{}".into() },
-            StreamEvent::Finish { reason: FinishReason::ToolCalls },
-            StreamEvent::Usage { usage: Usage { input_tokens: 30, output_tokens: 12, cached_input_tokens: None } },
+            StreamEvent::Start {
+                id: "chatcmpl-s".into(),
+                model: "gpt-4o".into()
+            },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_a".into(),
+                name: "get_weather".into()
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"city\":".into()
+            },
+            StreamEvent::ToolCallStart {
+                index: 1,
+                id: "call_b".into(),
+                name: "get_time".into()
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "\"Paris\"}".into()
+            },
+            StreamEvent::ToolCallDelta {
+                index: 1,
+                arguments: "{}".into()
+            },
+            StreamEvent::Finish {
+                reason: FinishReason::ToolCalls
+            },
+            StreamEvent::Usage {
+                usage: Usage {
+                    input_tokens: 30,
+                    output_tokens: 12,
+                    cached_input_tokens: None
+                }
+            },
         ]
     );
 }
@@ -643,23 +864,55 @@ fn decodes_text_stream_and_odd_tool_call_shapes() {
     assert_eq!(
         events,
         vec![
-            StreamEvent::Start { id: "x".into(), model: "m".into() },
-            StreamEvent::ThinkingDelta { text: "think".into() },
+            StreamEvent::Start {
+                id: "x".into(),
+                model: "m".into()
+            },
+            StreamEvent::ThinkingDelta {
+                text: "think".into()
+            },
             StreamEvent::TextDelta { text: "Hel".into() },
             StreamEvent::TextDelta { text: "lo".into() },
-            StreamEvent::ToolCallStart { index: 0, id: "c1".into(), name: "f".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "{}".into() },
-            StreamEvent::ToolCallStart { index: 1, id: "c2".into(), name: "g".into() },
-            StreamEvent::ToolCallDelta { index: 1, arguments: "{\"a\":2}".into() },
-            StreamEvent::Finish { reason: FinishReason::Stop },
-            StreamEvent::Usage { usage: Usage { input_tokens: 1, output_tokens: 2, cached_input_tokens: None } },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "c1".into(),
+                name: "f".into()
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{}".into()
+            },
+            StreamEvent::ToolCallStart {
+                index: 1,
+                id: "c2".into(),
+                name: "g".into()
+            },
+            StreamEvent::ToolCallDelta {
+                index: 1,
+                arguments: "{\"a\":2}".into()
+            },
+            StreamEvent::Finish {
+                reason: FinishReason::Stop
+            },
+            StreamEvent::Usage {
+                usage: Usage {
+                    input_tokens: 1,
+                    output_tokens: 2,
+                    cached_input_tokens: None
+                }
+            },
         ]
     );
     assert!(!decoder.is_done());
     assert_eq!(decoder.decode("").unwrap(), vec![]);
     assert_eq!(decoder.decode(" [DONE] ").unwrap(), vec![]);
-    assert_eq!(decoder.decode("{oops").unwrap_err().kind, ErrorKind::Upstream);
-    let err = decoder.decode(r#"{"error": {"message": "overloaded", "type": "server_error"}}"#).unwrap_err();
+    assert_eq!(
+        decoder.decode("{oops").unwrap_err().kind,
+        ErrorKind::Upstream
+    );
+    let err = decoder
+        .decode(r#"{"error": {"message": "overloaded", "type": "server_error"}}"#)
+        .unwrap_err();
     assert_eq!(err.message, "overloaded");
 }
 
@@ -667,17 +920,35 @@ fn decodes_text_stream_and_odd_tool_call_shapes() {
 fn stream_encoder_and_decoder_agree() {
     let events = vec![
         StreamEvent::TextDelta { text: "a".into() },
-        StreamEvent::ToolCallStart { index: 0, id: "c".into(), name: "f".into() },
-        StreamEvent::ToolCallDelta { index: 0, arguments: "{}".into() },
-        StreamEvent::Finish { reason: FinishReason::ToolCalls },
-        StreamEvent::Usage { usage: Usage { input_tokens: 1, output_tokens: 1, cached_input_tokens: None } },
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "c".into(),
+            name: "f".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "{}".into(),
+        },
+        StreamEvent::Finish {
+            reason: FinishReason::ToolCalls,
+        },
+        StreamEvent::Usage {
+            usage: Usage {
+                input_tokens: 1,
+                output_tokens: 1,
+                cached_input_tokens: None,
+            },
+        },
     ];
     let mut encoder = ChunkEncoder::new("id".into(), "ep".into(), 0, true);
     let mut chunks: Vec<Value> = events.iter().flat_map(|e| encoder.encode(e)).collect();
     chunks.extend(encoder.finish());
     let mut decoder = ChunkDecoder::new();
     let decoded = decode_all(&mut decoder, &chunks);
-    let mut expected = vec![StreamEvent::Start { id: "id".into(), model: "ep".into() }];
+    let mut expected = vec![StreamEvent::Start {
+        id: "id".into(),
+        model: "ep".into(),
+    }];
     expected.extend(events);
     assert_eq!(decoded, expected);
 }
@@ -724,27 +995,46 @@ fn parses_upstream_errors_with_retry_after() {
     assert_eq!(err.retry_after_ms, Some(20_000));
 
     let headers = vec![("retry-after-ms".to_string(), "1500".to_string())];
-    assert_eq!(openai::parse_error(429, &headers, b"{}").retry_after_ms, Some(1500));
+    assert_eq!(
+        openai::parse_error(429, &headers, b"{}").retry_after_ms,
+        Some(1500)
+    );
 
     // An HTTP date in the future yields a positive delay.
     let in_a_minute = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
     let headers = vec![("Retry-After".to_string(), httpdate_fmt(in_a_minute))];
-    let delay = openai::parse_error(503, &headers, b"").retry_after_ms.unwrap();
+    let delay = openai::parse_error(503, &headers, b"")
+        .retry_after_ms
+        .unwrap();
     assert!((55_000..=61_000).contains(&delay), "{delay}");
 
-    let err = openai::parse_error(401, &[], br#"{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}"#);
+    let err = openai::parse_error(
+        401,
+        &[],
+        br#"{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}"#,
+    );
     assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
-    assert_eq!(openai::parse_error(404, &[], b"{}").kind, ErrorKind::NotFound);
+    assert_eq!(
+        openai::parse_error(404, &[], b"{}").kind,
+        ErrorKind::NotFound
+    );
     let err = openai::parse_error(500, &[], &[b'x'; 5000]);
     assert_eq!(err.kind, ErrorKind::Upstream);
     assert!(err.message.starts_with("upstream returned HTTP 500: xxx") && err.message.len() < 400);
-    assert_eq!(openai::parse_error(529, &[], b"").kind, ErrorKind::Overloaded);
+    assert_eq!(
+        openai::parse_error(529, &[], b"").kind,
+        ErrorKind::Overloaded
+    );
 }
 
 fn httpdate_fmt(time: std::time::SystemTime) -> String {
     // Format by hand (IMF-fixdate) so the test does not trust the parser it
     // checks to also be the formatter.
-    let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
@@ -759,8 +1049,9 @@ fn httpdate_fmt(time: std::time::SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let month_name =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(month - 1) as usize];
+    let month_name = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(month - 1) as usize];
     format!("{weekday}, {day:02} {month_name} {year} {h:02}:{m:02}:{s:02} GMT")
 }
 

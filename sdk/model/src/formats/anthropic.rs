@@ -1337,12 +1337,7 @@ fn error_from_body(
         (None, Some(status)) => (ErrorKind::from_status(status), status),
         (None, None) => (ErrorKind::Upstream, 500),
     };
-    ProviderError {
-        kind,
-        status,
-        message,
-        retry_after_ms,
-    }
+    ProviderError::upstream_with_kind(kind, status, message, retry_after_ms)
 }
 
 /// The error of a non-2xx Anthropic answer: kind from the error `type`

@@ -15,12 +15,18 @@ const MAX_QUOTED_CHARS: usize = 300;
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn system_now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// First value of a header, by case-insensitive name.
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
 }
 
 /// How long the upstream asks us to wait, in milliseconds: `retry-after-ms`
@@ -40,21 +46,28 @@ pub fn retry_after_ms(headers: &[(String, String)], now_ms: u64) -> Option<u64> 
 }
 
 fn parse_non_negative(value: &str) -> Option<f64> {
-    value.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// The human message of an upstream error body: the common JSON shapes
 /// (`{"error": {"message"}}`, `{"error": "…"}`, `{"message"}`, `{"detail"}`),
 /// otherwise the (truncated) body text. `None` for an empty body.
 pub fn error_message(body: &[u8]) -> Option<String> {
-    if let Ok(value) = serde_json::from_slice::<Value>(body) {
-        if let Some(message) = json_error_message(&value) {
-            return Some(message);
-        }
+    if let Ok(value) = serde_json::from_slice::<Value>(body)
+        && let Some(message) = json_error_message(&value)
+    {
+        return Some(message);
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    if text.is_empty() { None } else { Some(truncate(text, MAX_QUOTED_CHARS)) }
+    if text.is_empty() {
+        None
+    } else {
+        Some(truncate(text, MAX_QUOTED_CHARS))
+    }
 }
 
 /// The message of a JSON error document, if it has a known shape.
@@ -78,11 +91,18 @@ pub fn json_error_message(value: &Value) -> Option<String> {
 /// An upstream error response as a typed error: kind from the status,
 /// message from the body, `Retry-After` honoured. Statuses below 400 are
 /// not errors the upstream meant, so they become a 502.
-pub fn upstream_error(status: u16, headers: &[(String, String)], body: &[u8], now_ms: u64) -> ProviderError {
+pub fn upstream_error(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    now_ms: u64,
+) -> ProviderError {
     let message = error_message(body);
     if status < 400 {
         let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
-        return ProviderError::bad_upstream(format!("upstream answered HTTP {status} unexpectedly{detail}"));
+        return ProviderError::bad_upstream(format!(
+            "upstream answered HTTP {status} unexpectedly{detail}"
+        ));
     }
     let message = match message {
         Some(m) if is_json(body) => m,
@@ -114,11 +134,19 @@ pub fn f32s_to_base64(values: &[f32]) -> String {
 
 /// Inverse of [`f32s_to_base64`].
 pub fn base64_to_f32s(data: &str) -> Result<Vec<f32>, String> {
-    let bytes = STANDARD.decode(data.trim()).map_err(|e| format!("invalid base64: {e}"))?;
+    let bytes = STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("invalid base64: {e}"))?;
     if bytes.len() % 4 != 0 {
-        return Err(format!("{} bytes is not a whole number of f32 values", bytes.len()));
+        return Err(format!(
+            "{} bytes is not a whole number of f32 values",
+            bytes.len()
+        ));
     }
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// A JSON number for an `f32` that prints as the shortest decimal that
@@ -130,7 +158,9 @@ pub fn f32_json(value: f32) -> Value {
     }
     // `f32` Display is the shortest round-trip representation.
     let shortest = value.to_string().parse::<f64>().unwrap_or(f64::from(value));
-    serde_json::Number::from_f64(shortest).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(shortest)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 /// A fresh random id: `prefix` followed by 24 alphanumeric characters.
@@ -155,17 +185,38 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn retry_after_variants() {
         let now = 1_700_000_000_000;
-        assert_eq!(retry_after_ms(&headers(&[("retry-after", "7")]), now), Some(7000));
-        assert_eq!(retry_after_ms(&headers(&[("Retry-After", "1.5")]), now), Some(1500));
-        assert_eq!(retry_after_ms(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")]), now), Some(250));
-        assert_eq!(retry_after_ms(&headers(&[("retry-after", "soon")]), now), None);
-        assert_eq!(retry_after_ms(&headers(&[("retry-after", "-3")]), now), None);
+        assert_eq!(
+            retry_after_ms(&headers(&[("retry-after", "7")]), now),
+            Some(7000)
+        );
+        assert_eq!(
+            retry_after_ms(&headers(&[("Retry-After", "1.5")]), now),
+            Some(1500)
+        );
+        assert_eq!(
+            retry_after_ms(
+                &headers(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+                now
+            ),
+            Some(250)
+        );
+        assert_eq!(
+            retry_after_ms(&headers(&[("retry-after", "soon")]), now),
+            None
+        );
+        assert_eq!(
+            retry_after_ms(&headers(&[("retry-after", "-3")]), now),
+            None
+        );
         assert_eq!(retry_after_ms(&headers(&[]), now), None);
         // 1_700_000_000 s is Tue, 14 Nov 2023 22:13:20 GMT.
         let date = headers(&[("retry-after", "Tue, 14 Nov 2023 22:13:30 GMT")]);
@@ -175,9 +226,18 @@ mod tests {
 
     #[test]
     fn error_messages() {
-        assert_eq!(error_message(br#"{"error":{"message":"bad key","type":"x"}}"#).as_deref(), Some("bad key"));
-        assert_eq!(error_message(br#"{"error":"nope"}"#).as_deref(), Some("nope"));
-        assert_eq!(error_message(br#"{"detail":"Not Found"}"#).as_deref(), Some("Not Found"));
+        assert_eq!(
+            error_message(br#"{"error":{"message":"bad key","type":"x"}}"#).as_deref(),
+            Some("bad key")
+        );
+        assert_eq!(
+            error_message(br#"{"error":"nope"}"#).as_deref(),
+            Some("nope")
+        );
+        assert_eq!(
+            error_message(br#"{"detail":"Not Found"}"#).as_deref(),
+            Some("Not Found")
+        );
         assert_eq!(error_message(b"  \n").as_deref(), None);
         let long = "x".repeat(1000);
         let message = error_message(long.as_bytes()).unwrap_or_default();
@@ -191,7 +251,10 @@ mod tests {
     fn upstream_errors() {
         let err = upstream_error(502, &[], b"<html>bad gateway</html>", 0);
         assert_eq!(err.status, 502);
-        assert_eq!(err.message, "upstream returned HTTP 502: <html>bad gateway</html>");
+        assert_eq!(
+            err.message,
+            "upstream returned HTTP 502: <html>bad gateway</html>"
+        );
         let err = upstream_error(200, &[], b"", 0);
         assert_eq!((err.kind, err.status), (crate::ErrorKind::Upstream, 502));
         let err = upstream_error(503, &[], b"", 0);

@@ -3,5 +3,9 @@
 //! client dialect) and a plugin (speaking to a provider) share one
 //! implementation.
 
+pub mod anthropic;
+pub mod cohere;
 pub mod common;
+pub mod gemini;
+pub mod ollama;
 pub mod openai;

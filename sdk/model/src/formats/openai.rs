@@ -30,8 +30,9 @@ use serde_json::{Map, Value, json};
 
 use super::common;
 use crate::{
-    ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, FinishReason, ImageSource,
-    Message, ProviderError, Role, SamplingParams, StreamEvent, Tool, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
+    FinishReason, ImageSource, Message, ProviderError, Role, SamplingParams, StreamEvent, Tool,
+    ToolChoice, Usage,
 };
 
 /// Dialect tag of `extra` fields that came from an OpenAI client.
@@ -80,8 +81,11 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderErro
     let obj = parse_object(body)?;
     let endpoint = required_str(&obj, "model")?.to_string();
 
-    let messages_value = field(&obj, "messages").ok_or_else(|| invalid("messages", "is required"))?;
-    let items = messages_value.as_array().ok_or_else(|| invalid("messages", "must be an array"))?;
+    let messages_value =
+        field(&obj, "messages").ok_or_else(|| invalid("messages", "is required"))?;
+    let items = messages_value
+        .as_array()
+        .ok_or_else(|| invalid("messages", "must be an array"))?;
     if items.is_empty() {
         return Err(invalid("messages", "must contain at least one message"));
     }
@@ -92,10 +96,13 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderErro
     }
     fill_tool_result_names(&mut messages);
 
-    if let Some(n) = opt_u32(&obj, "n")? {
-        if n != 1 {
-            return Err(invalid("n", "must be 1: the gateway returns a single choice"));
-        }
+    if let Some(n) = opt_u32(&obj, "n")?
+        && n != 1
+    {
+        return Err(invalid(
+            "n",
+            "must be 1: the gateway returns a single choice",
+        ));
     }
 
     let stream = opt_bool(&obj, "stream")?.unwrap_or(false);
@@ -109,10 +116,16 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderErro
 
     let tools = match field(&obj, "tools") {
         None => Vec::new(),
-        Some(Value::Array(items)) => items.iter().enumerate().map(|(i, t)| parse_tool(i, t)).collect::<Result<_, _>>()?,
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| parse_tool(i, t))
+            .collect::<Result<_, _>>()?,
         Some(_) => return Err(invalid("tools", "must be an array")),
     };
-    let tool_choice = field(&obj, "tool_choice").map(parse_tool_choice).transpose()?;
+    let tool_choice = field(&obj, "tool_choice")
+        .map(parse_tool_choice)
+        .transpose()?;
 
     let params = SamplingParams {
         max_tokens: match opt_u32(&obj, "max_completion_tokens")? {
@@ -133,14 +146,21 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderErro
         Some(_) => return Err(invalid("response_format", "must be an object")),
     };
 
-    let extra = obj.into_iter().filter(|(k, _)| !KNOWN_CHAT_FIELDS.contains(&k.as_str())).collect();
+    let extra = obj
+        .into_iter()
+        .filter(|(k, _)| !KNOWN_CHAT_FIELDS.contains(&k.as_str()))
+        .collect();
     Ok(ClientChatRequest {
         endpoint,
         stream,
         include_usage,
         request: ChatRequest {
             model: String::new(),
-            system: if system.is_empty() { None } else { Some(system.join("\n\n")) },
+            system: if system.is_empty() {
+                None
+            } else {
+                Some(system.join("\n\n"))
+            },
             messages,
             tools,
             tool_choice,
@@ -159,7 +179,9 @@ fn parse_message(
     messages: &mut Vec<Message>,
 ) -> Result<(), ProviderError> {
     let path = format!("messages[{i}]");
-    let obj = value.as_object().ok_or_else(|| invalid(&path, "must be an object"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| invalid(&path, "must be an object"))?;
     let role = obj
         .get("role")
         .and_then(Value::as_str)
@@ -167,40 +189,62 @@ fn parse_message(
     let content_path = format!("{path}.content");
     match role {
         "system" | "developer" => {
-            let content = field(obj, "content").ok_or_else(|| invalid(&content_path, "is required"))?;
+            let content =
+                field(obj, "content").ok_or_else(|| invalid(&content_path, "is required"))?;
             system.push(text_content(content, &content_path)?);
         }
         "user" => {
-            let content = field(obj, "content").ok_or_else(|| invalid(&content_path, "is required"))?;
-            messages.push(Message { role: Role::User, content: user_content(content, &content_path)? });
+            let content =
+                field(obj, "content").ok_or_else(|| invalid(&content_path, "is required"))?;
+            messages.push(Message {
+                role: Role::User,
+                content: user_content(content, &content_path)?,
+            });
         }
         "assistant" => messages.push(parse_assistant(obj, &path)?),
         "tool" => {
-            let tool_call_id = obj
-                .get("tool_call_id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid(&format!("{path}.tool_call_id"), "is required and must be a string"))?;
+            let tool_call_id =
+                obj.get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        invalid(
+                            &format!("{path}.tool_call_id"),
+                            "is required and must be a string",
+                        )
+                    })?;
             let content = match field(obj, "content") {
                 Some(content) => text_content(content, &content_path)?,
                 None => String::new(),
             };
-            let result =
-                ContentPart::ToolResult { tool_call_id: tool_call_id.to_string(), name: None, content, is_error: false };
+            let result = ContentPart::ToolResult {
+                tool_call_id: tool_call_id.to_string(),
+                name: None,
+                content,
+                is_error: false,
+            };
             // Consecutive tool messages answer one assistant turn: keep them
             // in one neutral turn, as providers with user-side tool results
             // (Anthropic, Gemini) need.
             match messages.last_mut() {
                 Some(last) if last.role == Role::Tool => last.content.push(result),
-                _ => messages.push(Message { role: Role::Tool, content: vec![result] }),
+                _ => messages.push(Message {
+                    role: Role::Tool,
+                    content: vec![result],
+                }),
             }
         }
         "function" => {
-            return Err(invalid(&format!("{path}.role"), "'function' is deprecated and not supported; use 'tool'"));
+            return Err(invalid(
+                &format!("{path}.role"),
+                "'function' is deprecated and not supported; use 'tool'",
+            ));
         }
         other => {
             return Err(invalid(
                 &format!("{path}.role"),
-                &format!("has unsupported value '{other}' (expected system, developer, user, assistant or tool)"),
+                &format!(
+                    "has unsupported value '{other}' (expected system, developer, user, assistant or tool)"
+                ),
             ));
         }
     }
@@ -218,18 +262,31 @@ fn parse_assistant(obj: &Map<String, Value>, path: &str) -> Result<Message, Prov
                 let part_path = format!("{content_path}[{j}]");
                 let kind = part_type(part, &part_path)?;
                 match kind {
-                    "text" => push_text(&mut content, required_part_str(part, "text", &part_path)?.to_string()),
-                    "refusal" => push_text(&mut content, required_part_str(part, "refusal", &part_path)?.to_string()),
+                    "text" => push_text(
+                        &mut content,
+                        required_part_str(part, "text", &part_path)?.to_string(),
+                    ),
+                    "refusal" => push_text(
+                        &mut content,
+                        required_part_str(part, "refusal", &part_path)?.to_string(),
+                    ),
                     other => {
                         return Err(invalid(
                             &format!("{part_path}.type"),
-                            &format!("'{other}' is not supported in assistant messages (expected text or refusal)"),
+                            &format!(
+                                "'{other}' is not supported in assistant messages (expected text or refusal)"
+                            ),
                         ));
                     }
                 }
             }
         }
-        Some(_) => return Err(invalid(&content_path, "must be a string, an array of parts or null")),
+        Some(_) => {
+            return Err(invalid(
+                &content_path,
+                "must be a string, an array of parts or null",
+            ));
+        }
     }
     match field(obj, "tool_calls") {
         None => {}
@@ -240,15 +297,20 @@ fn parse_assistant(obj: &Map<String, Value>, path: &str) -> Result<Message, Prov
         }
         Some(_) => return Err(invalid(&format!("{path}.tool_calls"), "must be an array")),
     }
-    Ok(Message { role: Role::Assistant, content })
+    Ok(Message {
+        role: Role::Assistant,
+        content,
+    })
 }
 
 fn parse_tool_call(call: &Value, path: &str) -> Result<ContentPart, ProviderError> {
-    let obj = call.as_object().ok_or_else(|| invalid(path, "must be an object"))?;
-    if let Some(kind) = field(obj, "type") {
-        if kind.as_str() != Some("function") {
-            return Err(invalid(&format!("{path}.type"), "must be 'function'"));
-        }
+    let obj = call
+        .as_object()
+        .ok_or_else(|| invalid(path, "must be an object"))?;
+    if let Some(kind) = field(obj, "type")
+        && kind.as_str() != Some("function")
+    {
+        return Err(invalid(&format!("{path}.type"), "must be 'function'"));
     }
     let id = obj
         .get("id")
@@ -257,12 +319,26 @@ fn parse_tool_call(call: &Value, path: &str) -> Result<ContentPart, ProviderErro
     let function = obj
         .get("function")
         .and_then(Value::as_object)
-        .ok_or_else(|| invalid(&format!("{path}.function"), "is required and must be an object"))?;
+        .ok_or_else(|| {
+            invalid(
+                &format!("{path}.function"),
+                "is required and must be an object",
+            )
+        })?;
     let name = function
         .get("name")
         .and_then(Value::as_str)
-        .ok_or_else(|| invalid(&format!("{path}.function.name"), "is required and must be a string"))?;
-    Ok(ContentPart::ToolCall { id: id.to_string(), name: name.to_string(), arguments: arguments_text(function) })
+        .ok_or_else(|| {
+            invalid(
+                &format!("{path}.function.name"),
+                "is required and must be a string",
+            )
+        })?;
+    Ok(ContentPart::ToolCall {
+        id: id.to_string(),
+        name: name.to_string(),
+        arguments: arguments_text(function),
+    })
 }
 
 /// Tool-call arguments as JSON text; tolerates an object where a string
@@ -283,18 +359,37 @@ fn user_content(content: &Value, path: &str) -> Result<Vec<ContentPart>, Provide
             for (j, part) in parts.iter().enumerate() {
                 let part_path = format!("{path}[{j}]");
                 match part_type(part, &part_path)? {
-                    "text" => out.push(ContentPart::text(required_part_str(part, "text", &part_path)?)),
+                    "text" => out.push(ContentPart::text(required_part_str(
+                        part, "text", &part_path,
+                    )?)),
                     "image_url" => {
                         let url = match part.get("image_url") {
                             Some(Value::Object(image)) => image.get("url").and_then(Value::as_str),
                             Some(Value::String(url)) => Some(url.as_str()),
                             _ => None,
                         }
-                        .ok_or_else(|| invalid(&format!("{part_path}.image_url.url"), "is required and must be a string"))?;
-                        out.push(ContentPart::Image { source: ImageSource::from_url(url) });
+                        .ok_or_else(|| {
+                            invalid(
+                                &format!("{part_path}.image_url.url"),
+                                "is required and must be a string",
+                            )
+                        })?;
+                        out.push(ContentPart::Image {
+                            source: ImageSource::from_url(url),
+                        });
                     }
-                    "input_audio" => return Err(invalid(&format!("{part_path}.type"), "audio input is not supported")),
-                    "file" => return Err(invalid(&format!("{part_path}.type"), "file input is not supported")),
+                    "input_audio" => {
+                        return Err(invalid(
+                            &format!("{part_path}.type"),
+                            "audio input is not supported",
+                        ));
+                    }
+                    "file" => {
+                        return Err(invalid(
+                            &format!("{part_path}.type"),
+                            "file input is not supported",
+                        ));
+                    }
                     other => {
                         return Err(invalid(
                             &format!("{part_path}.type"),
@@ -305,7 +400,10 @@ fn user_content(content: &Value, path: &str) -> Result<Vec<ContentPart>, Provide
             }
             Ok(out)
         }
-        _ => Err(invalid(path, "must be a string or an array of content parts")),
+        _ => Err(invalid(
+            path,
+            "must be a string or an array of content parts",
+        )),
     }
 }
 
@@ -334,7 +432,9 @@ fn text_content(content: &Value, path: &str) -> Result<String, ProviderError> {
 }
 
 fn part_type<'a>(part: &'a Value, path: &str) -> Result<&'a str, ProviderError> {
-    part.get("type").and_then(Value::as_str).ok_or_else(|| invalid(&format!("{path}.type"), "is required"))
+    part.get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&format!("{path}.type"), "is required"))
 }
 
 fn required_part_str<'a>(part: &'a Value, key: &str, path: &str) -> Result<&'a str, ProviderError> {
@@ -359,7 +459,11 @@ fn fill_tool_result_names(messages: &mut [Message]) {
                 ContentPart::ToolCall { id, name, .. } => {
                     names.insert(id.clone(), name.clone());
                 }
-                ContentPart::ToolResult { tool_call_id, name: name @ None, .. } => {
+                ContentPart::ToolResult {
+                    tool_call_id,
+                    name: name @ None,
+                    ..
+                } => {
                     *name = names.get(tool_call_id).cloned();
                 }
                 _ => {}
@@ -370,7 +474,9 @@ fn fill_tool_result_names(messages: &mut [Message]) {
 
 fn parse_tool(i: usize, value: &Value) -> Result<Tool, ProviderError> {
     let path = format!("tools[{i}]");
-    let obj = value.as_object().ok_or_else(|| invalid(&path, "must be an object"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| invalid(&path, "must be an object"))?;
     match obj.get("type").and_then(Value::as_str) {
         Some("function") | None => {}
         Some(other) => {
@@ -383,23 +489,47 @@ fn parse_tool(i: usize, value: &Value) -> Result<Tool, ProviderError> {
     let function = obj
         .get("function")
         .and_then(Value::as_object)
-        .ok_or_else(|| invalid(&format!("{path}.function"), "is required and must be an object"))?;
+        .ok_or_else(|| {
+            invalid(
+                &format!("{path}.function"),
+                "is required and must be an object",
+            )
+        })?;
     let name = function
         .get("name")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| invalid(&format!("{path}.function.name"), "is required and must be a non-empty string"))?;
+        .ok_or_else(|| {
+            invalid(
+                &format!("{path}.function.name"),
+                "is required and must be a non-empty string",
+            )
+        })?;
     let description = match field(function, "description") {
         None => None,
         Some(Value::String(d)) => Some(d.clone()),
-        Some(_) => return Err(invalid(&format!("{path}.function.description"), "must be a string")),
+        Some(_) => {
+            return Err(invalid(
+                &format!("{path}.function.description"),
+                "must be a string",
+            ));
+        }
     };
     let parameters = match field(function, "parameters") {
         None => json!({"type": "object", "properties": {}}),
         Some(p @ Value::Object(_)) => p.clone(),
-        Some(_) => return Err(invalid(&format!("{path}.function.parameters"), "must be a JSON Schema object")),
+        Some(_) => {
+            return Err(invalid(
+                &format!("{path}.function.parameters"),
+                "must be a JSON Schema object",
+            ));
+        }
     };
-    Ok(Tool { name: name.to_string(), description, parameters })
+    Ok(Tool {
+        name: name.to_string(),
+        description,
+        parameters,
+    })
 }
 
 fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ProviderError> {
@@ -408,7 +538,10 @@ fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ProviderError> {
             "auto" => Ok(ToolChoice::Auto),
             "none" => Ok(ToolChoice::None),
             "required" => Ok(ToolChoice::Required),
-            other => Err(invalid("tool_choice", &format!("has unsupported value '{other}' (expected auto, none or required)"))),
+            other => Err(invalid(
+                "tool_choice",
+                &format!("has unsupported value '{other}' (expected auto, none or required)"),
+            )),
         },
         Value::Object(obj) => {
             let name = obj
@@ -417,7 +550,9 @@ fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ProviderError> {
                 .and_then(Value::as_str)
                 .filter(|_| obj.get("type").and_then(Value::as_str).is_none_or(|t| t == "function"))
                 .ok_or_else(|| invalid("tool_choice", "must name a function: {\"type\": \"function\", \"function\": {\"name\": …}}"))?;
-            Ok(ToolChoice::Tool { name: name.to_string() })
+            Ok(ToolChoice::Tool {
+                name: name.to_string(),
+            })
         }
         _ => Err(invalid("tool_choice", "must be a string or an object")),
     }
@@ -429,7 +564,11 @@ fn parse_stop(value: Option<&Value>) -> Result<Vec<String>, ProviderError> {
         Some(Value::String(s)) => Ok(vec![s.clone()]),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid("stop", "must be a string or an array of strings")))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| invalid("stop", "must be a string or an array of strings"))
+            })
             .collect(),
         Some(_) => Err(invalid("stop", "must be a string or an array of strings")),
     }
@@ -482,7 +621,12 @@ pub fn parse_embeddings_request(body: &[u8]) -> Result<ClientEmbeddingsRequest, 
     };
     let extra = obj
         .into_iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "model" | "input" | "dimensions" | "encoding_format"))
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "model" | "input" | "dimensions" | "encoding_format"
+            )
+        })
         .collect();
     Ok(ClientEmbeddingsRequest {
         endpoint,
@@ -505,7 +649,11 @@ pub fn parse_embeddings_request(body: &[u8]) -> Result<ClientEmbeddingsRequest, 
 /// A `chat.completion` object for `response`, reported as `model` (the
 /// endpoint name the client used).
 pub fn chat_completion_body(response: &ChatResponse, model: &str, created: u64) -> Value {
-    let id = if response.id.is_empty() { common::random_id("chatcmpl-") } else { response.id.clone() };
+    let id = if response.id.is_empty() {
+        common::random_id("chatcmpl-")
+    } else {
+        response.id.clone()
+    };
     let mut text = String::new();
     let mut thinking = String::new();
     let mut tool_calls = Vec::new();
@@ -513,7 +661,11 @@ pub fn chat_completion_body(response: &ChatResponse, model: &str, created: u64) 
         match part {
             ContentPart::Text { text: t } => text.push_str(t),
             ContentPart::Thinking { text: t, .. } => thinking.push_str(t),
-            ContentPart::ToolCall { id, name, arguments } => tool_calls.push(json!({
+            ContentPart::ToolCall {
+                id,
+                name,
+                arguments,
+            } => tool_calls.push(json!({
                 "id": id,
                 "type": "function",
                 "function": {"name": name, "arguments": arguments},
@@ -523,7 +675,11 @@ pub fn chat_completion_body(response: &ChatResponse, model: &str, created: u64) 
     }
     let mut message = Map::new();
     message.insert("role".into(), "assistant".into());
-    let content = if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) };
+    let content = if text.is_empty() && !tool_calls.is_empty() {
+        Value::Null
+    } else {
+        Value::String(text)
+    };
     message.insert("content".into(), content);
     message.insert("refusal".into(), Value::Null);
     if !thinking.is_empty() {
@@ -563,7 +719,10 @@ fn usage_json(usage: &Usage) -> Value {
         "total_tokens": usage.total(),
     });
     if let (Some(cached), Some(obj)) = (usage.cached_input_tokens, value.as_object_mut()) {
-        obj.insert("prompt_tokens_details".into(), json!({"cached_tokens": cached}));
+        obj.insert(
+            "prompt_tokens_details".into(),
+            json!({"cached_tokens": cached}),
+        );
     }
     value
 }
@@ -583,7 +742,15 @@ pub struct ChunkEncoder {
 
 impl ChunkEncoder {
     pub fn new(id: String, model: String, created: u64, include_usage: bool) -> Self {
-        Self { id, model, created, include_usage, started: false, finished: false, usage: None }
+        Self {
+            id,
+            model,
+            created,
+            include_usage,
+            started: false,
+            finished: false,
+            usage: None,
+        }
     }
 
     /// Chunks for one event (often one, none for `Usage`/`Raw`, two when
@@ -729,7 +896,11 @@ pub struct ChatBodyOptions {
 
 impl Default for ChatBodyOptions {
     fn default() -> Self {
-        Self { max_tokens_field: MaxTokensField::MaxCompletionTokens, stream_usage: true, top_k: false }
+        Self {
+            max_tokens_field: MaxTokensField::MaxCompletionTokens,
+            stream_usage: true,
+            top_k: false,
+        }
     }
 }
 
@@ -739,7 +910,11 @@ pub fn chat_request_body(request: &ChatRequest, stream: bool) -> Value {
 }
 
 /// [`chat_request_body`] with upstream-specific options.
-pub fn chat_request_body_with(request: &ChatRequest, stream: bool, options: &ChatBodyOptions) -> Value {
+pub fn chat_request_body_with(
+    request: &ChatRequest,
+    stream: bool,
+    options: &ChatBodyOptions,
+) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), request.model.clone().into());
     body.insert("messages".into(), messages_json(request).into());
@@ -820,7 +995,12 @@ fn messages_json(request: &ChatRequest) -> Vec<Value> {
         // clients put them in user turns); they go first, since OpenAI wants
         // them right after the assistant turn that made the calls.
         for part in &message.content {
-            if let ContentPart::ToolResult { tool_call_id, content, .. } = part {
+            if let ContentPart::ToolResult {
+                tool_call_id,
+                content,
+                ..
+            } = part
+            {
                 out.push(json!({"role": "tool", "tool_call_id": tool_call_id, "content": content}));
             }
         }
@@ -831,13 +1011,16 @@ fn messages_json(request: &ChatRequest) -> Vec<Value> {
                     .iter()
                     .filter_map(|part| match part {
                         ContentPart::Text { text } => Some(json!({"type": "text", "text": text})),
-                        ContentPart::Image { source } => {
-                            Some(json!({"type": "image_url", "image_url": {"url": source.to_url()}}))
-                        }
+                        ContentPart::Image { source } => Some(
+                            json!({"type": "image_url", "image_url": {"url": source.to_url()}}),
+                        ),
                         _ => None,
                     })
                     .collect();
-                let had_results = message.content.iter().any(|p| matches!(p, ContentPart::ToolResult { .. }));
+                let had_results = message
+                    .content
+                    .iter()
+                    .any(|p| matches!(p, ContentPart::ToolResult { .. }));
                 if parts.is_empty() && (had_results || message.role == Role::Tool) {
                     continue;
                 }
@@ -856,7 +1039,11 @@ fn messages_json(request: &ChatRequest) -> Vec<Value> {
                     .content
                     .iter()
                     .filter_map(|part| match part {
-                        ContentPart::ToolCall { id, name, arguments } => Some(json!({
+                        ContentPart::ToolCall {
+                            id,
+                            name,
+                            arguments,
+                        } => Some(json!({
                             "id": id,
                             "type": "function",
                             "function": {"name": name, "arguments": arguments},
@@ -866,7 +1053,11 @@ fn messages_json(request: &ChatRequest) -> Vec<Value> {
                     .collect();
                 let mut msg = Map::new();
                 msg.insert("role".into(), "assistant".into());
-                let content = if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) };
+                let content = if text.is_empty() && !tool_calls.is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(text)
+                };
                 msg.insert("content".into(), content);
                 if !tool_calls.is_empty() {
                     msg.insert("tool_calls".into(), tool_calls.into());
@@ -894,14 +1085,20 @@ pub fn parse_chat_completion(body: &[u8]) -> Result<ChatResponse, ProviderError>
         .get("choices")
         .and_then(Value::as_array)
         .and_then(|choices| {
-            choices.iter().find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0).or(choices.first())
+            choices
+                .iter()
+                .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+                .or(choices.first())
         })
         .ok_or_else(|| ProviderError::bad_upstream("upstream chat response has no choices"))?;
     let message = choice.get("message").and_then(Value::as_object);
     let mut content = Vec::new();
     if let Some(message) = message {
         if let Some(thinking) = reasoning_text(message) {
-            content.push(ContentPart::Thinking { text: thinking.to_string(), signature: None });
+            content.push(ContentPart::Thinking {
+                text: thinking.to_string(),
+                signature: None,
+            });
         }
         match message.get("content") {
             Some(Value::String(text)) => push_text(&mut content, text.clone()),
@@ -919,16 +1116,30 @@ pub fn parse_chat_completion(body: &[u8]) -> Result<ChatResponse, ProviderError>
         }
         if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
             for call in calls {
-                let Some(function) = call.get("function").and_then(Value::as_object) else { continue };
+                let Some(function) = call.get("function").and_then(Value::as_object) else {
+                    continue;
+                };
                 content.push(ContentPart::ToolCall {
-                    id: call.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    name: function.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    id: call
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    name: function
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
                     arguments: arguments_text(function),
                 });
             }
         }
     }
-    let finish_reason = choice.get("finish_reason").and_then(Value::as_str).map(parse_finish_reason).unwrap_or_default();
+    let finish_reason = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .map(parse_finish_reason)
+        .unwrap_or_default();
     Ok(ChatResponse {
         id: str_field(&value, "id"),
         model: str_field(&value, "model"),
@@ -940,11 +1151,18 @@ pub fn parse_chat_completion(body: &[u8]) -> Result<ChatResponse, ProviderError>
 }
 
 fn reasoning_text(obj: &Map<String, Value>) -> Option<&str> {
-    ["reasoning_content", "reasoning"].iter().filter_map(|k| obj.get(*k).and_then(Value::as_str)).find(|t| !t.is_empty())
+    ["reasoning_content", "reasoning"]
+        .iter()
+        .filter_map(|k| obj.get(*k).and_then(Value::as_str))
+        .find(|t| !t.is_empty())
 }
 
 fn str_field(value: &Value, key: &str) -> String {
-    value.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn parse_finish_reason(reason: &str) -> FinishReason {
@@ -958,7 +1176,12 @@ fn parse_finish_reason(reason: &str) -> FinishReason {
 }
 
 fn parse_usage(value: &Value) -> Usage {
-    let count = |pointer: &str| value.pointer(pointer).and_then(Value::as_u64).map(|v| v.min(u32::MAX as u64) as u32);
+    let count = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_u64)
+            .map(|v| v.min(u32::MAX as u64) as u32)
+    };
     Usage {
         input_tokens: count("/prompt_tokens").unwrap_or(0),
         output_tokens: count("/completion_tokens").unwrap_or(0),
@@ -968,9 +1191,17 @@ fn parse_usage(value: &Value) -> Usage {
 
 /// An error object found inside a 200 body or a stream chunk.
 fn stream_error(error: &Value) -> ProviderError {
-    let message = common::json_error_message(&json!({ "error": error }))
-        .unwrap_or_else(|| format!("upstream reported an error: {}", common::truncate(&error.to_string(), 300)));
-    let kind = match error.get("type").and_then(Value::as_str).unwrap_or_default() {
+    let message = common::json_error_message(&json!({ "error": error })).unwrap_or_else(|| {
+        format!(
+            "upstream reported an error: {}",
+            common::truncate(&error.to_string(), 300)
+        )
+    });
+    let kind = match error
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+    {
         "invalid_request_error" => ErrorKind::InvalidRequest,
         "authentication_error" => ErrorKind::Authentication,
         "permission_error" => ErrorKind::Permission,
@@ -1019,7 +1250,10 @@ impl ChunkDecoder {
             return Ok(Vec::new());
         }
         let chunk: Value = serde_json::from_str(data).map_err(|e| {
-            ProviderError::bad_upstream(format!("upstream stream chunk is not valid JSON ({e}): {}", common::truncate(data, 200)))
+            ProviderError::bad_upstream(format!(
+                "upstream stream chunk is not valid JSON ({e}): {}",
+                common::truncate(data, 200)
+            ))
         })?;
         if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             return Err(stream_error(error));
@@ -1027,41 +1261,74 @@ impl ChunkDecoder {
         let mut events = Vec::new();
         if !self.started {
             self.started = true;
-            events.push(StreamEvent::Start { id: str_field(&chunk, "id"), model: str_field(&chunk, "model") });
+            events.push(StreamEvent::Start {
+                id: str_field(&chunk, "id"),
+                model: str_field(&chunk, "model"),
+            });
         }
-        let choices = chunk.get("choices").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        for choice in choices.iter().filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0) {
+        let choices = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for choice in choices
+            .iter()
+            .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        {
             if let Some(delta) = choice.get("delta").and_then(Value::as_object) {
                 self.decode_delta(delta, &mut events);
             }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                if !self.finished {
-                    self.finished = true;
-                    events.push(StreamEvent::Finish { reason: parse_finish_reason(reason) });
-                }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str)
+                && !self.finished
+            {
+                self.finished = true;
+                events.push(StreamEvent::Finish {
+                    reason: parse_finish_reason(reason),
+                });
             }
         }
         if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            events.push(StreamEvent::Usage { usage: parse_usage(usage) });
+            events.push(StreamEvent::Usage {
+                usage: parse_usage(usage),
+            });
         }
         Ok(events)
     }
 
     fn decode_delta(&mut self, delta: &Map<String, Value>, events: &mut Vec<StreamEvent>) {
         if let Some(text) = reasoning_text(delta) {
-            events.push(StreamEvent::ThinkingDelta { text: text.to_string() });
+            events.push(StreamEvent::ThinkingDelta {
+                text: text.to_string(),
+            });
         }
         for key in ["content", "refusal"] {
-            if let Some(text) = delta.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                events.push(StreamEvent::TextDelta { text: text.to_string() });
+            if let Some(text) = delta
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+            {
+                events.push(StreamEvent::TextDelta {
+                    text: text.to_string(),
+                });
             }
         }
-        let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) else { return };
+        let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) else {
+            return;
+        };
         for call in calls {
-            let id = call.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty());
             let function = call.get("function");
-            let name = function.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default();
-            let arguments = function.and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or_default();
+            let name = function
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let arguments = function
+                .and_then(|f| f.get("arguments"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             // Upstreams that omit `index` send one complete call per delta.
             let upstream_index = call.get("index").and_then(Value::as_u64);
             let existing = self.tool_calls.iter().rposition(|(index, known_id)| {
@@ -1071,15 +1338,24 @@ impl ChunkDecoder {
                 Some(position) => position,
                 None => {
                     let position = self.tool_calls.len();
-                    let id = id.map(str::to_string).unwrap_or_else(|| format!("call_{position}"));
+                    let id = id
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("call_{position}"));
                     let upstream = upstream_index.unwrap_or(position as u64);
                     self.tool_calls.push((upstream, id.clone()));
-                    events.push(StreamEvent::ToolCallStart { index: position as u32, id, name: name.to_string() });
+                    events.push(StreamEvent::ToolCallStart {
+                        index: position as u32,
+                        id,
+                        name: name.to_string(),
+                    });
                     position
                 }
             };
             if !arguments.is_empty() {
-                events.push(StreamEvent::ToolCallDelta { index: position as u32, arguments: arguments.to_string() });
+                events.push(StreamEvent::ToolCallDelta {
+                    index: position as u32,
+                    arguments: arguments.to_string(),
+                });
             }
         }
     }
@@ -1113,22 +1389,31 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsResponse, ProviderError
     if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
         return Err(stream_error(error));
     }
-    let data = value
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ProviderError::bad_upstream("upstream embeddings response has no data array"))?;
+    let data = value.get("data").and_then(Value::as_array).ok_or_else(|| {
+        ProviderError::bad_upstream("upstream embeddings response has no data array")
+    })?;
     let mut indexed = Vec::with_capacity(data.len());
     for (position, item) in data.iter().enumerate() {
-        let index = item.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
+        let index = item
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(position as u64);
         let vector = match item.get("embedding") {
             Some(Value::Array(numbers)) => numbers
                 .iter()
                 .map(|n| n.as_f64().map(|f| f as f32))
                 .collect::<Option<Vec<f32>>>()
-                .ok_or_else(|| ProviderError::bad_upstream("upstream embedding contains a non-number"))?,
-            Some(Value::String(encoded)) => common::base64_to_f32s(encoded)
-                .map_err(|e| ProviderError::bad_upstream(format!("upstream base64 embedding: {e}")))?,
-            _ => return Err(ProviderError::bad_upstream("upstream embeddings item has no embedding")),
+                .ok_or_else(|| {
+                    ProviderError::bad_upstream("upstream embedding contains a non-number")
+                })?,
+            Some(Value::String(encoded)) => common::base64_to_f32s(encoded).map_err(|e| {
+                ProviderError::bad_upstream(format!("upstream base64 embedding: {e}"))
+            })?,
+            _ => {
+                return Err(ProviderError::bad_upstream(
+                    "upstream embeddings item has no embedding",
+                ));
+            }
         };
         indexed.push((index, vector));
     }
@@ -1158,8 +1443,12 @@ fn invalid(path: &str, problem: &str) -> ProviderError {
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ProviderError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(obj)) => Ok(obj),
-        Ok(_) => Err(ProviderError::invalid_request("request body must be a JSON object")),
-        Err(e) => Err(ProviderError::invalid_request(format!("request body is not valid JSON: {e}"))),
+        Ok(_) => Err(ProviderError::invalid_request(
+            "request body must be a JSON object",
+        )),
+        Err(e) => Err(ProviderError::invalid_request(format!(
+            "request body is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -1177,7 +1466,9 @@ fn required_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, P
 }
 
 fn opt_f64(obj: &Map<String, Value>, key: &str) -> Result<Option<f64>, ProviderError> {
-    field(obj, key).map(|v| v.as_f64().ok_or_else(|| invalid(key, "must be a number"))).transpose()
+    field(obj, key)
+        .map(|v| v.as_f64().ok_or_else(|| invalid(key, "must be a number")))
+        .transpose()
 }
 
 fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ProviderError> {
@@ -1191,9 +1482,13 @@ fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ProviderE
 }
 
 fn opt_i64(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, ProviderError> {
-    field(obj, key).map(|v| v.as_i64().ok_or_else(|| invalid(key, "must be an integer"))).transpose()
+    field(obj, key)
+        .map(|v| v.as_i64().ok_or_else(|| invalid(key, "must be an integer")))
+        .transpose()
 }
 
 fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ProviderError> {
-    field(obj, key).map(|v| v.as_bool().ok_or_else(|| invalid(key, "must be a boolean"))).transpose()
+    field(obj, key)
+        .map(|v| v.as_bool().ok_or_else(|| invalid(key, "must be a boolean")))
+        .transpose()
 }

@@ -1,5 +1,6 @@
 //! Runtime test plugin: a component that matches the 0.1.0 contract but
 //! describes itself with an empty id, which the host must reject at load.
+//! Built as `test-describe-trap` (same source), `describe` traps instead.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -7,18 +8,28 @@ wit_bindgen::generate!({
 });
 
 use exports::gateway::provider::provider::{Guest, GuestStreamDecoder};
-use gateway::provider::types::{Endpoint, ErrorKind, HttpRequest, HttpResponse, ProviderError, ProviderInfo};
+use gateway::provider::types::{
+    Endpoint, ErrorKind, HttpRequest, HttpResponse, ProviderError, ProviderInfo,
+};
 
 struct BadDescribe;
 
 fn unsupported() -> ProviderError {
-    ProviderError { kind: ErrorKind::Internal, status: 500, message: "unsupported".into(), retry_after_ms: None }
+    ProviderError {
+        kind: ErrorKind::Internal,
+        status: 500,
+        message: "unsupported".into(),
+        retry_after_ms: None,
+    }
 }
 
 impl Guest for BadDescribe {
     type StreamDecoder = Decoder;
 
     fn describe() -> ProviderInfo {
+        if env!("CARGO_PKG_NAME") == "test-describe-trap" {
+            panic!("describe was asked to trap");
+        }
         ProviderInfo {
             id: String::new(),
             display_name: "Bad Describe".into(),

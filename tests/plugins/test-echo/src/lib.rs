@@ -44,7 +44,12 @@ fn mode(endpoint: &Endpoint) -> &str {
 }
 
 fn error(kind: ErrorKind, status: u16, message: impl Into<String>) -> ProviderError {
-    ProviderError { kind, status, message: message.into(), retry_after_ms: None }
+    ProviderError {
+        kind,
+        status,
+        message: message.into(),
+        retry_after_ms: None,
+    }
 }
 
 /// The faults a test can ask for; any operation honours them.
@@ -74,7 +79,10 @@ fn hog() {
 }
 
 fn base_url(endpoint: &Endpoint) -> String {
-    config(endpoint, "base_url").unwrap_or("http://127.0.0.1:9").trim_end_matches('/').to_string()
+    config(endpoint, "base_url")
+        .unwrap_or("http://127.0.0.1:9")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// What `build-*-request` puts in the body besides the echoed request:
@@ -82,7 +90,9 @@ fn base_url(endpoint: &Endpoint) -> String {
 fn host_calls(endpoint: &Endpoint) -> Value {
     match mode(endpoint) {
         "fetch" => {
-            let url = config(endpoint, "fetch_url").map(str::to_string).unwrap_or_else(|| format!("{}/token", base_url(endpoint)));
+            let url = config(endpoint, "fetch_url")
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{}/token", base_url(endpoint)));
             let request = HttpRequest {
                 method: "POST".into(),
                 url,
@@ -135,8 +145,13 @@ fn echo_request(endpoint: &Endpoint, path: &str, payload: Value) -> HttpRequest 
 }
 
 fn parse_json(text: &str) -> Result<Value, ProviderError> {
-    serde_json::from_str(text)
-        .map_err(|e| error(ErrorKind::InvalidRequest, 400, format!("request is not JSON: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        error(
+            ErrorKind::InvalidRequest,
+            400,
+            format!("request is not JSON: {e}"),
+        )
+    })
 }
 
 fn upstream_error(response: &HttpResponse) -> ProviderError {
@@ -178,19 +193,30 @@ impl Guest for Echo {
         };
         let mut mode_field = field("mode", "Mode", FieldKind::Enum, false);
         mode_field.default_value = Some("echo".into());
-        mode_field.options = ["echo", "fetch", "cache", "log", "error", "bad-json", "trap", "spin", "hog"]
-            .map(String::from)
-            .to_vec();
+        mode_field.options = [
+            "echo", "fetch", "cache", "log", "error", "bad-json", "trap", "spin", "hog",
+        ]
+        .map(String::from)
+        .to_vec();
         ProviderInfo {
             id: "test-echo".into(),
             display_name: "Test Echo".into(),
             version: VERSION.into(),
             description: "Echoes requests back; misbehaves on demand".into(),
-            operations: vec![Operation::Chat, Operation::ChatStream, Operation::Embeddings],
+            operations: vec![
+                Operation::Chat,
+                Operation::ChatStream,
+                Operation::Embeddings,
+            ],
             native_dialect: Some(Dialect::Openai),
             config_fields: vec![
                 field("base_url", "Base URL", FieldKind::Url, true),
-                field("fetch_url", "Fetch URL (not an allow-listed kind)", FieldKind::String, false),
+                field(
+                    "fetch_url",
+                    "Fetch URL (not an allow-listed kind)",
+                    FieldKind::String,
+                    false,
+                ),
                 field("api_key", "API key", FieldKind::Secret, false),
                 mode_field,
             ],
@@ -208,7 +234,11 @@ impl Guest for Echo {
         }
     }
 
-    fn build_chat_request(endpoint: Endpoint, request: String, stream: bool) -> Result<HttpRequest, ProviderError> {
+    fn build_chat_request(
+        endpoint: Endpoint,
+        request: String,
+        stream: bool,
+    ) -> Result<HttpRequest, ProviderError> {
         let mode = mode(&endpoint);
         misbehave(mode);
         if mode == "error" {
@@ -227,7 +257,10 @@ impl Guest for Echo {
         Ok(echo_request(&endpoint, "/chat", payload))
     }
 
-    fn parse_chat_response(endpoint: Endpoint, response: HttpResponse) -> Result<String, ProviderError> {
+    fn parse_chat_response(
+        endpoint: Endpoint,
+        response: HttpResponse,
+    ) -> Result<String, ProviderError> {
         let mode = mode(&endpoint);
         misbehave(mode);
         if mode == "bad-json" {
@@ -248,13 +281,19 @@ impl Guest for Echo {
         .to_string())
     }
 
-    fn build_embeddings_request(endpoint: Endpoint, request: String) -> Result<HttpRequest, ProviderError> {
+    fn build_embeddings_request(
+        endpoint: Endpoint,
+        request: String,
+    ) -> Result<HttpRequest, ProviderError> {
         misbehave(mode(&endpoint));
         let payload = json!({ "version": VERSION, "request": parse_json(&request)? });
         Ok(echo_request(&endpoint, "/embeddings", payload))
     }
 
-    fn parse_embeddings_response(endpoint: Endpoint, response: HttpResponse) -> Result<String, ProviderError> {
+    fn parse_embeddings_response(
+        endpoint: Endpoint,
+        response: HttpResponse,
+    ) -> Result<String, ProviderError> {
         let mode = mode(&endpoint);
         misbehave(mode);
         if mode == "bad-json" {
@@ -307,7 +346,10 @@ impl Decoder {
 impl GuestStreamDecoder for Decoder {
     fn new(endpoint: Endpoint) -> Self {
         misbehave(mode(&endpoint));
-        Decoder { model: endpoint.model, state: RefCell::new(DecoderState::default()) }
+        Decoder {
+            model: endpoint.model,
+            state: RefCell::new(DecoderState::default()),
+        }
     }
 
     fn push(&self, chunk: Vec<u8>) -> Result<Vec<String>, ProviderError> {

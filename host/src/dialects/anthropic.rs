@@ -1,0 +1,102 @@
+//! The Anthropic dialect: `/gateway/anthropic/v1/messages`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use portico_model::formats::anthropic;
+use portico_model::{ErrorKind, ProviderError};
+
+use super::{StreamItem, body_or_error, json_error, push_sse, stream_response};
+use crate::routing::Gateway;
+
+pub fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .fallback(not_found)
+}
+
+async fn messages(
+    State(gateway): State<Arc<Gateway>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let client = match body_or_error(body).and_then(|body| anthropic::parse_messages_request(&body))
+    {
+        Ok(client) => client,
+        Err(error) => return error_response(&error),
+    };
+    if !client.stream {
+        return match gateway.chat(&client.endpoint, client.request).await {
+            Ok(response) => {
+                Json(anthropic::message_body(&response, &client.endpoint)).into_response()
+            }
+            Err(error) => error_response(&error),
+        };
+    }
+    let events = match gateway.chat_stream(&client.endpoint, client.request).await {
+        Ok(events) => events,
+        Err(error) => return error_response(&error),
+    };
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let mut encoder = anthropic::EventEncoder::new(id, client.endpoint);
+    stream_response(events, "text/event-stream", move |item| {
+        let mut out = Vec::new();
+        let frames = match item {
+            StreamItem::Event(event) => encoder.encode(&event),
+            StreamItem::End => encoder.finish(),
+            StreamItem::Error(error) => vec![("error", anthropic::error_body(&error))],
+        };
+        for (name, data) in frames {
+            push_sse(&mut out, Some(name), &data);
+        }
+        out
+    })
+}
+
+/// Token counting needs a provider that can count; no provider contract
+/// operation exists for it yet, so say so in Anthropic's shape.
+async fn count_tokens(body: Result<Bytes, BytesRejection>) -> Response {
+    let endpoint = body_or_error(body)
+        .and_then(|body| anthropic::parse_messages_request(&with_max_tokens(&body)))
+        .map(|client| client.endpoint);
+    match endpoint {
+        Ok(endpoint) => error_response(&ProviderError::invalid_request(format!(
+            "endpoint '{endpoint}' cannot count tokens: its provider offers no token counting through this gateway"
+        ))),
+        Err(error) => error_response(&error),
+    }
+}
+
+/// count_tokens requests carry no max_tokens, which the messages parser
+/// requires; add a placeholder so the rest is validated the same way.
+fn with_max_tokens(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.entry("max_tokens").or_insert(serde_json::json!(1));
+            serde_json::to_vec(&object).unwrap_or_else(|_| body.to_vec())
+        }
+        _ => body.to_vec(),
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(&ProviderError::new(
+        ErrorKind::NotFound,
+        "unknown Anthropic API route on this gateway",
+    ))
+}
+
+/// An error in Anthropic's shape; overload is 529 as Anthropic answers it.
+pub fn error_response(error: &ProviderError) -> Response {
+    json_error(
+        anthropic::error_status(error),
+        anthropic::error_body(error),
+        error.retry_after_ms,
+    )
+}

@@ -1,0 +1,206 @@
+//! The Gemini dialect: `/gateway/gemini/{v1beta|v1}/models/{endpoint}:{method}`.
+//!
+//! The reference documents `v1beta`; today's google-genai SDK defaults to
+//! `v1`: both are served identically.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use portico_model::formats::gemini;
+use portico_model::{ErrorKind, ProviderError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{StreamItem, body_or_error, json_error, push_sse, stream_response};
+use crate::routing::Gateway;
+
+pub fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/{version}/models", get(list_models))
+        .route(
+            "/{version}/models/{target}",
+            post(call_model).get(get_model),
+        )
+        .fallback(not_found)
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    alt: Option<String>,
+}
+
+fn check_version(version: &str) -> Result<(), ProviderError> {
+    match version {
+        "v1" | "v1beta" => Ok(()),
+        other => Err(ProviderError::new(
+            ErrorKind::NotFound,
+            format!("API version '{other}' is not served; use v1beta or v1"),
+        )),
+    }
+}
+
+async fn call_model(
+    State(gateway): State<Arc<Gateway>>,
+    Path((version, target)): Path<(String, String)>,
+    Query(query): Query<StreamQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(error) = check_version(&version) {
+        return error_response(&error);
+    }
+    let Some((endpoint, method)) = target.rsplit_once(':') else {
+        return error_response(&ProviderError::new(
+            ErrorKind::NotFound,
+            format!(
+                "'models/{target}' names no method; expected models/<endpoint>:generateContent"
+            ),
+        ));
+    };
+    let body = match body_or_error(body) {
+        Ok(body) => body,
+        Err(error) => return error_response(&error),
+    };
+    match method {
+        "generateContent" => generate(&gateway, endpoint, &body).await,
+        "streamGenerateContent" => {
+            let sse = query.alt.as_deref() == Some("sse");
+            stream_generate(&gateway, endpoint, &body, sse).await
+        }
+        "embedContent" => embed(&gateway, endpoint, &body, false).await,
+        "batchEmbedContents" => embed(&gateway, endpoint, &body, true).await,
+        "countTokens" => match gemini::parse_count_tokens_request(&body) {
+            Ok(_) => error_response(&ProviderError::invalid_request(format!(
+                "endpoint '{endpoint}' cannot count tokens: its provider offers no token counting through this gateway"
+            ))),
+            Err(error) => error_response(&error),
+        },
+        other => error_response(&ProviderError::new(
+            ErrorKind::NotFound,
+            format!("method '{other}' is not served by this gateway"),
+        )),
+    }
+}
+
+async fn generate(gateway: &Gateway, endpoint: &str, body: &[u8]) -> Response {
+    let request = match gemini::parse_generate_content_request(body) {
+        Ok(request) => request,
+        Err(error) => return error_response(&error),
+    };
+    match gateway.chat(endpoint, request).await {
+        Ok(response) => Json(gemini::generate_content_body(&response, endpoint)).into_response(),
+        Err(error) => error_response(&error),
+    }
+}
+
+/// Streams GenerateContentResponse chunks: as SSE with `alt=sse`, else as
+/// one JSON array written element by element (Google's default).
+async fn stream_generate(gateway: &Gateway, endpoint: &str, body: &[u8], sse: bool) -> Response {
+    let request = match gemini::parse_generate_content_request(body) {
+        Ok(request) => request,
+        Err(error) => return error_response(&error),
+    };
+    let events = match gateway.chat_stream(endpoint, request).await {
+        Ok(events) => events,
+        Err(error) => return error_response(&error),
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut encoder = gemini::ChunkEncoder::new(id, endpoint.to_string());
+    let mut array_started = false;
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    stream_response(events, content_type, move |item| {
+        let (chunks, last) = match item {
+            StreamItem::Event(event) => (encoder.encode(&event), false),
+            StreamItem::End => (encoder.finish(), true),
+            StreamItem::Error(error) => (vec![gemini::error_body(&error)], true),
+        };
+        let mut out = Vec::new();
+        for chunk in &chunks {
+            if sse {
+                push_sse(&mut out, None, chunk);
+            } else {
+                out.extend_from_slice(if array_started { b",\r\n" } else { b"[" });
+                array_started = true;
+                let _ = serde_json::to_writer(&mut out, chunk);
+            }
+        }
+        if last && !sse {
+            out.extend_from_slice(if array_started { b"]" } else { b"[]" });
+        }
+        out
+    })
+}
+
+async fn embed(gateway: &Gateway, endpoint: &str, body: &[u8], batch: bool) -> Response {
+    let client = match gemini::ClientEmbedRequest::parse(body, batch) {
+        Ok(client) => client,
+        Err(error) => return error_response(&error),
+    };
+    match gateway.embeddings(endpoint, client.request.clone()).await {
+        Ok(response) => Json(client.response_body(&response)).into_response(),
+        Err(error) => error_response(&error),
+    }
+}
+
+fn model_object(name: &str, provider: &str) -> Value {
+    json!({
+        "name": format!("models/{name}"),
+        "displayName": name,
+        "description": format!("Portico endpoint '{name}' (provider {provider})"),
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents"],
+    })
+}
+
+async fn list_models(State(gateway): State<Arc<Gateway>>, Path(version): Path<String>) -> Response {
+    if let Err(error) = check_version(&version) {
+        return error_response(&error);
+    }
+    let models: Vec<Value> = gateway
+        .endpoints
+        .list()
+        .iter()
+        .map(|e| model_object(&e.name, &e.provider))
+        .collect();
+    Json(json!({ "models": models })).into_response()
+}
+
+async fn get_model(
+    State(gateway): State<Arc<Gateway>>,
+    Path((version, name)): Path<(String, String)>,
+) -> Response {
+    if let Err(error) = check_version(&version) {
+        return error_response(&error);
+    }
+    match gateway.endpoints.get(&name) {
+        Some(endpoint) => Json(model_object(&endpoint.name, &endpoint.provider)).into_response(),
+        None => error_response(&ProviderError::new(
+            ErrorKind::NotFound,
+            format!("endpoint '{name}' does not exist"),
+        )),
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(&ProviderError::new(
+        ErrorKind::NotFound,
+        "unknown Gemini API route on this gateway",
+    ))
+}
+
+/// An error in Google's shape (`{"error": {code, message, status}}`).
+pub fn error_response(error: &ProviderError) -> Response {
+    json_error(
+        error.status,
+        gemini::error_body(error),
+        error.retry_after_ms,
+    )
+}

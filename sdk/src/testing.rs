@@ -1,0 +1,122 @@
+//! Helpers for plugins' native unit tests: endpoints, canned responses,
+//! request inspection, and stream bodies fed split at every byte.
+//!
+//! ```
+//! use portico_sdk::openai_compat::OpenAiCompat;
+//! use portico_sdk::testing;
+//!
+//! let compat = OpenAiCompat::new().default_base_url("https://api.example.com/v1");
+//! let body = b"data: {\"id\":\"a\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+//! let events = testing::decode_split_everywhere(|| compat.stream_decoder(), body).unwrap();
+//! assert_eq!(events.len(), 3); // start, text, finish
+//! ```
+//!
+//! The helpers panic with a clear message on misuse (they are for tests).
+
+use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse};
+use portico_model::{ProviderError, StreamEvent};
+use serde_json::Value;
+
+use crate::StreamDecoder;
+
+/// An endpoint named `name` for upstream model `model` with `config`.
+pub fn endpoint(name: &str, model: &str, config: &[(&str, &str)]) -> Endpoint {
+    Endpoint {
+        name: name.to_string(),
+        model: model.to_string(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// First value of a request header (case-insensitive name).
+pub fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The request body as JSON.
+///
+/// # Panics
+/// When the body is not JSON.
+pub fn json_body(request: &HttpRequest) -> Value {
+    serde_json::from_slice(&request.body)
+        .unwrap_or_else(|e| panic!("request body is not JSON ({e})"))
+}
+
+/// A response with a JSON content type (plus `headers`).
+pub fn json_response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
+    all.extend(
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())),
+    );
+    HttpResponse {
+        status,
+        headers: all,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// Decodes `body` whole, then again split at every byte boundary (two
+/// pushes), then byte by byte; returns the events (or the first error)
+/// after checking that every way of splitting gives exactly the same.
+///
+/// # Panics
+/// When two ways of splitting disagree.
+pub fn decode_split_everywhere<D: StreamDecoder>(
+    mut new_decoder: impl FnMut() -> D,
+    body: &[u8],
+) -> Result<Vec<StreamEvent>, ProviderError> {
+    let run = |decoder: &mut D, pieces: &[&[u8]]| -> Result<Vec<StreamEvent>, ProviderError> {
+        let mut events = Vec::new();
+        for piece in pieces {
+            events.extend(decoder.push(piece)?);
+        }
+        events.extend(decoder.finish()?);
+        Ok(events)
+    };
+    let whole = run(&mut new_decoder(), &[body]);
+    for cut in 0..=body.len() {
+        let split = run(&mut new_decoder(), &[&body[..cut], &body[cut..]]);
+        assert_eq!(split, whole, "body split at byte {cut} decodes differently");
+    }
+    let bytes: Vec<&[u8]> = body.chunks(1).collect();
+    let one_by_one = run(&mut new_decoder(), &bytes);
+    assert_eq!(one_by_one, whole, "body fed byte by byte decodes differently");
+    whole
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai_compat::OpenAiCompat;
+
+    #[test]
+    fn helpers() {
+        let ep = endpoint("e", "m", &[("api_key", "k")]);
+        assert_eq!((ep.name.as_str(), ep.get("api_key")), ("e", Some("k")));
+        let request = crate::http::RequestBuilder::post("https://x")
+            .header("X-A", "1")
+            .json(&serde_json::json!({"a": 1}))
+            .build();
+        assert_eq!(header(&request, "x-a"), Some("1"));
+        assert_eq!(json_body(&request)["a"], 1);
+        let response = json_response(429, &[("Retry-After", "2")], "{}");
+        assert_eq!(response.header("retry-after"), Some("2"));
+
+        let compat = OpenAiCompat::new();
+        let err = decode_split_everywhere(
+            || compat.stream_decoder(),
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, portico_model::ErrorKind::Upstream);
+    }
+}

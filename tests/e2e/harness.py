@@ -1,0 +1,136 @@
+"""Start the real gateway binary, with the real built plugins, for a test
+module: `launch_gateway(work_dir, config_file, env)` is a context manager
+yielding a running, healthy `Gateway`.
+
+Provider test modules write their own endpoints file (pointing at their own
+fake upstream) and launch their own gateway with it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("PORTICO_BIN", REPO / "target" / "release" / "portico"))
+# Overridable to run the suite against another build of the plugins.
+PLUGINS_DIR = Path(os.environ.get("PORTICO_E2E_PLUGINS_DIR", REPO / "plugins"))
+START_TIMEOUT = float(os.environ.get("PORTICO_E2E_START_TIMEOUT", "120"))
+
+# Local sockets only: a proxy from the environment must not get in between.
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Gateway:
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+    upstream_key: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/gateway/openai/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return f"{self.url}/gateway/anthropic"
+
+    @property
+    def gemini_base_url(self) -> str:
+        return f"{self.url}/gateway/gemini"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def require_built(*plugin_ids: str) -> None:
+    """Fail (never skip) when the binary or a needed plugin was not built."""
+    if not BINARY.is_file():
+        pytest.fail(f"gateway binary {BINARY} is missing: run `make build` (or scripts/build) first", pytrace=False)
+    for plugin in plugin_ids:
+        if not (PLUGINS_DIR / f"{plugin}.wasm").is_file():
+            pytest.fail(
+                f"{PLUGINS_DIR / (plugin + '.wasm')} is missing: run `make plugins` (scripts/build-plugins) first",
+                pytrace=False,
+            )
+
+
+@contextlib.contextmanager
+def launch_gateway(work: Path, config: Path, env: dict[str, str] | None = None) -> Iterator[Gateway]:
+    """Runs the gateway on a free port with `config` until the block ends."""
+    log_path = work / "gateway.log"
+    port = free_port()
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith("PORTICO_")}
+    process_env.update(env or {})
+    process_env.setdefault("RUST_LOG", "info")
+    cmd = [
+        str(BINARY),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--plugins-dir",
+        str(PLUGINS_DIR),
+        "--config",
+        str(config),
+        "--data-dir",
+        str(work / "data"),
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=work, env=process_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    gw = Gateway(port=port, process=process, log_path=log_path)
+
+    deadline = time.monotonic() + START_TIMEOUT
+    last_error = "no attempt"
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"gateway exited with {process.returncode} during start-up: {' '.join(cmd)}\n"
+                    f"--- gateway stderr ---\n{_tail(gw.log_text())}",
+                    pytrace=False,
+                )
+            try:
+                r = requests.get(f"{gw.url}/healthz", timeout=2)
+                if r.status_code == 200:
+                    break
+                last_error = f"/healthz answered {r.status_code}"
+            except requests.RequestException as e:
+                last_error = str(e)
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"gateway not healthy after {START_TIMEOUT:.0f}s ({last_error}): {' '.join(cmd)}\n"
+                    f"--- gateway stderr ---\n{_tail(gw.log_text())}",
+                    pytrace=False,
+                )
+            time.sleep(0.1)
+        yield gw
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

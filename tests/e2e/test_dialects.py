@@ -1,0 +1,184 @@
+"""Cross-dialect calls: the official Anthropic and Google Gen AI SDKs calling
+an endpoint whose provider speaks OpenAI, through the real gateway, with the
+reference page's snippets as written (api_key="dummy", endpoint as model)."""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+from conftest import CHAT, CHAT_MODEL, EMBED, RATE_LIMITED, Gateway
+from fake_openai import RETRY_AFTER_SECONDS, FakeOpenAI, content_text, vector_for
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather of a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture
+def claude(gateway: Gateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+
+
+def gemini_client(gateway: Gateway, api_version: str | None = None) -> genai.Client:
+    options: dict = {"base_url": gateway.gemini_base_url}
+    if api_version:
+        options["api_version"] = api_version
+    return genai.Client(api_key="dummy", http_options=options)
+
+
+def test_anthropic_sdk_reference_snippet(claude: anthropic.Anthropic, fake_upstream: FakeOpenAI):
+    response = claude.messages.create(
+        model=CHAT,
+        max_tokens=1024,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "Hello!"}],
+    )
+    assert response.content[0].text == "Echo: Hello!"
+    assert response.stop_reason == "end_turn"
+    assert response.usage.output_tokens > 0
+    sent = fake_upstream.only_request().json
+    assert sent["model"] == CHAT_MODEL
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."} or (
+        sent["messages"][0]["role"] == "system" and content_text(sent["messages"][0]["content"]) == "Be brief."
+    )
+    assert content_text(sent["messages"][-1]["content"]) == "Hello!"
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 1024
+
+
+def test_anthropic_sdk_streams_events(claude: anthropic.Anthropic, fake_upstream: FakeOpenAI):
+    with claude.messages.stream(
+        model=CHAT, max_tokens=100, messages=[{"role": "user", "content": "stream me please"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Echo: stream me please"
+    assert final.content[0].text == text
+    assert final.usage.output_tokens > 0
+    assert fake_upstream.only_request().json["stream"] is True
+
+
+def test_anthropic_sdk_tool_round_trip(claude: anthropic.Anthropic, fake_upstream: FakeOpenAI):
+    first = claude.messages.create(
+        model=CHAT, max_tokens=200, tools=[WEATHER], messages=[{"role": "user", "content": "Paris"}]
+    )
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "get_weather" and call.input == {"city": "Paris"}
+    sent_tools = fake_upstream.only_request().json["tools"]
+    assert sent_tools[0]["function"]["name"] == "get_weather"
+    assert sent_tools[0]["function"]["parameters"] == WEATHER["input_schema"]
+
+    fake_upstream.reset()
+    second = claude.messages.create(
+        model=CHAT,
+        max_tokens=200,
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": "Paris"},
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 C"}]},
+        ],
+    )
+    assert second.content[0].text == "Tool result: 18 C"
+    sent = fake_upstream.only_request().json["messages"]
+    assert sent[-2]["tool_calls"][0]["id"] == call.id
+    assert sent[-1] == {"role": "tool", "tool_call_id": call.id, "content": "18 C"} or (
+        sent[-1]["role"] == "tool" and sent[-1]["tool_call_id"] == call.id and content_text(sent[-1]["content"]) == "18 C"
+    )
+
+
+def test_anthropic_sdk_errors_in_anthropic_shape(claude: anthropic.Anthropic):
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        claude.messages.create(model="no-such-endpoint", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert "no-such-endpoint" in missing.value.message
+    assert missing.value.body["type"] == "error"
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        claude.messages.create(model=RATE_LIMITED, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert limited.value.response.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.create(model=EMBED, max_tokens=10, messages=[])
+
+
+@pytest.mark.parametrize("api_version", [None, "v1beta", "v1"])
+def test_gemini_sdk_reference_snippet(gateway: Gateway, fake_upstream: FakeOpenAI, api_version):
+    client = gemini_client(gateway, api_version)
+    response = client.models.generate_content(model=CHAT, contents={"text": "Hello!"})
+    client.close()
+    assert response.candidates[0].content.parts[0].text == "Echo: Hello!"
+    assert response.usage_metadata.candidates_token_count > 0
+    sent = fake_upstream.only_request().json
+    assert sent["model"] == CHAT_MODEL
+    assert content_text(sent["messages"][-1]["content"]) == "Hello!"
+
+
+def test_gemini_sdk_streams_and_configures(gateway: Gateway, fake_upstream: FakeOpenAI):
+    client = gemini_client(gateway)
+    chunks = list(
+        client.models.generate_content_stream(
+            model=CHAT,
+            contents="tell me more",
+            config=genai_types.GenerateContentConfig(
+                system_instruction="Be brief.", temperature=0.25, max_output_tokens=50, stop_sequences=["END"]
+            ),
+        )
+    )
+    client.close()
+    assert "".join(c.text or "" for c in chunks) == "Echo: tell me more"
+    assert chunks[-1].candidates[0].finish_reason == genai_types.FinishReason.STOP
+    sent = fake_upstream.only_request().json
+    assert sent["stream"] is True
+    assert sent["temperature"] == 0.25
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 50
+    assert sent["stop"] in (["END"], "END")
+    assert sent["messages"][0]["role"] == "system"
+
+
+def test_gemini_sdk_function_calling(gateway: Gateway, fake_upstream: FakeOpenAI):
+    client = gemini_client(gateway)
+    tool = genai_types.Tool(
+        function_declarations=[
+            genai_types.FunctionDeclaration(
+                name="get_weather",
+                description="Current weather of a city",
+                parameters=genai_types.Schema(
+                    type="OBJECT", properties={"city": genai_types.Schema(type="STRING")}, required=["city"]
+                ),
+            )
+        ]
+    )
+    config = genai_types.GenerateContentConfig(
+        tools=[tool], automatic_function_calling=genai_types.AutomaticFunctionCallingConfig(disable=True)
+    )
+    response = client.models.generate_content(model=CHAT, contents="Rome", config=config)
+    call = response.function_calls[0]
+    assert call.name == "get_weather" and call.args == {"city": "Rome"}
+    sent_tool = fake_upstream.only_request().json["tools"][0]["function"]
+    assert sent_tool["name"] == "get_weather"
+    assert sent_tool["parameters"]["properties"]["city"]["type"].lower() == "string"
+    client.close()
+
+
+def test_gemini_sdk_embeddings(gateway: Gateway, fake_upstream: FakeOpenAI):
+    client = gemini_client(gateway)
+    result = client.models.embed_content(model=EMBED, contents=["first text", "second one here"])
+    client.close()
+    assert [e.values for e in result.embeddings] == [vector_for("first text"), vector_for("second one here")]
+    assert fake_upstream.only_request().json["input"] == ["first text", "second one here"]
+
+
+def test_gemini_sdk_errors_in_google_shape(gateway: Gateway):
+    client = gemini_client(gateway)
+    with pytest.raises(genai_errors.ClientError) as missing:
+        client.models.generate_content(model="no-such-endpoint", contents="x")
+    assert missing.value.code == 404
+    assert missing.value.status == "NOT_FOUND"
+    with pytest.raises(genai_errors.ClientError) as limited:
+        client.models.generate_content(model=RATE_LIMITED, contents="x")
+    assert limited.value.code == 429
+    client.close()
