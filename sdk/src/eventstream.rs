@@ -435,10 +435,7 @@ mod tests {
     #[test]
     fn round_trips_split_at_every_byte() {
         let messages = sample_messages();
-        let bytes: Vec<u8> = messages
-            .iter()
-            .flat_map(|m| m.encode().unwrap())
-            .collect();
+        let bytes: Vec<u8> = messages.iter().flat_map(|m| m.encode().unwrap()).collect();
         for cut in 0..=bytes.len() {
             let mut decoder = MessageDecoder::new();
             let mut got = decoder.push(&bytes[..cut]).unwrap();
@@ -470,7 +467,10 @@ mod tests {
         let err = decoder.push(&corrupt).unwrap_err();
         assert_eq!(err.status, 502);
         assert!(err.message.contains("message checksum"), "{}", err.message);
-        assert!(decoder.push(&bytes).is_err(), "a failed decoder stays failed");
+        assert!(
+            decoder.push(&bytes).is_err(),
+            "a failed decoder stays failed"
+        );
 
         // A flipped length: prelude CRC mismatch, detected before the rest.
         let mut corrupt = bytes.clone();
@@ -488,7 +488,11 @@ mod tests {
         let mut decoder = MessageDecoder::new();
         assert!(decoder.push(&bytes[..bytes.len() - 1]).unwrap().is_empty());
         let err = decoder.finish().unwrap_err();
-        assert!(err.message.contains("ended inside a message"), "{}", err.message);
+        assert!(
+            err.message.contains("ended inside a message"),
+            "{}",
+            err.message
+        );
 
         // A valid prelude announcing a length below the minimum.
         let mut tiny = Vec::new();
@@ -497,7 +501,11 @@ mod tests {
         let crc = crc32fast::hash(&tiny);
         tiny.extend_from_slice(&crc.to_be_bytes());
         let err = MessageDecoder::new().push(&tiny).unwrap_err();
-        assert!(err.message.contains("impossible message length"), "{}", err.message);
+        assert!(
+            err.message.contains("impossible message length"),
+            "{}",
+            err.message
+        );
 
         // Headers that run past their section.
         let mut message = Message::new(b"x".to_vec())
@@ -570,8 +578,18 @@ mod tests {
     #[test]
     fn oversized_headers_are_refused_by_the_encoder() {
         let long = "x".repeat(300);
-        assert!(Message::new(Vec::new()).with_str_header(&long, "v").encode().is_err());
+        assert!(
+            Message::new(Vec::new())
+                .with_str_header(&long, "v")
+                .encode()
+                .is_err()
+        );
         let huge = "y".repeat(70_000);
-        assert!(Message::new(Vec::new()).with_str_header("n", &huge).encode().is_err());
+        assert!(
+            Message::new(Vec::new())
+                .with_str_header("n", &huge)
+                .encode()
+                .is_err()
+        );
     }
 }

@@ -63,9 +63,7 @@ impl Credentials {
         Self {
             access_key_id: access_key_id.to_string(),
             secret_access_key: secret_access_key.to_string(),
-            session_token: session_token
-                .filter(|t| !t.is_empty())
-                .map(str::to_string),
+            session_token: session_token.filter(|t| !t.is_empty()).map(str::to_string),
         }
     }
 }
@@ -75,7 +73,10 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &"<redacted>")
             .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -376,7 +377,9 @@ struct SplitUrl {
 
 impl SplitUrl {
     fn parse(url: &str) -> Result<Self, ProviderError> {
-        let invalid = || ProviderError::invalid_request("cannot sign a request without an absolute http(s) URL");
+        let invalid = || {
+            ProviderError::invalid_request("cannot sign a request without an absolute http(s) URL")
+        };
         let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
         let default_port = match scheme.to_ascii_lowercase().as_str() {
             "https" => "443",
@@ -545,7 +548,10 @@ mod tests {
              44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
         signer.sign(&mut request, time).unwrap();
-        assert_eq!(header(&request, "x-amz-date").as_deref(), Some("20231114T221320Z"));
+        assert_eq!(
+            header(&request, "x-amz-date").as_deref(),
+            Some("20231114T221320Z")
+        );
         assert_eq!(
             header(&request, "x-amz-security-token").as_deref(),
             Some("SESSION/TOKEN==")
@@ -575,7 +581,9 @@ mod tests {
         assert_eq!(canonical_uri(&url.path), "/a%253Ab/c");
         assert_eq!(canonical_query(&url.query), "a=~&x=1%202");
         assert_eq!(
-            SplitUrl::parse("http://Example.com:80").unwrap().host_header,
+            SplitUrl::parse("http://Example.com:80")
+                .unwrap()
+                .host_header,
             "example.com"
         );
         assert_eq!(canonical_uri(""), "/");

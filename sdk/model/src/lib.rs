@@ -364,3 +364,85 @@ pub struct EmbeddingsResponse {
     #[serde(default)]
     pub usage: Usage,
 }
+
+/// Rebuilds a complete [`ChatResponse`] from stream events, e.g. to store
+/// or account for a streamed answer.
+#[derive(Debug, Default)]
+pub struct ChatResponseBuilder {
+    response: ChatResponse,
+    /// Position in `response.content` of each tool call, by stream index.
+    tool_calls: std::collections::BTreeMap<u32, usize>,
+}
+
+impl ChatResponseBuilder {
+    pub fn push(&mut self, event: &StreamEvent) {
+        let content = &mut self.response.content;
+        match event {
+            StreamEvent::Start { id, model } => {
+                self.response.id.clone_from(id);
+                self.response.model.clone_from(model);
+            }
+            StreamEvent::TextDelta { text } => match content.last_mut() {
+                Some(ContentPart::Text { text: last }) => last.push_str(text),
+                _ => content.push(ContentPart::text(text.clone())),
+            },
+            StreamEvent::ThinkingDelta { text } => match content.last_mut() {
+                Some(ContentPart::Thinking { text: last, .. }) => last.push_str(text),
+                _ => content.push(ContentPart::Thinking { text: text.clone(), signature: None }),
+            },
+            StreamEvent::ToolCallStart { index, id, name } => {
+                self.tool_calls.insert(*index, content.len());
+                content.push(ContentPart::ToolCall {
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: String::new(),
+                });
+            }
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                if let Some(ContentPart::ToolCall { arguments: args, .. }) =
+                    self.tool_calls.get(index).and_then(|&at| content.get_mut(at))
+                {
+                    args.push_str(arguments);
+                }
+            }
+            StreamEvent::Usage { usage } => self.response.usage = *usage,
+            StreamEvent::Finish { reason } => self.response.finish_reason = *reason,
+            StreamEvent::Raw { .. } => {}
+        }
+    }
+
+    pub fn finish(self) -> ChatResponse {
+        self.response
+    }
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+
+    #[test]
+    fn rebuilds_text_and_tool_calls_from_events() {
+        let mut builder = ChatResponseBuilder::default();
+        for event in [
+            StreamEvent::Start { id: "r1".into(), model: "m".into() },
+            StreamEvent::TextDelta { text: "Hel".into() },
+            StreamEvent::TextDelta { text: "lo".into() },
+            StreamEvent::ToolCallStart { index: 0, id: "c1".into(), name: "f".into() },
+            StreamEvent::ToolCallDelta { index: 0, arguments: "{\"a\":".into() },
+            StreamEvent::ToolCallDelta { index: 0, arguments: "1}".into() },
+            StreamEvent::Usage { usage: Usage { input_tokens: 3, output_tokens: 4, cached_input_tokens: None } },
+            StreamEvent::Finish { reason: FinishReason::ToolCalls },
+        ] {
+            builder.push(&event);
+        }
+        let response = builder.finish();
+        assert_eq!(response.id, "r1");
+        assert_eq!(response.text(), "Hello");
+        assert_eq!(
+            response.content[1],
+            ContentPart::ToolCall { id: "c1".into(), name: "f".into(), arguments: "{\"a\":1}".into() }
+        );
+        assert_eq!(response.usage.total(), 7);
+        assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+    }
+}

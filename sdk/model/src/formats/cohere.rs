@@ -92,8 +92,14 @@ pub fn chat_request_body(request: &ChatRequest, stream: bool) -> Value {
         (!params.stop.is_empty()).then(|| json!(params.stop)),
     );
     set("seed", params.seed.map(|v| json!(v)));
-    set("frequency_penalty", params.frequency_penalty.map(|v| json!(v)));
-    set("presence_penalty", params.presence_penalty.map(|v| json!(v)));
+    set(
+        "frequency_penalty",
+        params.frequency_penalty.map(|v| json!(v)),
+    );
+    set(
+        "presence_penalty",
+        params.presence_penalty.map(|v| json!(v)),
+    );
     set(
         "response_format",
         request.response_format.as_ref().and_then(response_format),
@@ -420,14 +426,12 @@ impl EventDecoder {
         }
         let delta = value.pointer("/delta/message").unwrap_or(&Value::Null);
         match kind {
-            "message-start" => {
-                if !self.started {
-                    self.started = true;
-                    out.push(StreamEvent::Start {
-                        id: str_at(&value, "/id").to_string(),
-                        model: String::new(),
-                    });
-                }
+            "message-start" if !self.started => {
+                self.started = true;
+                out.push(StreamEvent::Start {
+                    id: str_at(&value, "/id").to_string(),
+                    model: String::new(),
+                });
             }
             "content-start" | "content-delta" => {
                 let content = delta.get("content").unwrap_or(&Value::Null);

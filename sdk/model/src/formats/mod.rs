@@ -4,8 +4,10 @@
 //! implementation.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod cohere;
 pub mod common;
 pub mod gemini;
 pub mod ollama;
 pub mod openai;
+pub mod openai_responses;

@@ -73,9 +73,15 @@ pub fn chat_request_body(request: &ChatRequest, stream: bool) -> Result<Value, P
     set("top_p", params.top_p.map(|v| json!(v)));
     set("top_k", params.top_k.map(|v| json!(v)));
     set("num_predict", params.max_tokens.map(|v| json!(v)));
-    set("stop", (!params.stop.is_empty()).then(|| json!(params.stop)));
+    set(
+        "stop",
+        (!params.stop.is_empty()).then(|| json!(params.stop)),
+    );
     set("seed", params.seed.map(|v| json!(v)));
-    set("presence_penalty", params.presence_penalty.map(|v| json!(v)));
+    set(
+        "presence_penalty",
+        params.presence_penalty.map(|v| json!(v)),
+    );
     set(
         "frequency_penalty",
         params.frequency_penalty.map(|v| json!(v)),
@@ -561,7 +567,9 @@ mod tests {
         );
         let mut req = request();
         req.tool_choice = Some(ToolChoice::None);
-        req.response_format = Some(json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}));
+        req.response_format = Some(
+            json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}),
+        );
         req.params = SamplingParams::default();
         let body = chat_request_body(&req, true).unwrap();
         assert_eq!(body["stream"], true);
@@ -712,8 +720,15 @@ mod tests {
             br#"{"error":"model \"nope\" not found, try pulling it first"}"#,
         );
         assert_eq!((err.kind, err.status), (ErrorKind::NotFound, 404));
-        assert_eq!(err.message, "model \"nope\" not found, try pulling it first");
-        let err = parse_error(500, &[], br#"{"error":"llama runner process has terminated"}"#);
+        assert_eq!(
+            err.message,
+            "model \"nope\" not found, try pulling it first"
+        );
+        let err = parse_error(
+            500,
+            &[],
+            br#"{"error":"llama runner process has terminated"}"#,
+        );
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
     }
 }

@@ -451,7 +451,7 @@ fn push_text(content: &mut Vec<ContentPart>, text: String) {
 
 /// OpenAI tool messages carry no tool name; providers such as Gemini need
 /// it, so take it from the assistant call with the same id.
-fn fill_tool_result_names(messages: &mut [Message]) {
+pub(crate) fn fill_tool_result_names(messages: &mut [Message]) {
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for message in messages.iter_mut() {
         for part in &mut message.content {
