@@ -20,12 +20,18 @@ pub struct Cli {
     /// Folder of provider plugins (`*.wasm`), watched for changes.
     #[arg(long, env = "PORTICO_PLUGINS_DIR", default_value = "plugins")]
     pub plugins_dir: PathBuf,
-    /// Declarative endpoints file (TOML). Defaults to ./portico.toml when it exists.
+    /// Declarative endpoints file (TOML), applied to the endpoint store at
+    /// start and whenever it changes. Defaults to ./portico.toml.
     #[arg(long, env = "PORTICO_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Folder for the gateway's own state (compiled plugin cache, ...).
+    /// Folder for the gateway's own state: the endpoint database
+    /// (portico.db), the master key file (master.key, unless
+    /// PORTICO_MASTER_KEY is set) and the compiled-plugin cache.
     #[arg(long, env = "PORTICO_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// When set, every /api/v1 request needs `Authorization: Bearer <token>`.
+    #[arg(long, env = "PORTICO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Largest accepted request body, in bytes (larger ones get 413).
     #[arg(long, env = "PORTICO_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -48,12 +54,17 @@ pub enum LogFormat {
 }
 
 impl Cli {
-    /// The endpoints file to read, if any.
-    pub fn config_file(&self) -> Option<PathBuf> {
-        match &self.config {
-            Some(path) => Some(path.clone()),
-            None => Some(PathBuf::from("portico.toml")).filter(|p| p.exists()),
-        }
+    /// The endpoints file. It need not exist: a missing file declares no
+    /// endpoints, and creating it later applies it.
+    pub fn config_file(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("portico.toml"))
+    }
+
+    /// The admin token, if one is set (an empty value means none).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref().filter(|t| !t.is_empty())
     }
 }
 
@@ -76,7 +87,8 @@ struct EndpointEntry {
 }
 
 /// Reads the endpoints file, replacing `${VAR}` references with environment
-/// variables so secrets stay out of the file.
+/// variables so secrets stay out of the file. A missing file is an error
+/// whose cause is the `std::io::Error` (`NotFound`).
 pub fn load_endpoints(path: &Path) -> anyhow::Result<Vec<EndpointDef>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading endpoints file {}", path.display()))?;

@@ -5,14 +5,20 @@
 //! - [`registry`]: the loaded plugins, with hot reload of the plugins dir.
 //! - [`dialects`]: the client-facing APIs (OpenAI, ...).
 //! - [`routing`]: endpoint → plugin → upstream round trip, streaming.
-//! - [`endpoints`]: the endpoint table; [`config`]: CLI and endpoints file.
+//! - [`endpoints`]: the endpoint table and its manager; [`store`]: persistent
+//!   state (SQLite); [`secrets`]: encryption at rest; [`config`]: CLI and
+//!   endpoints file.
 //! - [`admin`]: the management API; [`server`]: start-up and routes.
 
 pub mod admin;
 pub mod config;
+pub mod conformance;
 pub mod dialects;
 pub mod endpoints;
 pub mod registry;
 pub mod routing;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
+pub mod store;
+pub mod ui;

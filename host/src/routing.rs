@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse, Operation};
+use portico_model::plugin::{Dialect, Endpoint, HttpRequest, HttpResponse, Operation};
 use portico_model::{
     ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, ProviderError,
     StreamEvent,
@@ -63,6 +63,13 @@ impl Gateway {
             http,
             timeouts,
         }
+    }
+
+    /// The dialect the endpoint's provider speaks natively, if any: a client
+    /// of that dialect gets the upstream answer passed through unchanged.
+    pub fn native_dialect(&self, name: &str) -> Option<Dialect> {
+        let def = self.endpoints.get(name)?;
+        self.registry.get(&def.provider)?.info.native_dialect
     }
 
     /// Finds the endpoint and its plugin, checks the operation is supported

@@ -1,33 +1,147 @@
 //! Start-up and the HTTP surface: which routes live where.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use axum::{Extension, Router};
 use tower_http::trace::TraceLayer;
 
+use crate::admin;
 use crate::config::Cli;
 use crate::dialects;
-use crate::endpoints::EndpointTable;
+use crate::endpoints::{EndpointManager, EndpointTable, FileWatchGuard};
 use crate::registry::Registry;
 use crate::routing::{Gateway, UpstreamTimeouts};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
-use crate::{admin, config};
+use crate::secrets::{self, Cipher};
+use crate::store::{self, Store};
 
-/// The whole application router.
-pub fn app(gateway: Arc<Gateway>, max_body_bytes: usize) -> Router {
+/// The whole application router. The store is also available to handlers
+/// as an `Extension<Arc<dyn Store>>`.
+pub fn app(
+    gateway: Arc<Gateway>,
+    manager: Arc<EndpointManager>,
+    admin_token: Option<&str>,
+    max_body_bytes: usize,
+) -> Router {
+    let store = manager.store().clone();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .nest("/api/v1", admin::router())
+        .nest("/api/v1", admin::router(manager, admin_token))
         .nest("/gateway/openai/v1", dialects::openai::router())
         .nest("/gateway/anthropic", dialects::anthropic::router())
         .nest("/gateway/gemini", dialects::gemini::router())
+        .merge(crate::ui::router())
+        .layer(Extension(store))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(gateway)
+}
+
+/// What [`build`] needs besides the loaded plugins.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Holds portico.db and (without `master_key`) master.key.
+    pub data_dir: PathBuf,
+    /// The declarative endpoints file; `None` for none.
+    pub config_file: Option<PathBuf>,
+    /// Re-apply the endpoints file when it changes.
+    pub watch_config: bool,
+    pub admin_token: Option<String>,
+    /// Base64 master key (the value of `PORTICO_MASTER_KEY`); `None` uses
+    /// the key file in the data dir.
+    pub master_key: Option<String>,
+    pub max_body_bytes: usize,
+    pub timeouts: UpstreamTimeouts,
+}
+
+/// A built gateway: its router and the services behind it. Dropping it
+/// stops watching the endpoints file.
+pub struct App {
+    pub router: Router,
+    pub gateway: Arc<Gateway>,
+    pub manager: Arc<EndpointManager>,
+    pub store: Arc<dyn Store>,
+    _file_watch: Option<FileWatchGuard>,
+}
+
+impl App {
+    /// Stops watching and closes the store.
+    pub async fn close(self) {
+        let App {
+            store, _file_watch, ..
+        } = self;
+        drop(_file_watch);
+        store.close().await;
+    }
+}
+
+/// Opens (creating and migrating) the endpoint store in the data dir,
+/// loads or generates the master key, applies the endpoints file, fills the
+/// endpoint table, and assembles the router.
+pub async fn build(
+    options: AppOptions,
+    registry: Arc<Registry>,
+    http: reqwest::Client,
+) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("creating data dir {}", options.data_dir.display()))?;
+    let (cipher, key_source) =
+        Cipher::load_or_create(options.master_key.as_deref(), &options.data_dir)?;
+    tracing::info!(from = %key_source, "master key for secrets at rest loaded");
+    let store = store::open_default(&options.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the endpoint store in {}",
+                options.data_dir.display()
+            )
+        })?;
+    tracing::info!(store = %store.location(), "endpoint store open");
+
+    let table = Arc::new(EndpointTable::default());
+    let manager =
+        EndpointManager::new(store.clone(), cipher, registry.clone(), table.clone()).await?;
+    let mut file_watch = None;
+    if let Some(path) = &options.config_file {
+        manager.apply_file_logged(path).await;
+        if options.watch_config {
+            match manager.watch_file(path.clone()) {
+                Ok(guard) => file_watch = Some(guard),
+                // Serving without live reload beats not serving.
+                Err(error) => tracing::error!(
+                    path = %path.display(),
+                    error = %format!("{error:#}"),
+                    "cannot watch the endpoints file; changes need a restart"
+                ),
+            }
+        }
+    }
+    for def in table.list() {
+        if registry.get(&def.provider).is_none() {
+            tracing::warn!(endpoint = %def.name, provider = %def.provider, "endpoint's provider plugin is not loaded (yet)");
+        }
+    }
+    tracing::info!(count = table.list().len(), "endpoints configured");
+
+    let gateway = Arc::new(Gateway::new(registry, table, http, options.timeouts));
+    let router = app(
+        gateway.clone(),
+        manager.clone(),
+        options.admin_token.as_deref(),
+        options.max_body_bytes,
+    );
+    Ok(App {
+        router,
+        gateway,
+        manager,
+        store,
+        _file_watch: file_watch,
+    })
 }
 
 /// Loads plugins and endpoints, then serves until SIGINT/SIGTERM.
@@ -65,31 +179,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 
-    let defs = match cli.config_file() {
-        Some(path) => config::load_endpoints(&path)?,
-        None => Vec::new(),
+    let master_key = std::env::var(secrets::KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    let options = AppOptions {
+        data_dir: cli.data_dir.clone(),
+        config_file: Some(cli.config_file()),
+        watch_config: true,
+        admin_token: cli.admin_token().map(str::to_string),
+        master_key,
+        max_body_bytes: cli.max_body_bytes,
+        timeouts: UpstreamTimeouts {
+            request: Duration::from_secs(cli.request_timeout_secs),
+            stream_idle: Duration::from_secs(cli.request_timeout_secs),
+        },
     };
-    for def in &defs {
-        if registry.get(&def.provider).is_none() {
-            tracing::warn!(endpoint = %def.name, provider = %def.provider, "endpoint's provider plugin is not loaded (yet)");
-        }
+    if options.admin_token.is_none() && !cli.listen.ip().is_loopback() {
+        tracing::warn!(address = %cli.listen, "the management API is reachable from the network without an admin token: set --admin-token");
     }
-    tracing::info!(count = defs.len(), "endpoints configured");
-    let endpoints = Arc::new(EndpointTable::new(defs));
+    let app = build(options, registry, http).await?;
 
-    let timeouts = UpstreamTimeouts {
-        request: Duration::from_secs(cli.request_timeout_secs),
-        stream_idle: Duration::from_secs(cli.request_timeout_secs),
-    };
-    let gateway = Arc::new(Gateway::new(registry, endpoints, http, timeouts));
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
     tracing::info!(address = %cli.listen, "Portico gateway listening");
-    axum::serve(listener, app(gateway, cli.max_body_bytes))
+    axum::serve(listener, app.router.clone())
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("serving HTTP")
+        .context("serving HTTP")?;
+    app.close().await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -502,9 +502,15 @@ async fn rejects_invalid_provider_info() {
 #[tokio::test]
 async fn rejects_plugin_whose_describe_traps() {
     let runtime = runtime();
-    let err = runtime.load_file(&plugin_path("test-describe-trap")).await.unwrap_err();
+    let err = runtime
+        .load_file(&plugin_path("test-describe-trap"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, LoadError::Describe(_)), "{err:?}");
-    assert_eq!(err.to_string(), "describe failed: trapped: wasm `unreachable` instruction executed");
+    assert_eq!(
+        err.to_string(),
+        "describe failed: trapped: wasm `unreachable` instruction executed"
+    );
 }
 
 // ------------------------------------------------------------------ faults

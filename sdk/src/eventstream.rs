@@ -265,7 +265,7 @@ fn frame_at(buf: &[u8]) -> Result<Option<(Message, usize)>, ProviderError> {
             "prelude checksum mismatch (the body is not an event stream, or it is corrupt)",
         ));
     }
-    if total < OVERHEAD || total > MAX_MESSAGE {
+    if !(OVERHEAD..=MAX_MESSAGE).contains(&total) {
         return Err(bad(format!("impossible message length {total}")));
     }
     if headers_len > MAX_HEADERS || headers_len > total - OVERHEAD {

@@ -5,7 +5,7 @@
 //! module only adds the HTTP around it. Callers add their own auth header.
 
 use portico_model::formats::gemini;
-use portico_model::plugin::{HttpRequest, HttpResponse};
+use portico_model::plugin::HttpResponse;
 use portico_model::{ChatRequest, ChatResponse, ProviderError, StreamEvent};
 
 use crate::http::RequestBuilder;
@@ -90,11 +90,6 @@ impl EventDecoder for GeminiEvents {
     }
 }
 
-/// Whether `request` asks for a stream (`streamGenerateContent`).
-pub fn is_stream_request(request: &HttpRequest) -> bool {
-    request.url.contains(":streamGenerateContent")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +109,6 @@ mod tests {
             .header("x-goog-api-key", "k")
             .build();
         assert_eq!(plain.url, "https://h/v1beta/models/m:generateContent");
-        assert!(!is_stream_request(&plain));
         assert!(
             plain
                 .headers
@@ -128,12 +122,17 @@ mod tests {
                 "systemInstruction": {"parts": [{"text": "Be brief."}]},
             })
         );
-        let streamed = generate_content_request("https://h/v1beta/models/m", &request, true).build();
+        let streamed =
+            generate_content_request("https://h/v1beta/models/m", &request, true).build();
         assert_eq!(
             streamed.url,
             "https://h/v1beta/models/m:streamGenerateContent?alt=sse"
         );
-        assert!(is_stream_request(&streamed));
+        assert!(
+            streamed
+                .headers
+                .contains(&("accept".into(), "text/event-stream".into()))
+        );
         assert_eq!(streamed.body, plain.body);
     }
 

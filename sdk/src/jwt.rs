@@ -496,7 +496,10 @@ e49lhmK6SVhupAOQqHc6LIk=
         let pkcs1 = pkcs8.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
         assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
         let a = Rs256Key::from_pem(&pkcs1).unwrap().sign(b"m").unwrap();
-        let b = Rs256Key::from_pem(TEST_KEY_PKCS8).unwrap().sign(b"m").unwrap();
+        let b = Rs256Key::from_pem(TEST_KEY_PKCS8)
+            .unwrap()
+            .sign(b"m")
+            .unwrap();
         assert_eq!(a, b);
 
         assert_eq!(
@@ -573,7 +576,8 @@ e49lhmK6SVhupAOQqHc6LIk=
         assert!(err("[1]").contains("not a JSON object"));
         let no_email = json!({"type": "service_account", "private_key": TEST_KEY_PKCS8});
         assert!(err(&no_email.to_string()).ends_with("'client_email' is missing"));
-        let user = json!({"type": "authorized_user", "client_id": "x", "refresh_token": "secret-refresh"});
+        let user =
+            json!({"type": "authorized_user", "client_id": "x", "refresh_token": "secret-refresh"});
         let message = err(&user.to_string());
         assert!(message.contains("'authorized_user'") && !message.contains("secret-refresh"));
         assert!(err(&key_file(&[("token_uri", "http://evil.example/token")])).contains("https"));

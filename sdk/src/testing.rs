@@ -89,7 +89,10 @@ pub fn decode_split_everywhere<D: StreamDecoder>(
     }
     let bytes: Vec<&[u8]> = body.chunks(1).collect();
     let one_by_one = run(&mut new_decoder(), &bytes);
-    assert_eq!(one_by_one, whole, "body fed byte by byte decodes differently");
+    assert_eq!(
+        one_by_one, whole,
+        "body fed byte by byte decodes differently"
+    );
     whole
 }
 

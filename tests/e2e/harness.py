@@ -79,8 +79,17 @@ def require_built(*plugin_ids: str) -> None:
 
 
 @contextlib.contextmanager
-def launch_gateway(work: Path, config: Path, env: dict[str, str] | None = None) -> Iterator[Gateway]:
-    """Runs the gateway on a free port with `config` until the block ends."""
+def launch_gateway(
+    work: Path,
+    config: Path,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+    plugins_dir: Path | None = None,
+) -> Iterator[Gateway]:
+    """Runs the gateway on a free port with `config` until the block ends.
+    Its state lives in `work/data`, so launching again with the same `work`
+    is a restart. `extra_args` are appended to the command line;
+    `plugins_dir` replaces the built plugins folder."""
     log_path = work / "gateway.log"
     port = free_port()
     process_env = {k: v for k, v in os.environ.items() if not k.startswith("PORTICO_")}
@@ -91,11 +100,12 @@ def launch_gateway(work: Path, config: Path, env: dict[str, str] | None = None) 
         "--listen",
         f"127.0.0.1:{port}",
         "--plugins-dir",
-        str(PLUGINS_DIR),
+        str(plugins_dir or PLUGINS_DIR),
         "--config",
         str(config),
         "--data-dir",
         str(work / "data"),
+        *(extra_args or []),
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=work, env=process_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

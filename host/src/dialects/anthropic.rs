@@ -12,8 +12,9 @@ use axum::routing::post;
 use portico_model::formats::anthropic;
 use portico_model::{ErrorKind, ProviderError};
 
-use super::{StreamItem, body_or_error, json_error, push_sse, stream_response};
+use super::{StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response};
 use crate::routing::Gateway;
+use portico_model::plugin::Dialect;
 
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
@@ -33,9 +34,14 @@ async fn messages(
     };
     if !client.stream {
         return match gateway.chat(&client.endpoint, client.request).await {
-            Ok(response) => {
-                Json(anthropic::message_body(&response, &client.endpoint)).into_response()
-            }
+            Ok(response) => Json(passthrough_or(
+                &gateway,
+                &client.endpoint,
+                Dialect::Anthropic,
+                response,
+                |r| anthropic::message_body(r, &client.endpoint),
+            ))
+            .into_response(),
             Err(error) => error_response(&error),
         };
     }

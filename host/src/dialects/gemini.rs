@@ -17,8 +17,9 @@ use portico_model::{ErrorKind, ProviderError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{StreamItem, body_or_error, json_error, push_sse, stream_response};
+use super::{StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response};
 use crate::routing::Gateway;
+use portico_model::plugin::Dialect;
 
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
@@ -93,7 +94,14 @@ async fn generate(gateway: &Gateway, endpoint: &str, body: &[u8]) -> Response {
         Err(error) => return error_response(&error),
     };
     match gateway.chat(endpoint, request).await {
-        Ok(response) => Json(gemini::generate_content_body(&response, endpoint)).into_response(),
+        Ok(response) => Json(passthrough_or(
+            gateway,
+            endpoint,
+            Dialect::Gemini,
+            response,
+            |r| gemini::generate_content_body(r, endpoint),
+        ))
+        .into_response(),
         Err(error) => error_response(&error),
     }
 }
@@ -199,7 +207,7 @@ async fn not_found() -> Response {
 /// An error in Google's shape (`{"error": {code, message, status}}`).
 pub fn error_response(error: &ProviderError) -> Response {
     json_error(
-        error.status,
+        super::status_outside_anthropic(error),
         gemini::error_body(error),
         error.retry_after_ms,
     )

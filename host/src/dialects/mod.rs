@@ -16,10 +16,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use portico_model::{ErrorKind, ProviderError, StreamEvent};
+use portico_model::plugin::Dialect;
+use portico_model::{ChatResponse, ErrorKind, ProviderError, StreamEvent};
 use serde_json::Value;
 
-use crate::routing::EventStream;
+use crate::routing::{EventStream, Gateway};
 
 /// A request body, or the dialect-neutral error for why it could not be
 /// read (too large: 413).
@@ -97,4 +98,31 @@ pub fn json_error(status: u16, body: Value, retry_after_ms: Option<u64>) -> Resp
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+/// The answer body for a client of `dialect`: the upstream body unchanged
+/// when that is the provider's native dialect (so fields the neutral model
+/// does not know survive), else the translation `render` makes.
+pub fn passthrough_or(
+    gateway: &Gateway,
+    endpoint: &str,
+    dialect: Dialect,
+    response: ChatResponse,
+    render: impl FnOnce(&ChatResponse) -> Value,
+) -> Value {
+    let native = gateway.native_dialect(endpoint) == Some(dialect);
+    match response.raw {
+        Some(raw) if native && raw.is_object() => raw,
+        _ => render(&response),
+    }
+}
+
+/// The status for a client of a non-Anthropic dialect: Anthropic's 529
+/// "overloaded" is not a status other SDKs know, so it becomes 503.
+pub fn status_outside_anthropic(error: &ProviderError) -> u16 {
+    if error.kind == ErrorKind::Overloaded {
+        503
+    } else {
+        error.status
+    }
 }

@@ -13,9 +13,12 @@ use portico_model::ProviderError;
 use portico_model::formats::openai;
 use serde_json::{Value, json};
 
-use super::{StreamItem, body_or_error, json_error, push_sse, stream_response, unix_now};
+use super::{
+    StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response, unix_now,
+};
 use crate::routing::EventStream;
 use crate::routing::Gateway;
+use portico_model::plugin::Dialect;
 
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
@@ -48,10 +51,12 @@ async fn chat_completions(
         }
     } else {
         match gateway.chat(&client.endpoint, client.request).await {
-            Ok(response) => Json(openai::chat_completion_body(
-                &response,
+            Ok(response) => Json(passthrough_or(
+                &gateway,
                 &client.endpoint,
-                created,
+                Dialect::Openai,
+                response,
+                |r| openai::chat_completion_body(r, &client.endpoint, created),
             ))
             .into_response(),
             Err(error) => error_response(&error),
@@ -140,7 +145,7 @@ async fn not_found() -> Response {
 /// An error in OpenAI's shape and status, with `Retry-After` when known.
 pub fn error_response(error: &ProviderError) -> Response {
     json_error(
-        error.status,
+        super::status_outside_anthropic(error),
         openai::error_body(error),
         error.retry_after_ms,
     )

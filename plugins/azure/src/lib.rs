@@ -109,7 +109,9 @@ portico_sdk::export_provider!(Azure);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{decode_split_everywhere, endpoint, header, json_body, json_response};
+    use portico_sdk::testing::{
+        decode_split_everywhere, endpoint, header, json_body, json_response,
+    };
     use serde_json::json;
 
     const ENDPOINT: &str = "https://my-resource.openai.azure.com";
@@ -170,7 +172,10 @@ mod tests {
         let models = catalog::parse(MODELS).unwrap();
         for id in ["gpt-5", "gpt-4.1", "gpt-4o", "gpt-4o-mini", "o4-mini"] {
             let model = models.iter().find(|m| m.id == id).unwrap();
-            assert!(model.capabilities.tools && model.capabilities.vision, "{id}");
+            assert!(
+                model.capabilities.tools && model.capabilities.vision,
+                "{id}"
+            );
         }
         let large = models
             .iter()
@@ -292,7 +297,10 @@ mod tests {
             .unwrap();
         assert_eq!(parsed.finish_reason, FinishReason::ContentFilter);
         assert_eq!(parsed.model, "gpt-4o-2024-08-06");
-        assert_eq!((parsed.usage.input_tokens, parsed.usage.output_tokens), (12, 5));
+        assert_eq!(
+            (parsed.usage.input_tokens, parsed.usage.output_tokens),
+            (12, 5)
+        );
     }
 
     #[test]
@@ -304,7 +312,9 @@ mod tests {
             &[],
             r#"{"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.", "type": null, "param": "prompt", "code": "content_filter", "status": 400, "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {"violence": {"filtered": true, "severity": "medium"}}}}}"#,
         );
-        let err = provider.parse_chat_response(&endpoint, filtered).unwrap_err();
+        let err = provider
+            .parse_chat_response(&endpoint, filtered)
+            .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::InvalidRequest, 400));
         assert!(err.message.starts_with("The response was filtered"));
 
@@ -324,7 +334,9 @@ mod tests {
             &[],
             r#"{"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}"#,
         );
-        let err = provider.parse_embeddings_response(&endpoint, denied).unwrap_err();
+        let err = provider
+            .parse_embeddings_response(&endpoint, denied)
+            .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
 
         let missing = json_response(
@@ -336,7 +348,11 @@ mod tests {
             provider.parse_error(&endpoint, &missing).kind,
             ErrorKind::NotFound
         );
-        let down = json_response(500, &[], r#"{"error": {"code": "InternalServerError", "message": "The service is temporarily unable to process your request."}}"#);
+        let down = json_response(
+            500,
+            &[],
+            r#"{"error": {"code": "InternalServerError", "message": "The service is temporarily unable to process your request."}}"#,
+        );
         assert_eq!(provider.parse_error(&endpoint, &down).status, 502);
     }
 

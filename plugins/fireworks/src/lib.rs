@@ -74,7 +74,9 @@ portico_sdk::export_provider!(Fireworks);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{decode_split_everywhere, endpoint, header, json_body, json_response};
+    use portico_sdk::testing::{
+        decode_split_everywhere, endpoint, header, json_body, json_response,
+    };
     use serde_json::json;
 
     const LLAMA: &str = "accounts/fireworks/models/llama-v3p1-70b-instruct";
@@ -144,7 +146,9 @@ mod tests {
             },
             ..Default::default()
         };
-        let http = provider.build_chat_request(&ep(LLAMA), request, false).unwrap();
+        let http = provider
+            .build_chat_request(&ep(LLAMA), request, false)
+            .unwrap();
         assert_eq!(
             http.url,
             "https://api.fireworks.ai/inference/v1/chat/completions"
@@ -200,7 +204,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             (err.kind, err.message.as_str()),
-            (ErrorKind::Authentication, "The API key you provided is invalid.")
+            (
+                ErrorKind::Authentication,
+                "The API key you provided is invalid."
+            )
         );
         let err = provider.parse_error(
             &ep(LLAMA),

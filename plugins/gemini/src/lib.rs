@@ -218,7 +218,11 @@ mod tests {
         let info = Gemini::new().info();
         assert_eq!(info.id, "gemini");
         assert_eq!(info.native_dialect, Some(Dialect::Gemini));
-        for op in [Operation::Chat, Operation::ChatStream, Operation::Embeddings] {
+        for op in [
+            Operation::Chat,
+            Operation::ChatStream,
+            Operation::Embeddings,
+        ] {
             assert!(info.supports(op), "{op:?}");
         }
         let fields: Vec<(&str, FieldKind, bool)> = info
@@ -262,7 +266,9 @@ mod tests {
                     "{}",
                     model.id
                 );
-                assert!(model.max_output_tokens > 0 && model.max_output_tokens < model.context_window);
+                assert!(
+                    model.max_output_tokens > 0 && model.max_output_tokens < model.context_window
+                );
                 assert!(model.output_price_per_mtok >= model.input_price_per_mtok);
             }
         }

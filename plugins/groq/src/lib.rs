@@ -37,8 +37,7 @@ impl Provider for Groq {
             id: "groq".into(),
             display_name: "Groq".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Groq LPU inference: chat completions (Llama, GPT-OSS, Kimi, Qwen)"
-                .into(),
+            description: "Groq LPU inference: chat completions (Llama, GPT-OSS, Kimi, Qwen)".into(),
             operations: vec![Operation::Chat, Operation::ChatStream],
             native_dialect: Some(Dialect::Openai),
             config_fields: vec![
@@ -94,7 +93,9 @@ portico_sdk::export_provider!(Groq);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{decode_split_everywhere, endpoint, header, json_body, json_response};
+    use portico_sdk::testing::{
+        decode_split_everywhere, endpoint, header, json_body, json_response,
+    };
     use serde_json::json;
 
     fn ep() -> Endpoint {
@@ -200,8 +201,15 @@ mod tests {
             (err.kind, err.status, err.retry_after_ms),
             (ErrorKind::RateLimited, 429, Some(7000))
         );
-        let unavailable = json_response(503, &[], r#"{"error":{"message":"Service Unavailable","type":"internal_server_error"}}"#);
-        assert_eq!(provider.parse_error(&ep(), &unavailable).kind, ErrorKind::Overloaded);
+        let unavailable = json_response(
+            503,
+            &[],
+            r#"{"error":{"message":"Service Unavailable","type":"internal_server_error"}}"#,
+        );
+        assert_eq!(
+            provider.parse_error(&ep(), &unavailable).kind,
+            ErrorKind::Overloaded
+        );
     }
 
     /// Groq's stream: `x_groq` with the request id on the first chunk and

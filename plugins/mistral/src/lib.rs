@@ -147,7 +147,9 @@ pub fn mistral_tool_call_id(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{decode_split_everywhere, endpoint, header, json_body, json_response};
+    use portico_sdk::testing::{
+        decode_split_everywhere, endpoint, header, json_body, json_response,
+    };
     use serde_json::json;
 
     fn ep() -> Endpoint {
@@ -287,13 +289,22 @@ mod tests {
     #[test]
     fn tool_call_ids_are_stable_and_valid() {
         assert_eq!(mistral_tool_call_id("abcDEF123"), "abcDEF123");
-        for id in ["", "call_1", "toolu_01A09q90qw90lq917835lq9", "abc-EF123", "ünïcödé"] {
+        for id in [
+            "",
+            "call_1",
+            "toolu_01A09q90qw90lq917835lq9",
+            "abc-EF123",
+            "ünïcödé",
+        ] {
             let mapped = mistral_tool_call_id(id);
             assert_eq!(mapped, mistral_tool_call_id(id));
             assert_eq!(mapped.len(), 9, "{id}");
             assert!(mapped.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
         }
-        assert_ne!(mistral_tool_call_id("call_1"), mistral_tool_call_id("call_2"));
+        assert_ne!(
+            mistral_tool_call_id("call_1"),
+            mistral_tool_call_id("call_2")
+        );
     }
 
     #[test]
@@ -306,17 +317,19 @@ mod tests {
             dimensions: Some(256),
             ..Default::default()
         };
-        let http = provider.build_embeddings_request(&endpoint, request).unwrap();
+        let http = provider
+            .build_embeddings_request(&endpoint, request)
+            .unwrap();
         assert_eq!(http.url, "https://api.mistral.ai/v1/embeddings");
         assert_eq!(
             json_body(&http),
             json!({"model": "codestral-embed", "input": ["fn main() {}"], "encoding_format": "float", "output_dimension": 256})
         );
-        let upstream = r#"{"id": "emb-1", "object": "list", "data": [{"object": "embedding", "embedding": [-0.016632080078125, 0.0701904296875], "index": 0}], "model": "codestral-embed", "usage": {"prompt_tokens": 6, "total_tokens": 6, "completion_tokens": 0}}"#;
+        let upstream = r#"{"id": "emb-1", "object": "list", "data": [{"object": "embedding", "embedding": [-0.015625, 0.0703125], "index": 0}], "model": "codestral-embed", "usage": {"prompt_tokens": 6, "total_tokens": 6, "completion_tokens": 0}}"#;
         let parsed = provider
             .parse_embeddings_response(&endpoint, json_response(200, &[], upstream))
             .unwrap();
-        assert_eq!(parsed.embeddings, vec![vec![-0.016632080078125f32, 0.0701904296875]]);
+        assert_eq!(parsed.embeddings, vec![vec![-0.015625f32, 0.0703125]]);
         assert_eq!(parsed.usage.input_tokens, 6);
     }
 
@@ -346,8 +359,14 @@ mod tests {
     #[test]
     fn maps_mistral_errors() {
         let provider = Mistral::new();
-        let unauthorized = json_response(401, &[], r#"{"message": "Unauthorized", "request_id": "3f1c0d2e"}"#);
-        let err = provider.parse_chat_response(&ep(), unauthorized).unwrap_err();
+        let unauthorized = json_response(
+            401,
+            &[],
+            r#"{"message": "Unauthorized", "request_id": "3f1c0d2e"}"#,
+        );
+        let err = provider
+            .parse_chat_response(&ep(), unauthorized)
+            .unwrap_err();
         assert_eq!(
             (err.kind, err.status, err.message.as_str()),
             (ErrorKind::Authentication, 401, "Unauthorized")
@@ -360,7 +379,11 @@ mod tests {
         let err = provider.parse_error(&ep(), &invalid);
         assert_eq!((err.kind, err.status), (ErrorKind::InvalidRequest, 422));
         assert!(err.message.contains("Extra inputs are not permitted"));
-        let limited = json_response(429, &[("Retry-After", "4")], r#"{"message": "Requests rate limit exceeded"}"#);
+        let limited = json_response(
+            429,
+            &[("Retry-After", "4")],
+            r#"{"message": "Requests rate limit exceeded"}"#,
+        );
         let err = provider.parse_error(&ep(), &limited);
         assert_eq!(
             (err.kind, err.retry_after_ms),

@@ -73,7 +73,9 @@ portico_sdk::export_provider!(Together);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{decode_split_everywhere, endpoint, header, json_body, json_response};
+    use portico_sdk::testing::{
+        decode_split_everywhere, endpoint, header, json_body, json_response,
+    };
 
     fn ep(model: &str) -> Endpoint {
         endpoint(
@@ -133,7 +135,11 @@ mod tests {
             ..Default::default()
         };
         let http = provider
-            .build_chat_request(&ep("meta-llama/Llama-3.3-70B-Instruct-Turbo"), request, true)
+            .build_chat_request(
+                &ep("meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+                request,
+                true,
+            )
             .unwrap();
         assert_eq!(http.url, "https://api.together.xyz/v1/chat/completions");
         assert_eq!(header(&http, "authorization"), Some("Bearer tg-test"));

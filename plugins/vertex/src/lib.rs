@@ -1,1 +1,900 @@
-//! Work in progress.
+//! Portico provider plugin for Gemini models on Google Cloud Vertex AI:
+//! `generateContent`, streamed `streamGenerateContent?alt=sse` (text,
+//! thinking, function calls, images, usage) and text embeddings through
+//! `predict`, authenticated with a service account.
+//!
+//! Auth: the endpoint holds a service-account key file (JSON). The plugin
+//! signs an RS256 JWT assertion with its private key, exchanges it at the
+//! file's `token_uri` for an OAuth access token (through the host's
+//! `http-fetch`; the host allows the declared egress host
+//! `oauth2.googleapis.com`, plus the hosts of `url` config values such as
+//! `base_url`), and caches the token in the host cache until shortly before
+//! it expires, so one exchange serves about an hour of calls.
+//!
+//! The chat wire format is `portico_model::formats::gemini` (Vertex speaks
+//! the Gemini API's JSON), with the HTTP around it from
+//! `portico_sdk::gemini`.
+
+use portico_sdk::formats::gemini as wire;
+use portico_sdk::gemini::{self, GeminiStreamDecoder};
+use portico_sdk::jwt::{CLOUD_PLATFORM_SCOPE, ServiceAccount};
+use portico_sdk::prelude::*;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// Region used when the endpoint names none.
+const DEFAULT_LOCATION: &str = "us-central1";
+
+/// The only host the plugin fetches from itself (the token exchange); the
+/// API calls are made by the host.
+const TOKEN_HOST: &str = "oauth2.googleapis.com";
+
+/// The model catalog, kept as data so it is easy to update.
+const MODELS: &str = include_str!("../models.toml");
+
+pub struct Vertex;
+
+/// The service account of an endpoint.
+fn account(endpoint: &Endpoint) -> Result<ServiceAccount, ProviderError> {
+    let text = endpoint.require("service_account_json")?;
+    ServiceAccount::from_json(text).map_err(|e| {
+        ProviderError::invalid_request(format!(
+            "config 'service_account_json' of endpoint '{}': {e}",
+            endpoint.name
+        ))
+    })
+}
+
+/// A bearer token for the endpoint's service account (cached by the host).
+fn access_token(endpoint: &Endpoint) -> Result<String, ProviderError> {
+    account(endpoint)?.access_token(CLOUD_PLATFORM_SCOPE)
+}
+
+/// A region (`us-central1`, `europe-west4`, `global`, …): lower-case
+/// letters, digits and dashes, since it becomes part of a host name.
+fn location(endpoint: &Endpoint) -> Result<&str, ProviderError> {
+    let location = endpoint.get_or("location", DEFAULT_LOCATION).trim();
+    let valid = !location.is_empty()
+        && location
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(location)
+    } else {
+        Err(ProviderError::invalid_request(format!(
+            "config 'location' of endpoint '{}' must be a Google Cloud region such as us-central1",
+            endpoint.name
+        )))
+    }
+}
+
+/// The regional API root: `https://{location}-aiplatform.googleapis.com`,
+/// or the global one for `global`.
+fn default_base_url(location: &str) -> String {
+    if location == "global" {
+        "https://aiplatform.googleapis.com".to_string()
+    } else {
+        format!("https://{location}-aiplatform.googleapis.com")
+    }
+}
+
+/// `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}`.
+fn model_url(endpoint: &Endpoint, model: &str) -> Result<String, ProviderError> {
+    let location = location(endpoint)?;
+    let project = endpoint.require("project")?.trim();
+    let model = model.trim();
+    let model = model
+        .strip_prefix("publishers/google/models/")
+        .unwrap_or(model);
+    if model.is_empty() || model.contains('/') {
+        return Err(ProviderError::invalid_request(format!(
+            "'{model}' is not a Vertex AI Google model id"
+        )));
+    }
+    let base = endpoint.base_url("base_url", Some(&default_base_url(location)))?;
+    Ok(http::join_url(
+        &base,
+        &format!(
+            "v1/projects/{}/locations/{}/publishers/google/models/{}",
+            http::encode_component(project),
+            location,
+            http::encode_component(model)
+        ),
+    ))
+}
+
+/// An API error; a 401 also drops the cached token (revoked or expired
+/// early), so the next call signs in again instead of failing for an hour.
+fn upstream_error(endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
+    if response.status == 401
+        && let Ok(account) = account(endpoint)
+    {
+        account.forget_token(CLOUD_PLATFORM_SCOPE);
+    }
+    gemini::parse_error(response)
+}
+
+/// The `predict` body of a text-embedding call. The task type comes from
+/// the shared Gemini translation (`input_type` or a Gemini client's
+/// `taskType`), so both APIs map it the same way.
+fn predict_body(request: &EmbeddingsRequest) -> Value {
+    let batch = wire::batch_embed_contents_request_body(request, &request.model);
+    let task_type = batch["requests"][0].get("taskType").cloned();
+    let instances: Vec<Value> = request
+        .inputs
+        .iter()
+        .map(|text| {
+            let mut instance = Map::new();
+            instance.insert("content".into(), json!(text));
+            if let Some(task) = &task_type {
+                instance.insert("task_type".into(), task.clone());
+            }
+            Value::Object(instance)
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("instances".into(), Value::Array(instances));
+    if let Some(dimensions) = request.dimensions {
+        body.insert(
+            "parameters".into(),
+            json!({ "outputDimensionality": dimensions }),
+        );
+    }
+    Value::Object(body)
+}
+
+#[derive(Deserialize)]
+struct PredictResponse {
+    predictions: Vec<Prediction>,
+}
+
+#[derive(Deserialize)]
+struct Prediction {
+    embeddings: PredictedEmbedding,
+}
+
+#[derive(Deserialize)]
+struct PredictedEmbedding {
+    values: Vec<f32>,
+    #[serde(default)]
+    statistics: Option<Statistics>,
+}
+
+#[derive(Deserialize)]
+struct Statistics {
+    /// A number Vertex sometimes writes as a float.
+    #[serde(default)]
+    token_count: f64,
+}
+
+fn parse_predict(body: &[u8]) -> Result<EmbeddingsResponse, ProviderError> {
+    let parsed: PredictResponse = json::parse(body)?;
+    let mut input_tokens = 0u32;
+    let mut embeddings = Vec::with_capacity(parsed.predictions.len());
+    for prediction in parsed.predictions {
+        if let Some(stats) = &prediction.embeddings.statistics
+            && stats.token_count.is_finite()
+            && stats.token_count > 0.0
+        {
+            input_tokens = input_tokens.saturating_add(stats.token_count as u32);
+        }
+        embeddings.push(prediction.embeddings.values);
+    }
+    Ok(EmbeddingsResponse {
+        model: String::new(),
+        embeddings,
+        usage: Usage {
+            input_tokens,
+            output_tokens: 0,
+            cached_input_tokens: None,
+        },
+    })
+}
+
+impl Provider for Vertex {
+    type StreamDecoder = GeminiStreamDecoder;
+
+    fn new() -> Self {
+        Vertex
+    }
+
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            id: "vertex".into(),
+            display_name: "Google Vertex AI".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description:
+                "Gemini and text-embedding models on Google Cloud Vertex AI, with service-account auth"
+                    .into(),
+            operations: vec![
+                Operation::Chat,
+                Operation::ChatStream,
+                Operation::Embeddings,
+            ],
+            native_dialect: Some(Dialect::Gemini),
+            config_fields: vec![
+                config::required(
+                    "service_account_json",
+                    "Service account key (JSON)",
+                    FieldKind::SecretJson,
+                    "The JSON key file of a service account with the Vertex AI User role \
+                     (IAM → Service accounts → Keys → Add key → JSON).",
+                ),
+                config::required(
+                    "project",
+                    "Project ID",
+                    FieldKind::String,
+                    "The Google Cloud project to bill, e.g. my-project-123456.",
+                ),
+                ConfigField {
+                    default_value: Some(DEFAULT_LOCATION.into()),
+                    ..config::required(
+                        "location",
+                        "Location",
+                        FieldKind::String,
+                        "The region serving the model (us-central1, europe-west4, …), or global.",
+                    )
+                },
+                config::optional(
+                    "base_url",
+                    "Base URL",
+                    FieldKind::Url,
+                    None,
+                    "API root; defaults to https://{location}-aiplatform.googleapis.com \
+                     (https://aiplatform.googleapis.com for global).",
+                ),
+            ],
+            egress_hosts: vec![TOKEN_HOST.into()],
+            models: catalog::load(MODELS),
+        }
+    }
+
+    fn build_chat_request(
+        &self,
+        endpoint: &Endpoint,
+        request: ChatRequest,
+        stream: bool,
+    ) -> Result<HttpRequest, ProviderError> {
+        // Config problems surface before any token exchange.
+        let url = model_url(endpoint, &request.model)?;
+        let token = access_token(endpoint)?;
+        Ok(gemini::generate_content_request(&url, &request, stream)
+            .bearer_auth(&token)
+            .build())
+    }
+
+    fn parse_chat_response(
+        &self,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<ChatResponse, ProviderError> {
+        if response.status >= 300 {
+            return Err(upstream_error(endpoint, &response));
+        }
+        gemini::parse_chat_response(&response)
+    }
+
+    fn build_embeddings_request(
+        &self,
+        endpoint: &Endpoint,
+        request: EmbeddingsRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        if request.inputs.is_empty() {
+            return Err(ProviderError::invalid_request(
+                "embeddings need at least one input",
+            ));
+        }
+        let url = format!("{}:predict", model_url(endpoint, &request.model)?);
+        let token = access_token(endpoint)?;
+        Ok(http::RequestBuilder::post(url)
+            .bearer_auth(&token)
+            .json(&predict_body(&request))
+            .build())
+    }
+
+    fn parse_embeddings_response(
+        &self,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
+        if response.status >= 300 {
+            return Err(upstream_error(endpoint, &response));
+        }
+        let mut parsed = parse_predict(&response.body)?;
+        parsed.model = endpoint.model.clone();
+        Ok(parsed)
+    }
+
+    fn parse_error(&self, endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
+        upstream_error(endpoint, response)
+    }
+
+    fn stream_decoder(&self, _endpoint: &Endpoint) -> Self::StreamDecoder {
+        gemini::stream_decoder()
+    }
+}
+
+portico_sdk::export_provider!(Vertex);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use portico_sdk::host;
+
+    // A throwaway 2048-bit key made for these tests with
+    // `openssl genpkey -algorithm RSA`; it protects nothing.
+    const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCtZTpTbIxOI6o5
+j3fYLgmEC73W8sbkZ/+U4uU97kOADAuuuwMWmkHdvnF5dMF5D6JyMRIesEyf0VZp
+VYascZqH45Yx+P8qlI7KWS6YN8R4JnYsq9R2FzclrAiQaqGQxItF5HoOtacD8AbL
+LqFlMe+sgqU6mHKyBal+INtgWh1ADGWpBmmnDqPyYBwNjWEy0N9sO9aINFfmPMpy
+JbkIXb2OBXy6LKIGVu7Gk7cJdcLcYSZyM2Myu7+HHgkuHrl+g4vyOoVVOBC6FYHE
+Tu3dHIgH+roH47Ai9LAKuQsHHUkynh93Kf6apVZByuxWGeVgAecVXG1DjaOpgcph
+V3wYDvh5AgMBAAECggEACKPxdNxFHpSw5Bbl3DApGbsjDd3BsvqKth7bWQtxMiWH
+hIC9refobdYSXgDHLlLs359Z3Y0f+FvMYEnagOfVUT2yS5Gyl2rZNbSdeYjX4bva
+6i1y1CKihR5OO/IQVIAyx3wT5/090hipIgFUGhCTtqc4+BNGLeBR2p7lB6dd60XN
+p2rVIaa/5bIB4sf0/OsEYT9nzJHJ+Uqav2JFKbgSPJzdEfrHvtEub9L5CBy3+A5f
+12u5vAxnGrQHSXZycgCZe5dIYZrJS1qcjDqzngA+irBkBtNmsT1sMgPmct9DlvNY
+mLbISGC1CmINWrdWzB2FcWWCvVwwGXjB2zt+b35NgQKBgQDzwaa+eBSJJb9U58g/
+0vxagZ9J33d39rHiawKpBAF55t2N30O0bbgzQDLaaPdTNSEAULstHPN1O/zkwNOo
+u0i+HmR7jdRyHcBafZgu7dBoOODXf4ViHFr+kTJhBdP0rfFRlYE1EjpzWb4twLfi
+kSnAIHOy2aA1JXEafk2GN9hWwQKBgQC2GtZdrWOc6Q05JGkZi5ItsANBY0IiHA/F
+8vNH1MJ8yMv3zcWTk/Ys7ywi/oqejDz2bWJoJ4bcwXKg9/wdcjDynckRIv5ZNJx+
+1HskjPgCVv6Mnt8s6jHfJDEV2PA+YESpCKXeE/OLg81ZG2nZTe19NgPcHJogaHG1
+FLraOZkHuQKBgDNAwKLD9O1xdm2P3tcsscsF/kw2JJSg1n5ZKdIH+Zd8J5GxJDdH
+6rc8BHVQJNDmFu5OC01NDRPVbTNcKCUOXBk9orsn80ebYdqlFd6oOm3vp7coJQ+g
+DrIALaug4hRMjrUszmIuVwPyFr7gCsok47Z2HF26zKjgGowLiplyHJcBAoGAbt8G
+FsDDPjxR9bFqX8gvNqvMP5pMIHJPVCin39r0kn66WGQq38AdCJyRlbi98uvVDf/p
+AxrVrEAHJ2P0VoU4se5JBar1iqBSi5GYa9d8BAitMDZmEHWB6aaiT/flxURdaUC/
+o+cnx5B2jML4/fnJFwu06+VqHUMZv7MgVE7vEdkCgYBk5qsErZkKKCuqKxRrW4IT
+71eAWE4GF4DCc5wiub5Z4qr6chvy+gs+rr8ZzxHzeGA4l4/jBnkUiwkgWBGhM7sW
+87tvii8VYWmHrmY/Mg9+oB4hxn3N9u8UHVwH1v8rIxgZUZnXlh8vSGtAcCyydbAc
+DdRvFRf0VcAOncEy0IqnJw==
+-----END PRIVATE KEY-----
+";
+
+    const CLIENT_EMAIL: &str = "gateway@portico-test.iam.gserviceaccount.com";
+
+    /// A key file shaped like the ones IAM hands out.
+    fn key_file() -> String {
+        json!({
+            "type": "service_account",
+            "project_id": "portico-test",
+            "private_key_id": "5f0c9a1b2d3e4f5061728394a5b6c7d8e9f00112",
+            "private_key": TEST_KEY,
+            "client_email": CLIENT_EMAIL,
+            "client_id": "109876543210987654321",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": "https://oauth2.googleapis.com/token",
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "universe_domain": "googleapis.com",
+        })
+        .to_string()
+    }
+
+    fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
+        let mut config: std::collections::BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config
+            .entry("service_account_json".into())
+            .or_insert_with(key_file);
+        config
+            .entry("project".into())
+            .or_insert_with(|| "portico-test".into());
+        Endpoint {
+            name: "vx".into(),
+            model: "gemini-2.5-flash".into(),
+            config,
+        }
+    }
+
+    /// Puts a token in the (native, per-thread) host cache as a previous
+    /// exchange would have; natively there is no network to exchange with.
+    fn with_cached_token(ep: &Endpoint, token: &str) {
+        let account = account(ep).unwrap();
+        host::cache_set(
+            &account.cache_key(CLOUD_PLATFORM_SCOPE),
+            token.as_bytes(),
+            60_000,
+        );
+    }
+
+    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
+        request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn body(request: &HttpRequest) -> Value {
+        serde_json::from_slice(&request.body).unwrap()
+    }
+
+    fn response(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn chat(model: &str) -> ChatRequest {
+        ChatRequest {
+            model: model.into(),
+            messages: vec![Message::user("Hi")],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn describes_itself() {
+        let info = Vertex::new().info();
+        assert_eq!(info.id, "vertex");
+        assert_eq!(info.native_dialect, Some(Dialect::Gemini));
+        for op in [
+            Operation::Chat,
+            Operation::ChatStream,
+            Operation::Embeddings,
+        ] {
+            assert!(info.supports(op), "{op:?}");
+        }
+        let fields: Vec<(&str, FieldKind, bool, Option<&str>)> = info
+            .config_fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name.as_str(),
+                    f.kind,
+                    f.required,
+                    f.default_value.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("service_account_json", FieldKind::SecretJson, true, None),
+                ("project", FieldKind::String, true, None),
+                ("location", FieldKind::String, true, Some("us-central1")),
+                ("base_url", FieldKind::Url, false, None),
+            ]
+        );
+        assert_eq!(info.egress_hosts, vec!["oauth2.googleapis.com".to_string()]);
+    }
+
+    #[test]
+    fn catalog_is_valid_and_complete() {
+        let models = catalog::parse(MODELS).unwrap();
+        for id in [
+            "gemini-2.5-pro",
+            "gemini-2.5-flash",
+            "gemini-2.5-flash-lite",
+            "gemini-2.0-flash",
+            "gemini-embedding-001",
+            "text-embedding-005",
+        ] {
+            assert!(models.iter().any(|m| m.id == id), "{id} missing");
+        }
+        for model in &models {
+            if model.capabilities.embeddings {
+                assert!(model.embedding_dimensions.is_some(), "{}", model.id);
+                assert_eq!(model.max_output_tokens, 0, "{}", model.id);
+            } else {
+                assert!(
+                    model.capabilities.tools && model.capabilities.vision,
+                    "{}",
+                    model.id
+                );
+                assert!(
+                    model.max_output_tokens > 0 && model.max_output_tokens < model.context_window
+                );
+                assert!(model.output_price_per_mtok >= model.input_price_per_mtok);
+            }
+        }
+    }
+
+    #[test]
+    fn builds_chat_request_with_a_bearer_token() {
+        let provider = Vertex::new();
+        let ep = endpoint(&[("location", "europe-west4")]);
+        with_cached_token(&ep, "ya29.cached");
+        let request = ChatRequest {
+            model: "gemini-2.5-flash".into(),
+            system: Some("Be brief.".into()),
+            messages: vec![
+                Message::user("Weather in Paris?"),
+                Message {
+                    role: Role::Assistant,
+                    content: vec![ContentPart::ToolCall {
+                        id: "call_1".into(),
+                        name: "get_weather".into(),
+                        arguments: r#"{"city":"Paris"}"#.into(),
+                    }],
+                },
+                Message {
+                    role: Role::Tool,
+                    content: vec![ContentPart::ToolResult {
+                        tool_call_id: "call_1".into(),
+                        name: None,
+                        content: "18 C".into(),
+                        is_error: false,
+                    }],
+                },
+            ],
+            params: SamplingParams {
+                max_tokens: Some(64),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let http = provider.build_chat_request(&ep, request, false).unwrap();
+        assert_eq!(http.method, "POST");
+        assert_eq!(
+            http.url,
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/portico-test/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(header(&http, "authorization"), Some("Bearer ya29.cached"));
+        assert_eq!(header(&http, "x-goog-api-key"), None);
+        let sent = body(&http);
+        assert_eq!(
+            sent["systemInstruction"],
+            json!({"parts": [{"text": "Be brief."}]})
+        );
+        assert_eq!(sent["generationConfig"], json!({"maxOutputTokens": 64}));
+        let contents = sent["contents"].as_array().unwrap();
+        assert_eq!(contents.len(), 3);
+        assert_eq!(contents[1]["role"], "model");
+        assert_eq!(
+            contents[1]["parts"][0]["functionCall"],
+            json!({"name": "get_weather", "args": {"city": "Paris"}})
+        );
+        assert_eq!(contents[2]["role"], "user");
+        assert_eq!(
+            contents[2]["parts"][0]["functionResponse"]["name"],
+            "get_weather"
+        );
+
+        let http = provider
+            .build_chat_request(&ep, chat("publishers/google/models/gemini-2.0-flash"), true)
+            .unwrap();
+        assert!(
+            http.url.ends_with(
+                "/publishers/google/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+            )
+        );
+        assert_eq!(header(&http, "accept"), Some("text/event-stream"));
+    }
+
+    #[test]
+    fn base_urls_per_location() {
+        let provider = Vertex::new();
+        let global = endpoint(&[("location", "global")]);
+        with_cached_token(&global, "t");
+        let http = provider
+            .build_chat_request(&global, chat("gemini-3-pro-preview"), false)
+            .unwrap();
+        assert_eq!(
+            http.url,
+            "https://aiplatform.googleapis.com/v1/projects/portico-test/locations/global/publishers/google/models/gemini-3-pro-preview:generateContent"
+        );
+
+        let defaulted = endpoint(&[]);
+        with_cached_token(&defaulted, "t");
+        let http = provider
+            .build_chat_request(&defaulted, chat("gemini-2.5-pro"), false)
+            .unwrap();
+        assert!(
+            http.url
+                .starts_with("https://us-central1-aiplatform.googleapis.com/v1/projects/portico-test/locations/us-central1/")
+        );
+
+        let proxied = endpoint(&[("base_url", "http://127.0.0.1:9000/vertex/")]);
+        with_cached_token(&proxied, "t");
+        let http = provider
+            .build_chat_request(&proxied, chat("gemini-2.5-pro"), false)
+            .unwrap();
+        assert_eq!(
+            http.url,
+            "http://127.0.0.1:9000/vertex/v1/projects/portico-test/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent"
+        );
+    }
+
+    #[test]
+    fn config_problems_are_clear_and_secret_free() {
+        let provider = Vertex::new();
+        let check = |ep: Endpoint, model: &str, needle: &str| {
+            let err = provider
+                .build_chat_request(&ep, chat(model), false)
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidRequest, "{}", err.message);
+            assert!(err.message.contains(needle), "{}", err.message);
+            assert!(!err.message.contains("MIIE"), "{}", err.message);
+        };
+        check(
+            endpoint(&[("location", "us-central1.evil.com/")]),
+            "gemini-2.5-flash",
+            "'location'",
+        );
+        check(endpoint(&[]), "../../other", "model id");
+        let mut no_project = endpoint(&[]);
+        no_project.config.remove("project");
+        check(no_project, "gemini-2.5-flash", "missing config 'project'");
+        check(
+            endpoint(&[("service_account_json", "{\"type\": \"service_account\"}")]),
+            "gemini-2.5-flash",
+            "'client_email' is missing",
+        );
+        check(
+            endpoint(&[("service_account_json", "not json at all")]),
+            "gemini-2.5-flash",
+            "service_account_json",
+        );
+        let bad_key = json!({"type": "service_account", "client_email": CLIENT_EMAIL,
+                             "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEsecret\n-----END PRIVATE KEY-----\n"});
+        let err = provider
+            .build_chat_request(
+                &endpoint(&[("service_account_json", &bad_key.to_string())]),
+                chat("gemini-2.5-flash"),
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidRequest);
+        assert!(!err.message.contains("MIIEsecret"));
+    }
+
+    #[test]
+    fn without_a_cached_token_the_exchange_is_attempted() {
+        // Natively http_fetch always fails: reaching it proves the plugin
+        // went for a fresh token with a signed assertion.
+        let ep = endpoint(&[("project", "fresh-project")]);
+        let err = Vertex::new()
+            .build_chat_request(&ep, chat("gemini-2.5-flash"), false)
+            .unwrap_err();
+        assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
+        assert!(err.message.contains("token endpoint"), "{}", err.message);
+
+        // The assertion it would send: claims Google requires, signed by
+        // the key file's key.
+        let account = account(&ep).unwrap();
+        let jwt = account
+            .assertion(CLOUD_PLATFORM_SCOPE, 1_700_000_000)
+            .unwrap();
+        let payload = jwt.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(
+            claims,
+            json!({
+                "iss": CLIENT_EMAIL,
+                "scope": "https://www.googleapis.com/auth/cloud-platform",
+                "aud": "https://oauth2.googleapis.com/token",
+                "iat": 1_700_000_000u64,
+                "exp": 1_700_003_600u64,
+            })
+        );
+        let token_request = account.token_request(&jwt);
+        assert_eq!(token_request.url, "https://oauth2.googleapis.com/token");
+        // The token host is declared egress, so the host lets the exchange
+        // through in production.
+        assert!(
+            Vertex::new()
+                .info()
+                .egress_hosts
+                .contains(&"oauth2.googleapis.com".to_string())
+        );
+    }
+
+    #[test]
+    fn unauthorized_answers_drop_the_cached_token() {
+        let provider = Vertex::new();
+        let ep = endpoint(&[]);
+        with_cached_token(&ep, "ya29.revoked");
+        let key = account(&ep).unwrap().cache_key(CLOUD_PLATFORM_SCOPE);
+        assert!(host::cache_get(&key).is_some());
+        let denied = response(
+            403,
+            r#"{"error": {"code": 403, "message": "Permission 'aiplatform.endpoints.predict' denied on resource.", "status": "PERMISSION_DENIED"}}"#,
+        );
+        assert_eq!(
+            provider.parse_error(&ep, &denied).kind,
+            ErrorKind::Permission
+        );
+        assert!(host::cache_get(&key).is_some(), "403 keeps the token");
+        let unauthorized = response(
+            401,
+            r#"{"error": {"code": 401, "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.", "status": "UNAUTHENTICATED"}}"#,
+        );
+        let err = provider.parse_chat_response(&ep, unauthorized).unwrap_err();
+        assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
+        assert!(host::cache_get(&key).is_none(), "401 drops the token");
+    }
+
+    #[test]
+    fn maps_upstream_errors() {
+        let provider = Vertex::new();
+        let ep = endpoint(&[]);
+        let mut limited = response(
+            429,
+            r#"{"error": {"code": 429, "message": "Resource exhausted. Please try again later.", "status": "RESOURCE_EXHAUSTED"}}"#,
+        );
+        limited.headers.push(("retry-after".into(), "4".into()));
+        let err = provider.parse_error(&ep, &limited);
+        assert_eq!(
+            (err.kind, err.status, err.retry_after_ms),
+            (ErrorKind::RateLimited, 429, Some(4000))
+        );
+        let not_found = response(
+            404,
+            r#"{"error": {"code": 404, "message": "Publisher Model `projects/p/locations/us-central1/publishers/google/models/gemini-9` was not found or your project does not have access to it.", "status": "NOT_FOUND"}}"#,
+        );
+        assert_eq!(
+            provider
+                .parse_embeddings_response(&ep, not_found)
+                .unwrap_err()
+                .kind,
+            ErrorKind::NotFound
+        );
+        let internal = response(
+            500,
+            r#"{"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}"#,
+        );
+        assert_eq!(provider.parse_error(&ep, &internal).status, 502);
+    }
+
+    #[test]
+    fn parses_chat_response() {
+        let provider = Vertex::new();
+        let ep = endpoint(&[]);
+        let body = r#"{
+          "candidates": [{
+            "content": {"role": "model", "parts": [{"text": "Bonjour !"}]},
+            "finishReason": "MAX_TOKENS",
+            "avgLogprobs": -0.08
+          }],
+          "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 3, "totalTokenCount": 10, "trafficType": "ON_DEMAND",
+                            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 7}]},
+          "modelVersion": "gemini-2.5-flash",
+          "createTime": "2025-06-09T12:00:00.123456Z",
+          "responseId": "vx-1"
+        }"#;
+        let parsed = provider
+            .parse_chat_response(&ep, response(200, body))
+            .unwrap();
+        assert_eq!(parsed.text(), "Bonjour !");
+        assert_eq!(parsed.finish_reason, FinishReason::Length);
+        assert_eq!(
+            (parsed.usage.input_tokens, parsed.usage.output_tokens),
+            (7, 3)
+        );
+        assert_eq!(parsed.id, "vx-1");
+    }
+
+    #[test]
+    fn embeddings_through_predict() {
+        let provider = Vertex::new();
+        let ep = endpoint(&[("location", "us-east4")]);
+        with_cached_token(&ep, "ya29.embed");
+        let request = EmbeddingsRequest {
+            model: "text-embedding-005".into(),
+            inputs: vec!["first doc".into(), "second".into()],
+            dimensions: Some(256),
+            input_type: Some("search_document".into()),
+            ..Default::default()
+        };
+        let http = provider.build_embeddings_request(&ep, request).unwrap();
+        assert_eq!(
+            http.url,
+            "https://us-east4-aiplatform.googleapis.com/v1/projects/portico-test/locations/us-east4/publishers/google/models/text-embedding-005:predict"
+        );
+        assert_eq!(header(&http, "authorization"), Some("Bearer ya29.embed"));
+        assert_eq!(
+            body(&http),
+            json!({
+                "instances": [
+                    {"content": "first doc", "task_type": "RETRIEVAL_DOCUMENT"},
+                    {"content": "second", "task_type": "RETRIEVAL_DOCUMENT"},
+                ],
+                "parameters": {"outputDimensionality": 256},
+            })
+        );
+        let plain = EmbeddingsRequest {
+            model: "gemini-embedding-001".into(),
+            inputs: vec!["x".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            body(&provider.build_embeddings_request(&ep, plain).unwrap()),
+            json!({"instances": [{"content": "x"}]})
+        );
+        let empty = EmbeddingsRequest {
+            model: "gemini-embedding-001".into(),
+            ..Default::default()
+        };
+        assert!(provider.build_embeddings_request(&ep, empty).is_err());
+
+        let answer = r#"{
+          "predictions": [
+            {"embeddings": {"statistics": {"truncated": false, "token_count": 4}, "values": [0.5, -0.25, 0.125]}},
+            {"embeddings": {"statistics": {"truncated": false, "token_count": 2.0}, "values": [1, 0, -1]}}
+          ],
+          "metadata": {"billableCharacterCount": 15}
+        }"#;
+        let parsed = provider
+            .parse_embeddings_response(&ep, response(200, answer))
+            .unwrap();
+        assert_eq!(
+            parsed.embeddings,
+            vec![vec![0.5, -0.25, 0.125], vec![1.0, 0.0, -1.0]]
+        );
+        assert_eq!(parsed.usage.input_tokens, 6);
+        assert_eq!(parsed.model, "gemini-2.5-flash");
+        for bad in [
+            r#"{}"#,
+            r#"{"predictions": [{"embeddings": {}}]}"#,
+            "<html>",
+        ] {
+            assert_eq!(
+                provider
+                    .parse_embeddings_response(&ep, response(200, bad))
+                    .unwrap_err()
+                    .kind,
+                ErrorKind::Upstream,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn decodes_streams_split_at_every_byte() {
+        let stream = concat!(
+            "data: {\"candidates\": [{\"content\": {\"role\": \"model\",\"parts\": [{\"text\": \"Bon\"}]}}],\"usageMetadata\": {\"trafficType\": \"ON_DEMAND\"},\"modelVersion\": \"gemini-2.5-flash\",\"createTime\": \"2025-06-09T12:00:00Z\",\"responseId\": \"vx-2\"}\r\n\r\n",
+            "data: {\"candidates\": [{\"content\": {\"role\": \"model\",\"parts\": [{\"text\": \"jour \u{2600}\"}]},\"finishReason\": \"STOP\"}],\"usageMetadata\": {\"promptTokenCount\": 5,\"candidatesTokenCount\": 2,\"totalTokenCount\": 7,\"trafficType\": \"ON_DEMAND\"},\"modelVersion\": \"gemini-2.5-flash\",\"createTime\": \"2025-06-09T12:00:00Z\",\"responseId\": \"vx-2\"}\r\n\r\n",
+        );
+        let decode = |chunks: &[&[u8]]| {
+            let mut decoder = Vertex::new().stream_decoder(&endpoint(&[]));
+            let mut events = Vec::new();
+            for chunk in chunks {
+                events.extend(decoder.push(chunk).unwrap());
+            }
+            events.extend(decoder.finish().unwrap());
+            events
+        };
+        let bytes = stream.as_bytes();
+        let whole = decode(&[bytes]);
+        let text: String = whole
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::TextDelta { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, "Bonjour \u{2600}");
+        assert_eq!(
+            whole.last(),
+            Some(&StreamEvent::Finish {
+                reason: FinishReason::Stop
+            })
+        );
+        assert!(whole.contains(&StreamEvent::Usage {
+            usage: Usage {
+                input_tokens: 5,
+                output_tokens: 2,
+                cached_input_tokens: None
+            }
+        }));
+        for cut in 0..=bytes.len() {
+            assert_eq!(
+                decode(&[&bytes[..cut], &bytes[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
+        }
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(decode(&singles), whole);
+    }
+}

@@ -8,8 +8,9 @@
 //!
 //! Mapping notes:
 //! - Cohere's `tool_plan` (the model's reasoning before it calls tools) and
-//!   `thinking` content are neutral `Thinking` parts; an assistant turn's
-//!   unsigned thinking goes back as its `tool_plan` when it called tools.
+//!   `thinking` content are neutral `Thinking` parts; an assistant turn
+//!   that called tools goes back with its thinking and text as `tool_plan`
+//!   (the shape Cohere itself answers with), other thinking is dropped.
 //! - `tool_choice` has only `REQUIRED` and `NONE`: a forced tool is sent as
 //!   `REQUIRED` with only that tool offered.
 //! - Usage counts Cohere's `billed_units` (what prices apply to), falling
@@ -230,12 +231,17 @@ fn assistant_message(message: &Message) -> Option<Value> {
         return None;
     }
     let mut turn = json!({"role": "assistant"});
-    if !text.is_empty() {
+    if tool_calls.is_empty() {
         turn["content"] = json!(text);
-    }
-    if !tool_calls.is_empty() {
-        if !thinking.is_empty() {
-            turn["tool_plan"] = json!(thinking);
+    } else {
+        // Cohere's own tool-calling turns carry their words as the plan,
+        // not as content: send text said alongside calls the same way.
+        let plan: Vec<&str> = [thinking.as_str(), text.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        if !plan.is_empty() {
+            turn["tool_plan"] = json!(plan.join("\n"));
         }
         turn["tool_calls"] = Value::Array(tool_calls);
     }
@@ -709,6 +715,30 @@ mod tests {
         assert!(body.get("response_format").is_none());
         req.tool_choice = Some(ToolChoice::Auto);
         assert!(chat_request_body(&req, false).get("tool_choice").is_none());
+    }
+
+    #[test]
+    fn text_beside_tool_calls_becomes_the_plan() {
+        let turn = Message {
+            role: Role::Assistant,
+            content: vec![
+                ContentPart::text("Let me check."),
+                ContentPart::ToolCall {
+                    id: "c1".into(),
+                    name: "f".into(),
+                    arguments: String::new(),
+                },
+            ],
+        };
+        assert_eq!(
+            assistant_message(&turn),
+            Some(
+                json!({"role": "assistant", "tool_plan": "Let me check.", "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ]})
+            )
+        );
+        assert_eq!(assistant_message(&Message::assistant("")), None);
     }
 
     #[test]

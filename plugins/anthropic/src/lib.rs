@@ -1,0 +1,630 @@
+//! Portico provider plugin for the Anthropic Messages API
+//! (`POST /v1/messages`): chat, streamed chat (SSE), tools, vision,
+//! extended thinking and prompt-cache usage.
+//!
+//! The wire format (both directions of the Messages API) is
+//! `portico_model::formats::anthropic`; this crate is the Anthropic-specific
+//! configuration: URL, auth headers, the `max_tokens` default Anthropic
+//! requires, the stream wrapper and the catalog.
+
+use portico_sdk::formats::anthropic::{self, API_VERSION};
+use portico_sdk::prelude::*;
+use portico_sdk::sse::{EventDecoder, SseEvent, SseStream};
+
+/// Default API root; endpoints may point `base_url` at a proxy instead.
+const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
+/// `max_tokens` when neither the client, the endpoint nor the catalog gives
+/// one (Anthropic rejects requests without it).
+const FALLBACK_MAX_TOKENS: u32 = 4096;
+
+/// The model catalog, kept as data so it is easy to update.
+const MODELS: &str = include_str!("../models.toml");
+
+pub struct Anthropic {
+    models: Vec<ModelInfo>,
+}
+
+impl Anthropic {
+    /// `max_tokens` for a request that sets none: the endpoint's
+    /// `max_tokens`, else the model's maximum output from the catalog, else
+    /// [`FALLBACK_MAX_TOKENS`].
+    fn default_max_tokens(&self, endpoint: &Endpoint, model: &str) -> Result<u32, ProviderError> {
+        if let Some(value) = endpoint.get("max_tokens") {
+            return value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ProviderError::invalid_request(format!(
+                        "config 'max_tokens' of endpoint '{}' must be a positive integer",
+                        endpoint.name
+                    ))
+                });
+        }
+        Ok(self
+            .models
+            .iter()
+            .find(|m| m.id == model)
+            .map(|m| m.max_output_tokens)
+            .filter(|n| *n > 0)
+            .unwrap_or(FALLBACK_MAX_TOKENS))
+    }
+}
+
+impl Provider for Anthropic {
+    type StreamDecoder = SseStream<MessagesStream>;
+
+    fn new() -> Self {
+        Anthropic {
+            models: catalog::load(MODELS),
+        }
+    }
+
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            id: "anthropic".into(),
+            display_name: "Anthropic".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Anthropic Messages API (Claude Opus, Sonnet, Haiku)".into(),
+            operations: vec![Operation::Chat, Operation::ChatStream],
+            native_dialect: Some(Dialect::Anthropic),
+            config_fields: vec![
+                config::required(
+                    "api_key",
+                    "API key",
+                    FieldKind::Secret,
+                    "An Anthropic API key (sk-ant-…), from console.anthropic.com.",
+                ),
+                config::optional(
+                    "base_url",
+                    "Base URL",
+                    FieldKind::Url,
+                    Some(DEFAULT_BASE_URL),
+                    "API root (without /v1); change it only to go through a proxy.",
+                ),
+                config::optional(
+                    "max_tokens",
+                    "Default max tokens",
+                    FieldKind::String,
+                    None,
+                    "max_tokens sent when the client sets none (Anthropic requires it); defaults to the model's maximum output.",
+                ),
+            ],
+            // No host.http_fetch calls: the plugin needs no egress.
+            egress_hosts: Vec::new(),
+            models: self.models.clone(),
+        }
+    }
+
+    fn build_chat_request(
+        &self,
+        endpoint: &Endpoint,
+        mut request: ChatRequest,
+        stream: bool,
+    ) -> Result<HttpRequest, ProviderError> {
+        if request.model.is_empty() {
+            request.model = endpoint.model.clone();
+        }
+        let max_tokens = self.default_max_tokens(endpoint, &request.model)?;
+        let body = anthropic::messages_request_body(&request, stream, max_tokens);
+        let base = endpoint.base_url("base_url", Some(DEFAULT_BASE_URL))?;
+        // Accept a base URL given with the version (".../v1") as well.
+        let base = base.strip_suffix("/v1").unwrap_or(&base);
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        Ok(
+            http::RequestBuilder::post(http::join_url(base, "/v1/messages"))
+                .header("x-api-key", endpoint.require("api_key")?)
+                .header("anthropic-version", API_VERSION)
+                .header("accept", accept)
+                .json(&body)
+                .build(),
+        )
+    }
+
+    fn parse_chat_response(
+        &self,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<ChatResponse, ProviderError> {
+        if !(200..300).contains(&response.status) {
+            return Err(self.parse_error(endpoint, &response));
+        }
+        anthropic::parse_message(&response.body)
+    }
+
+    fn parse_error(&self, _endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
+        anthropic::parse_error(response.status, &response.headers, &response.body)
+    }
+
+    fn stream_decoder(&self, _endpoint: &Endpoint) -> Self::StreamDecoder {
+        SseStream::new(MessagesStream::default())
+    }
+}
+
+/// Anthropic's SSE events to neutral events (the shared decoder), plus the
+/// completeness check: a stream without `message_stop` was cut.
+#[derive(Debug, Default)]
+pub struct MessagesStream {
+    decoder: anthropic::EventDecoder,
+    stopped: bool,
+}
+
+impl EventDecoder for MessagesStream {
+    fn decode(&mut self, event: &SseEvent) -> Result<Vec<StreamEvent>, ProviderError> {
+        // The SSE decoder names unnamed events "message"; Anthropic never
+        // uses that name, and the shared decoder reads `type` instead.
+        let name = if event.event == "message" {
+            ""
+        } else {
+            event.event.as_str()
+        };
+        let events = self.decoder.decode(name, &event.data)?;
+        let stop = match name {
+            "" => serde_json::from_str::<serde_json::Value>(&event.data)
+                .is_ok_and(|v| v["type"] == "message_stop"),
+            name => name == "message_stop",
+        };
+        self.stopped |= stop;
+        Ok(events)
+    }
+
+    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
+        if self.stopped {
+            Ok(Vec::new())
+        } else {
+            Err(ProviderError::bad_upstream(
+                "the Anthropic stream ended before message_stop: the answer is incomplete",
+            ))
+        }
+    }
+}
+
+portico_sdk::export_provider!(Anthropic);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
+        Endpoint {
+            name: "claude".into(),
+            model: "claude-sonnet-4-5-20250929".into(),
+            config: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
+        request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn body(request: &HttpRequest) -> Value {
+        serde_json::from_slice(&request.body).unwrap()
+    }
+
+    fn response(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn chat(messages: Vec<Message>) -> ChatRequest {
+        ChatRequest {
+            model: "claude-sonnet-4-5-20250929".into(),
+            messages,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn catalog_and_info() {
+        let models = catalog::parse(MODELS).unwrap();
+        assert!(models.len() >= 5);
+        assert!(
+            models
+                .iter()
+                .all(|m| m.max_output_tokens > 0 && m.capabilities.tools)
+        );
+        let info = Anthropic::new().info();
+        assert_eq!(info.id, "anthropic");
+        assert_eq!(info.native_dialect, Some(Dialect::Anthropic));
+        assert_eq!(
+            info.operations,
+            vec![Operation::Chat, Operation::ChatStream]
+        );
+        let api_key = &info.config_fields[0];
+        assert_eq!(
+            (api_key.name.as_str(), api_key.kind, api_key.required),
+            ("api_key", FieldKind::Secret, true)
+        );
+        let base_url = &info.config_fields[1];
+        assert_eq!(
+            (base_url.name.as_str(), base_url.kind, base_url.required),
+            ("base_url", FieldKind::Url, false)
+        );
+        assert_eq!(base_url.default_value.as_deref(), Some(DEFAULT_BASE_URL));
+    }
+
+    #[test]
+    fn builds_messages_request() {
+        let provider = Anthropic::new();
+        let ep = endpoint(&[("api_key", "sk-ant-test")]);
+        let mut request = chat(vec![
+            Message::user("Hello"),
+            Message::assistant("Hi"),
+            Message::user("Bye"),
+        ]);
+        request.system = Some("Be brief.".into());
+        request.params.temperature = Some(0.2);
+        request.params.stop = vec!["END".into()];
+        let http = provider.build_chat_request(&ep, request, false).unwrap();
+        assert_eq!(http.method, "POST");
+        assert_eq!(http.url, "https://api.anthropic.com/v1/messages");
+        assert_eq!(header(&http, "x-api-key"), Some("sk-ant-test"));
+        assert_eq!(header(&http, "anthropic-version"), Some("2023-06-01"));
+        assert_eq!(header(&http, "content-type"), Some("application/json"));
+        assert_eq!(header(&http, "authorization"), None);
+        assert_eq!(
+            body(&http),
+            json!({
+                "model": "claude-sonnet-4-5-20250929",
+                "max_tokens": 64000,
+                "system": "Be brief.",
+                "messages": [
+                    {"role": "user", "content": "Hello"},
+                    {"role": "assistant", "content": "Hi"},
+                    {"role": "user", "content": "Bye"},
+                ],
+                "temperature": 0.2,
+                "stop_sequences": ["END"],
+            })
+        );
+    }
+
+    #[test]
+    fn max_tokens_defaults_and_stream_flag() {
+        let provider = Anthropic::new();
+        let max_tokens = |ep: &Endpoint, model: &str, given: Option<u32>| {
+            let mut request = chat(vec![Message::user("x")]);
+            request.model = model.into();
+            request.params.max_tokens = given;
+            let http = provider.build_chat_request(ep, request, true).unwrap();
+            assert_eq!(body(&http)["stream"], json!(true));
+            assert_eq!(header(&http, "accept"), Some("text/event-stream"));
+            body(&http)["max_tokens"].clone()
+        };
+        let plain = endpoint(&[("api_key", "k")]);
+        assert_eq!(
+            max_tokens(&plain, "claude-3-haiku-20240307", None),
+            json!(4096)
+        );
+        assert_eq!(
+            max_tokens(&plain, "claude-3-5-haiku-20241022", None),
+            json!(8192)
+        );
+        assert_eq!(
+            max_tokens(&plain, "claude-future-model", None),
+            json!(FALLBACK_MAX_TOKENS)
+        );
+        assert_eq!(
+            max_tokens(&plain, "claude-3-haiku-20240307", Some(12)),
+            json!(12)
+        );
+        let configured = endpoint(&[("api_key", "k"), ("max_tokens", " 1000 ")]);
+        assert_eq!(
+            max_tokens(&configured, "claude-3-haiku-20240307", None),
+            json!(1000)
+        );
+        assert_eq!(
+            max_tokens(&configured, "claude-3-haiku-20240307", Some(7)),
+            json!(7)
+        );
+
+        let bad = endpoint(&[("api_key", "k"), ("max_tokens", "lots")]);
+        let err = provider
+            .build_chat_request(&bad, chat(vec![Message::user("x")]), false)
+            .unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("'max_tokens'"), "{}", err.message);
+    }
+
+    #[test]
+    fn base_url_override_and_missing_key() {
+        let provider = Anthropic::new();
+        for (base, url) in [
+            (
+                "http://127.0.0.1:9999/",
+                "http://127.0.0.1:9999/v1/messages",
+            ),
+            (
+                "https://proxy.example.com/anthropic/v1",
+                "https://proxy.example.com/anthropic/v1/messages",
+            ),
+        ] {
+            let ep = endpoint(&[("api_key", "k"), ("base_url", base)]);
+            let http = provider
+                .build_chat_request(&ep, chat(vec![Message::user("x")]), false)
+                .unwrap();
+            assert_eq!(http.url, url);
+        }
+        let err = provider
+            .build_chat_request(&endpoint(&[]), chat(vec![Message::user("x")]), false)
+            .unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("'api_key'"));
+    }
+
+    #[test]
+    fn tools_results_and_images_in_anthropic_shape() {
+        let provider = Anthropic::new();
+        let ep = endpoint(&[("api_key", "k")]);
+        let mut request = chat(vec![
+            Message {
+                role: Role::User,
+                content: vec![
+                    ContentPart::text("Weather here?"),
+                    ContentPart::Image {
+                        source: ImageSource::from_url("data:image/png;base64,iVBORw0KGgo="),
+                    },
+                ],
+            },
+            Message {
+                role: Role::Assistant,
+                content: vec![ContentPart::ToolCall {
+                    id: "toolu_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+            },
+            Message {
+                role: Role::Tool,
+                content: vec![ContentPart::ToolResult {
+                    tool_call_id: "toolu_1".into(),
+                    name: None,
+                    content: "18C".into(),
+                    is_error: false,
+                }],
+            },
+        ]);
+        request.tools = vec![Tool {
+            name: "get_weather".into(),
+            description: Some("Weather".into()),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        }];
+        request.tool_choice = Some(ToolChoice::Required);
+        let sent = body(&provider.build_chat_request(&ep, request, false).unwrap());
+        assert_eq!(
+            sent["messages"],
+            json!([
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Weather here?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+                ]},
+            ])
+        );
+        assert_eq!(
+            sent["tools"][0]["input_schema"]["properties"]["city"]["type"],
+            "string"
+        );
+        assert_eq!(sent["tool_choice"], json!({"type": "any"}));
+    }
+
+    #[test]
+    fn parses_messages_answers() {
+        let provider = Anthropic::new();
+        let ep = endpoint(&[("api_key", "k")]);
+        let upstream = r#"{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant",
+            "model":"claude-sonnet-4-5-20250929",
+            "content":[{"type":"text","text":"Let me check."},
+                       {"type":"tool_use","id":"toolu_01A","name":"get_weather","input":{"city":"Paris"}}],
+            "stop_reason":"tool_use","stop_sequence":null,
+            "usage":{"input_tokens":20,"cache_read_input_tokens":100,"cache_creation_input_tokens":0,"output_tokens":30}}"#;
+        let parsed = provider
+            .parse_chat_response(&ep, response(200, upstream))
+            .unwrap();
+        assert_eq!(parsed.id, "msg_01XFDUDYJgAACzvnptvVoYEL");
+        assert_eq!(parsed.text(), "Let me check.");
+        assert_eq!(parsed.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(
+            parsed.content[1],
+            ContentPart::ToolCall {
+                id: "toolu_01A".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into()
+            }
+        );
+        assert_eq!(
+            parsed.usage,
+            Usage {
+                input_tokens: 120,
+                output_tokens: 30,
+                cached_input_tokens: Some(100)
+            }
+        );
+    }
+
+    #[test]
+    fn maps_errors() {
+        let provider = Anthropic::new();
+        let ep = endpoint(&[("api_key", "sk-ant-secret")]);
+        let mut limited = response(
+            429,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
+        );
+        limited.headers.push(("retry-after".into(), "17".into()));
+        let err = provider.parse_chat_response(&ep, limited).unwrap_err();
+        assert_eq!(
+            (err.kind, err.status, err.retry_after_ms),
+            (ErrorKind::RateLimited, 429, Some(17_000))
+        );
+        let overloaded = response(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        let err = provider.parse_error(&ep, &overloaded);
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (ErrorKind::Overloaded, "Overloaded")
+        );
+        let err = provider.parse_error(
+            &ep,
+            &response(401, r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#),
+        );
+        assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
+        assert!(!err.message.contains("secret"));
+        let err = provider.parse_error(
+            &ep,
+            &response(404, r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-x"}}"#),
+        );
+        assert_eq!((err.kind, err.status), (ErrorKind::NotFound, 404));
+        let err = provider.parse_error(&ep, &response(500, "<html>oops</html>"));
+        assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
+        // A 200 that is not a message is an upstream failure.
+        let err = provider
+            .parse_chat_response(&ep, response(200, "not json"))
+            .unwrap_err();
+        assert_eq!(err.status, 502);
+    }
+
+    /// A real-shaped Messages stream: text with multi-byte characters, a
+    /// ping, a tool call with streamed input, usage, message_stop.
+    const STREAM: &str = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: ping\n",
+        "data: {\"type\": \"ping\"}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Grüezi 👋\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"get_weather\",\"input\":{}}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Zürich\\\"}\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":40}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn expected_stream_events() -> Vec<StreamEvent> {
+        let usage = |output_tokens| StreamEvent::Usage {
+            usage: Usage {
+                input_tokens: 25,
+                output_tokens,
+                cached_input_tokens: None,
+            },
+        };
+        vec![
+            StreamEvent::Start {
+                id: "msg_1".into(),
+                model: "claude-sonnet-4-5-20250929".into(),
+            },
+            usage(1),
+            StreamEvent::TextDelta {
+                text: "Grüezi 👋".into(),
+            },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "toolu_01".into(),
+                name: "get_weather".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"city\": ".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "\"Zürich\"}".into(),
+            },
+            usage(40),
+            StreamEvent::Finish {
+                reason: FinishReason::ToolCalls,
+            },
+        ]
+    }
+
+    #[test]
+    fn decodes_stream_split_at_every_byte_boundary() {
+        let provider = Anthropic::new();
+        let ep = endpoint(&[("api_key", "k")]);
+        let bytes = STREAM.as_bytes();
+        let expected = expected_stream_events();
+        for cut in 0..=bytes.len() {
+            let mut decoder = provider.stream_decoder(&ep);
+            let mut events = decoder.push(&bytes[..cut]).unwrap();
+            events.extend(decoder.push(&bytes[cut..]).unwrap());
+            events.extend(decoder.finish().unwrap());
+            assert_eq!(events, expected, "split at byte {cut}");
+        }
+        let mut decoder = provider.stream_decoder(&ep);
+        let mut events = Vec::new();
+        for byte in bytes {
+            events.extend(decoder.push(std::slice::from_ref(byte)).unwrap());
+        }
+        events.extend(decoder.finish().unwrap());
+        assert_eq!(events, expected, "byte by byte");
+    }
+
+    #[test]
+    fn unnamed_events_and_truncation() {
+        let provider = Anthropic::new();
+        let ep = endpoint(&[("api_key", "k")]);
+        // Without `event:` lines the data's type decides, message_stop included.
+        let unnamed: String = STREAM
+            .lines()
+            .filter(|line| !line.starts_with("event:"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let mut decoder = provider.stream_decoder(&ep);
+        let mut events = decoder.push(unnamed.as_bytes()).unwrap();
+        events.extend(decoder.finish().unwrap());
+        assert_eq!(events, expected_stream_events());
+
+        // Cut before message_stop: an error, not a silently short answer.
+        let cut = STREAM.find("event: message_stop").unwrap();
+        let mut decoder = provider.stream_decoder(&ep);
+        decoder.push(&STREAM.as_bytes()[..cut]).unwrap();
+        assert_eq!(decoder.finish().unwrap_err().kind, ErrorKind::Upstream);
+    }
+
+    #[test]
+    fn mid_stream_error_event() {
+        let provider = Anthropic::new();
+        let mut decoder = provider.stream_decoder(&endpoint(&[("api_key", "k")]));
+        let err = decoder
+            .push(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n")
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (ErrorKind::Overloaded, "Overloaded")
+        );
+    }
+}

@@ -1,0 +1,382 @@
+"""A fake Anthropic Messages API upstream for the end-to-end tests.
+
+It listens on 127.0.0.1, records every request (method, path, headers, raw
+body) and speaks the real protocol: `POST /v1/messages` with `x-api-key`,
+`anthropic-version` and a JSON body that must carry `model`, `max_tokens`
+and `messages` (validated like the real API: a missing field is a 400
+`invalid_request_error`). Answers are `message` objects, or, with
+`"stream": true`, the real SSE sequence (message_start, content_block_start,
+ping, content_block_delta text_delta / input_json_delta, content_block_stop,
+message_delta, message_stop), written as many small chunked writes cut at
+awkward places: inside `event:` lines, inside JSON, between the two newlines
+ending an event, and inside a multi-byte UTF-8 character.
+
+Answers are computed from the request:
+- text: "Echo: <last user text>" (prefixed with "I see N image(s). " when
+  the last user turn has images); after a tool result: "Tool result: <text>".
+- if tools are offered, tool_choice is not {"type": "none"} and the last
+  user turn holds no tool_result, the model calls a tool: the named one for
+  {"type": "tool"}, else the first; input is {<first required property>:
+  <user text>}.
+- max_tokens cuts the answer to that many words (stop_reason max_tokens).
+- model "force-429" answers a rate_limit_error with retry-after: 7,
+  "force-529" an overloaded_error, "force-500" an api_error.
+- a wrong x-api-key answers 401 authentication_error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+API_VERSION = "2023-06-01"
+RETRY_AFTER_SECONDS = 7
+
+
+def count_tokens(text: str) -> int:
+    """Whitespace words: a deterministic stand-in for a tokenizer."""
+    return len(text.split())
+
+
+def blocks(content: Any) -> list[dict]:
+    """A message `content` as a list of blocks (a string is one text block)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [b for b in content or [] if isinstance(b, dict)]
+
+
+def blocks_text(content: Any) -> str:
+    return "".join(b.get("text", "") for b in blocks(content) if b.get("type") == "text")
+
+
+def tool_result_text(block: dict) -> str:
+    content = block.get("content", "")
+    return content if isinstance(content, str) else blocks_text(content)
+
+
+def anthropic_error(type_: str, message: str) -> dict:
+    return {"type": "error", "error": {"type": type_, "message": message}, "request_id": "req_fake"}
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    response_status: int = 0
+    response_json: Any = None
+    # The (event, data) pairs of a streamed answer.
+    response_events: list[tuple[str, dict]] = field(default_factory=list)
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeAnthropic:
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._ids = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> FakeAnthropic:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="fake-anthropic", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "fake upstream not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def only_request(self) -> RecordedRequest:
+        reqs = self.requests
+        assert len(reqs) == 1, f"expected exactly one upstream request, got {[(r.method, r.path) for r in reqs]}"
+        return reqs[0]
+
+    def _record(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(rec)
+
+    def next_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):06d}fake"
+
+
+def awkward_chunks(data: bytes) -> list[bytes]:
+    """`data` cut into small pieces of varying size, plus one cut inside the
+    first multi-byte UTF-8 character, if any."""
+    cuts = set()
+    pos, sizes = 0, itertools.cycle([1, 7, 3, 29, 2, 61, 11])
+    while pos < len(data):
+        pos += next(sizes)
+        cuts.add(min(pos, len(data)))
+    multibyte = next((i for i, b in enumerate(data) if b >= 0xC0), None)
+    if multibyte is not None:
+        cuts.add(multibyte + 1)
+    edges = [0, *sorted(cuts)]
+    return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeAnthropic
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-anthropic/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send_json(self, rec: RecordedRequest, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        rec.response_status = status
+        rec.response_json = obj
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("request-id", "req_fake")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _send_sse(self, rec: RecordedRequest, events: list[tuple[str, dict]]) -> None:
+        rec.response_status = 200
+        rec.response_events = list(events)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        payload = b"".join(
+            f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode() for name, data in events
+        )
+        for piece in awkward_chunks(payload):
+            self._write_chunk(piece)
+            time.sleep(0.001)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def do_POST(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        rec = RecordedRequest(
+            method=self.command,
+            path=url.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self._read_body(),
+        )
+        self.fake._record(rec)
+
+        if self.headers.get("x-api-key") != self.fake.api_key:
+            return self._send_json(rec, 401, anthropic_error("authentication_error", "invalid x-api-key"))
+        if self.headers.get("anthropic-version") != API_VERSION:
+            msg = f"anthropic-version: must be {API_VERSION}, got {self.headers.get('anthropic-version')!r}"
+            return self._send_json(rec, 400, anthropic_error("invalid_request_error", msg))
+        if url.path != "/v1/messages":
+            return self._send_json(rec, 404, anthropic_error("not_found_error", "Not Found"))
+        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+            return self._send_json(rec, 400, anthropic_error("invalid_request_error", "content-type must be JSON"))
+        try:
+            body = json.loads(rec.body)
+            assert isinstance(body, dict)
+        except (ValueError, AssertionError):
+            return self._send_json(rec, 400, anthropic_error("invalid_request_error", "invalid JSON body"))
+        for required in ("model", "max_tokens", "messages"):
+            if required not in body:
+                return self._send_json(rec, 400, anthropic_error("invalid_request_error", f"{required}: Field required"))
+        if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
+            return self._send_json(
+                rec, 400, anthropic_error("invalid_request_error", "max_tokens: Input should be a positive integer")
+            )
+        model = body["model"]
+        if model == "force-429":
+            return self._send_json(
+                rec,
+                429,
+                anthropic_error(
+                    "rate_limit_error",
+                    "This request would exceed the rate limit for your organization of 50 requests per minute.",
+                ),
+                {"retry-after": str(RETRY_AFTER_SECONDS), "anthropic-ratelimit-requests-remaining": "0"},
+            )
+        if model == "force-529":
+            return self._send_json(rec, 529, anthropic_error("overloaded_error", "Overloaded"))
+        if model == "force-500":
+            return self._send_json(rec, 500, anthropic_error("api_error", "Internal server error"))
+        messages = body["messages"]
+        if not isinstance(messages, list) or not messages or messages[0].get("role") != "user":
+            return self._send_json(
+                rec, 400, anthropic_error("invalid_request_error", "messages: first message must use the user role")
+            )
+        roles = [m.get("role") for m in messages]
+        if any(a == b for a, b in zip(roles, roles[1:])):
+            return self._send_json(
+                rec, 400, anthropic_error("invalid_request_error", "messages: roles must alternate between user and assistant")
+            )
+        return self._messages(rec, body)
+
+    def _messages(self, rec: RecordedRequest, body: dict) -> None:
+        messages = body["messages"]
+        last = messages[-1]
+        last_blocks = blocks(last.get("content"))
+        results = [b for b in last_blocks if b.get("type") == "tool_result"]
+        user_text = blocks_text(last.get("content"))
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice") or {"type": "auto"}
+        model = body["model"]
+        msg_id = self.fake.next_id("msg_")
+        system = body.get("system") or ""
+        system_text = system if isinstance(system, str) else blocks_text(system)
+        input_tokens = count_tokens(system_text) + sum(count_tokens(blocks_text(m.get("content"))) for m in messages)
+
+        tool_use = None
+        if tools and choice.get("type") != "none" and not results and last.get("role") == "user":
+            chosen = tools[0]
+            if choice.get("type") == "tool":
+                chosen = next((t for t in tools if t.get("name") == choice.get("name")), chosen)
+            schema = chosen.get("input_schema") or {}
+            arg = ((schema.get("required") or []) + list((schema.get("properties") or {}).keys()) + ["input"])[0]
+            tool_use = {
+                "type": "tool_use",
+                "id": self.fake.next_id("toolu_"),
+                "name": chosen["name"],
+                "input": {arg: user_text},
+            }
+
+        if tool_use is not None:
+            content = [tool_use]
+            stop_reason = "tool_use"
+            output_tokens = max(1, len(json.dumps(tool_use["input"])) // 4)
+        else:
+            if results:
+                text = "Tool result: " + " | ".join(tool_result_text(r) for r in results)
+            else:
+                images = [b for b in last_blocks if b.get("type") == "image"]
+                prefix = f"I see {len(images)} image(s). " if images else ""
+                text = f"{prefix}Echo: {user_text}"
+            stop_reason = "end_turn"
+            words = text.split(" ")
+            if body["max_tokens"] < len(words):
+                text = " ".join(words[: body["max_tokens"]])
+                stop_reason = "max_tokens"
+            content = [{"type": "text", "text": text}]
+            output_tokens = count_tokens(text)
+
+        usage = {
+            "input_tokens": input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+        if not body.get("stream"):
+            return self._send_json(
+                rec,
+                200,
+                {
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": content,
+                    "stop_reason": stop_reason,
+                    "stop_sequence": None,
+                    "usage": usage,
+                },
+            )
+
+        start_usage = dict(usage, output_tokens=1)
+        events: list[tuple[str, dict]] = [
+            (
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": msg_id,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": start_usage,
+                    },
+                },
+            )
+        ]
+        block = content[0]
+        if block["type"] == "text":
+            events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+            events.append(("ping", {"type": "ping"}))
+            for i, word in enumerate(block["text"].split(" ")):
+                piece = word if i == 0 else " " + word
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
+        else:
+            events.append(
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}},
+                    },
+                )
+            )
+            events.append(("ping", {"type": "ping"}))
+            partial = json.dumps(block["input"])
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}}))
+            for i in range(0, len(partial), 6):
+                events.append(
+                    (
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": partial[i : i + 6]}},
+                    )
+                )
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        events.append(
+            (
+                "message_delta",
+                {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}},
+            )
+        )
+        events.append(("message_stop", {"type": "message_stop"}))
+        return self._send_sse(rec, events)

@@ -1,0 +1,581 @@
+"""A fake Amazon Bedrock runtime for the end-to-end tests.
+
+It listens on 127.0.0.1, records every request (method, raw path, headers,
+raw body) and speaks the real protocol:
+
+- Authentication: AWS Signature Version 4, verified by recomputing the
+  signature independently here (hashlib/hmac, no AWS library) from the
+  request as received: canonical URI = the received (already
+  percent-encoded) path URI-encoded once more, as AWS does for every service
+  but S3; the signed headers' received values; SHA-256 of the received body;
+  the credential scope (date, region, service `bedrock`). Unknown access key
+  or session token → 403 UnrecognizedClientException; wrong signature →
+  403 InvalidSignatureException; clock skew over 5 minutes → 403
+  InvalidSignatureException (Signature expired).
+- `POST /model/{modelId}/converse`: the Converse JSON API (validated: roles
+  alternate, content blocks have one known member, toolUse/toolResult need a
+  toolConfig, images carry base64 bytes of an allowed format...).
+- `POST /model/{modelId}/converse-stream`: the same answer as an AWS binary
+  event stream (`application/vnd.amazon.eventstream`: prelude with lengths
+  and CRC32, typed headers, JSON payload, message CRC32, all computed with
+  zlib.crc32), written in many small writes cut mid-frame.
+- `POST /model/{modelId}/invoke` for embedding models: Titan
+  (`inputText` → `embedding`) and Cohere (`texts` → `embeddings.float`).
+- Model ids in the path must have their `:` percent-encoded (`%3A`), as the
+  AWS SDKs send them.
+
+Answers are computed from the request, like the other fakes: "Echo: <last
+user text>" ("I see N image(s). " first when the last user turn has images),
+"Tool result: <text>" after tool results, a toolUse when tools are offered
+(the forced one for toolChoice.tool), maxTokens cuts the answer to that many
+words (stopReason max_tokens). Models named below force errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import hashlib
+import hmac
+import itertools
+import json
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from fake_anthropic import awkward_chunks
+
+SERVICE = "bedrock"
+MAX_SKEW_SECONDS = 300
+
+CHAT_MODELS = {
+    "anthropic.claude-3-5-sonnet-20240620-v1:0",
+    "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "amazon.nova-lite-v1:0",
+}
+THROTTLED_MODEL = "anthropic.claude-throttled-v1:0"
+STREAM_THROTTLED_MODEL = "anthropic.claude-stream-throttled-v1:0"
+DENIED_MODEL = "anthropic.claude-denied-v1:0"
+TITAN_MODEL = "amazon.titan-embed-text-v2:0"
+COHERE_MODEL = "cohere.embed-english-v3"
+
+CONVERSE_FIELDS = {
+    "messages",
+    "system",
+    "inferenceConfig",
+    "toolConfig",
+    "additionalModelRequestFields",
+    "guardrailConfig",
+    "promptVariables",
+    "additionalModelResponseFieldPaths",
+    "requestMetadata",
+    "performanceConfig",
+}
+INFERENCE_FIELDS = {"maxTokens", "temperature", "topP", "stopSequences"}
+BLOCK_TYPES = {"text", "image", "document", "video", "toolUse", "toolResult", "guardContent", "reasoningContent"}
+IMAGE_FORMATS = {"png", "jpeg", "gif", "webp"}
+
+
+def count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+def vector_for(text: str, dimensions: int) -> list[float]:
+    """The fake's embedding: depends on the text, values exact in float32."""
+    head = [len(text) / 4.0, -len(text.split()) / 8.0, 0.5, -1.25, 3.0]
+    return (head + [0.0] * dimensions)[:dimensions]
+
+
+def blocks_text(blocks: list[dict]) -> str:
+    return "".join(b["text"] for b in blocks if "text" in b)
+
+
+# -- SigV4, independently -----------------------------------------------------------------
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    k = _hmac(("AWS4" + secret).encode(), date)
+    k = _hmac(k, region)
+    k = _hmac(k, service)
+    return _hmac(k, "aws4_request")
+
+
+def canonical_query(query: str) -> str:
+    pairs = []
+    for part in filter(None, query.split("&")):
+        name, _, value = part.partition("=")
+        pairs.append((quote(unquote(name), safe="-_.~"), quote(unquote(value), safe="-_.~")))
+    return "&".join(f"{n}={v}" for n, v in sorted(pairs))
+
+
+def expected_signature(
+    method: str, raw_path: str, query: str, headers: dict[str, list[str]], signed: list[str], body: bytes,
+    secret: str, amz_date: str, region: str,
+) -> tuple[str, str]:
+    """(signature, canonical request) AWS would compute for this request."""
+    canonical_uri = quote(raw_path or "/", safe="/~")
+    lines = []
+    for name in signed:
+        values = [" ".join(v.split()) for v in headers.get(name, [])]
+        lines.append(f"{name}:{','.join(values)}\n")
+    canonical = "\n".join(
+        [method, canonical_uri, canonical_query(query), "".join(lines), ";".join(signed), hashlib.sha256(body).hexdigest()]
+    )
+    scope = f"{amz_date[:8]}/{region}/{SERVICE}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = signing_key(secret, amz_date[:8], region, SERVICE)
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest(), canonical
+
+
+# -- event stream, independently ---------------------------------------------------------------
+
+
+def _header_bytes(name: str, value: str) -> bytes:
+    n, v = name.encode(), value.encode()
+    return struct.pack(">B", len(n)) + n + b"\x07" + struct.pack(">H", len(v)) + v
+
+
+def event_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message with string headers."""
+    hdrs = b"".join(_header_bytes(k, v) for k, v in headers.items())
+    total = 12 + len(hdrs) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(hdrs))
+    prelude += struct.pack(">I", zlib.crc32(prelude) & 0xFFFFFFFF)
+    message = prelude + hdrs + payload
+    return message + struct.pack(">I", zlib.crc32(message) & 0xFFFFFFFF)
+
+
+def event(event_type: str, payload: dict) -> bytes:
+    return event_frame(
+        {":event-type": event_type, ":content-type": "application/json", ":message-type": "event"},
+        json.dumps(payload, ensure_ascii=False).encode(),
+    )
+
+
+def exception(exception_type: str, message: str) -> bytes:
+    return event_frame(
+        {":exception-type": exception_type, ":content-type": "application/json", ":message-type": "exception"},
+        json.dumps({"message": message}).encode(),
+    )
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    raw_path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    model_id: str = ""
+    action: str = ""
+    canonical_request: str = ""
+    response_status: int = 0
+    response_json: Any = None
+    response_events: list[tuple[str, dict]] = field(default_factory=list)
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Account:
+    secret: str
+    session_token: str | None = None
+
+
+class FakeBedrock:
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.accounts: dict[str, Account] = {}
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._ids = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+
+    def add_account(self, access_key_id: str, secret: str, session_token: str | None = None) -> None:
+        self.accounts[access_key_id] = Account(secret, session_token)
+
+    def start(self) -> FakeBedrock:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="fake-bedrock", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeBedrock:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "fake upstream not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def only_request(self) -> RecordedRequest:
+        reqs = self.requests
+        assert len(reqs) == 1, f"expected exactly one upstream request, got {[(r.method, r.raw_path) for r in reqs]}"
+        return reqs[0]
+
+    def _record(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(rec)
+
+    def next_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):06d}fake"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeBedrock
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-bedrock/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send_json(self, rec: RecordedRequest, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        rec.response_status = status
+        rec.response_json = obj
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", "0f9a2c4e-fake-4b7e-9d1f-request")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _error(self, rec: RecordedRequest, status: int, error_type: str, message: str) -> None:
+        # Bedrock's REST-JSON errors: the type in a header, {"message"} body.
+        return self._send_json(
+            rec,
+            status,
+            {"message": message},
+            {"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+        )
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _send_event_stream(self, rec: RecordedRequest, frames: list[bytes]) -> None:
+        rec.response_status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("x-amzn-RequestId", "0f9a2c4e-fake-4b7e-9d1f-request")
+        self.end_headers()
+        for piece in awkward_chunks(b"".join(frames)):
+            self._write_chunk(piece)
+            time.sleep(0.001)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    # -- authentication ----------------------------------------------------------------
+
+    def _authenticate(self, rec: RecordedRequest, raw_path: str, query: str) -> bool:
+        """Verifies SigV4; answers the error and returns False when it fails."""
+        auth = self.headers.get("Authorization") or ""
+        prefix = "AWS4-HMAC-SHA256 "
+        if not auth.startswith(prefix):
+            self._error(rec, 403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+            return False
+        parts = dict(p.strip().split("=", 1) for p in auth[len(prefix) :].split(",") if "=" in p)
+        try:
+            access_key, date, region, service, terminal = parts["Credential"].split("/")
+            signed = parts["SignedHeaders"].split(";")
+            signature = parts["Signature"]
+        except (KeyError, ValueError):
+            self._error(rec, 400, "IncompleteSignatureException", "Authorization header requires Credential, SignedHeaders and Signature.")
+            return False
+        account = self.fake.accounts.get(access_key)
+        if account is None or self.headers.get("x-amz-security-token") != account.session_token:
+            self._error(rec, 403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+            return False
+        amz_date = self.headers.get("x-amz-date") or ""
+        if "host" not in signed or "x-amz-date" not in signed or signed != sorted(signed):
+            self._error(rec, 403, "InvalidSignatureException", "host and x-amz-date must be signed, names sorted.")
+            return False
+        if account.session_token is not None and "x-amz-security-token" not in signed:
+            self._error(rec, 403, "InvalidSignatureException", "x-amz-security-token must be signed.")
+            return False
+        if (region, service, terminal, date) != (self.fake.region, SERVICE, "aws4_request", amz_date[:8]):
+            self._error(
+                rec, 403, "InvalidSignatureException",
+                f"Credential should be scoped to a valid region and service: {date}/{region}/{service}/{terminal}",
+            )
+            return False
+        try:
+            sent_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            self._error(rec, 403, "InvalidSignatureException", f"Invalid X-Amz-Date {amz_date!r}")
+            return False
+        if abs(time.time() - sent_at.timestamp()) > MAX_SKEW_SECONDS:
+            self._error(rec, 403, "InvalidSignatureException", "Signature expired: the request time is too skewed.")
+            return False
+        content_sha = self.headers.get("x-amz-content-sha256")
+        if content_sha is not None and content_sha != hashlib.sha256(rec.body).hexdigest():
+            self._error(rec, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
+            return False
+        received: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            received.setdefault(name.lower(), []).append(value)
+        expected, canonical = expected_signature(
+            self.command, raw_path, query, received, signed, rec.body, account.secret, amz_date, region
+        )
+        rec.canonical_request = canonical
+        if not hmac.compare_digest(expected, signature):
+            self._error(
+                rec, 403, "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided. "
+                "Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+            )
+            return False
+        return True
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def do_POST(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        rec = RecordedRequest(
+            method=self.command,
+            raw_path=url.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self._read_body(),
+        )
+        self.fake._record(rec)
+        if not self._authenticate(rec, url.path, url.query):
+            return
+        segments = url.path.split("/")
+        if len(segments) != 4 or segments[1] != "model" or segments[3] not in ("converse", "converse-stream", "invoke"):
+            return self._error(rec, 404, "UnknownOperationException", f"Unknown operation {url.path}")
+        raw_model = segments[2]
+        rec.model_id = unquote(raw_model)
+        rec.action = segments[3]
+        if ":" in raw_model:
+            # The SDKs always encode it; a raw ':' shows the caller did not.
+            return self._error(rec, 400, "ValidationException", "The model identifier in the path must be URI-encoded.")
+        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+            return self._error(rec, 400, "ValidationException", "Content-Type must be application/json.")
+        try:
+            body = json.loads(rec.body)
+            assert isinstance(body, dict)
+        except (ValueError, AssertionError):
+            return self._error(rec, 400, "ValidationException", "Malformed input request, please reformat your input and try again.")
+
+        model = rec.model_id
+        if model == THROTTLED_MODEL:
+            return self._error(rec, 429, "ThrottlingException", "Too many requests, please wait before trying again.")
+        if model == DENIED_MODEL:
+            return self._error(rec, 403, "AccessDeniedException", "You don't have access to the model with the specified model ID.")
+        if rec.action == "invoke":
+            if model == TITAN_MODEL:
+                return self._titan(rec, body)
+            if model == COHERE_MODEL:
+                return self._cohere(rec, body)
+            return self._error(rec, 400, "ValidationException", "The provided model identifier is invalid.")
+        if model not in CHAT_MODELS and model != STREAM_THROTTLED_MODEL:
+            return self._error(rec, 400, "ValidationException", "The provided model identifier is invalid.")
+        return self._converse(rec, body, stream=rec.action == "converse-stream")
+
+    # -- converse --------------------------------------------------------------------------
+
+    def _validate_converse(self, body: dict) -> str | None:
+        unknown = set(body) - CONVERSE_FIELDS
+        if unknown:
+            return f"Unexpected field(s): {sorted(unknown)}"
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "A conversation must start with a user message."
+        roles = [m.get("role") for m in messages]
+        if roles[0] != "user" or any(r not in ("user", "assistant") for r in roles):
+            return "A conversation must start with a user message. Try again with a conversation that starts with a user message."
+        if any(a == b for a, b in zip(roles, roles[1:])):
+            return "A conversation must alternate between user and assistant roles."
+        has_tool_blocks = False
+        for m in messages:
+            content = m.get("content")
+            if not isinstance(content, list) or not content:
+                return "The content field in the Message object is empty."
+            for block in content:
+                keys = set(block) if isinstance(block, dict) else set()
+                if len(keys) != 1 or not keys <= BLOCK_TYPES:
+                    return f"Each content block must have exactly one known member, got {sorted(keys)}"
+                if "text" in block and not str(block["text"]).strip():
+                    return "The text field in the ContentBlock object is blank."
+                if "image" in block:
+                    image = block["image"]
+                    if image.get("format") not in IMAGE_FORMATS:
+                        return f"Invalid image format {image.get('format')!r}"
+                    try:
+                        base64.b64decode(image["source"]["bytes"], validate=True)
+                    except (KeyError, TypeError, binascii.Error):
+                        return "The image bytes must be base64."
+                if "toolUse" in block or "toolResult" in block:
+                    has_tool_blocks = True
+                if "toolUse" in block and not isinstance(block["toolUse"].get("input"), dict):
+                    return "toolUse.input must be an object."
+        if has_tool_blocks and "toolConfig" not in body:
+            return "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+        inference = body.get("inferenceConfig", {})
+        if set(inference) - INFERENCE_FIELDS:
+            return f"Unexpected inferenceConfig field(s): {sorted(set(inference) - INFERENCE_FIELDS)}"
+        for tool in (body.get("toolConfig") or {}).get("tools", []):
+            spec = tool.get("toolSpec") or {}
+            if not spec.get("name") or not isinstance((spec.get("inputSchema") or {}).get("json"), dict):
+                return "Each tool needs toolSpec.name and toolSpec.inputSchema.json."
+        return None
+
+    def _converse(self, rec: RecordedRequest, body: dict, stream: bool) -> None:
+        problem = self._validate_converse(body)
+        if problem:
+            return self._error(rec, 400, "ValidationException", problem)
+        messages = body["messages"]
+        last = messages[-1]
+        results = [b["toolResult"] for b in last["content"] if "toolResult" in b]
+        user_text = blocks_text(last["content"])
+        tool_config = body.get("toolConfig") or {}
+        tools = [t["toolSpec"] for t in tool_config.get("tools", [])]
+        choice = tool_config.get("toolChoice") or {"auto": {}}
+        system_text = blocks_text(body.get("system") or [])
+        input_tokens = count_tokens(system_text) + sum(count_tokens(blocks_text(m["content"])) for m in messages)
+        max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
+
+        tool_use = None
+        if tools and not results and last["role"] == "user":
+            chosen = tools[0]
+            if "tool" in choice:
+                chosen = next((t for t in tools if t["name"] == choice["tool"]["name"]), chosen)
+            schema = chosen["inputSchema"]["json"]
+            arg = ((schema.get("required") or []) + list((schema.get("properties") or {}).keys()) + ["input"])[0]
+            tool_use = {"toolUseId": self.fake.next_id("tooluse_"), "name": chosen["name"], "input": {arg: user_text}}
+
+        if tool_use is not None:
+            content = [{"toolUse": tool_use}]
+            stop_reason = "tool_use"
+            output_tokens = max(1, len(json.dumps(tool_use["input"])) // 4)
+        else:
+            if results:
+                text = "Tool result: " + " | ".join(blocks_text(r.get("content") or []) for r in results)
+            else:
+                images = [b for b in last["content"] if "image" in b]
+                prefix = f"I see {len(images)} image(s). " if images else ""
+                text = f"{prefix}Echo: {user_text}"
+            stop_reason = "end_turn"
+            words = text.split(" ")
+            if isinstance(max_tokens, int) and max_tokens < len(words):
+                text = " ".join(words[:max_tokens])
+                stop_reason = "max_tokens"
+            content = [{"text": text}]
+            output_tokens = count_tokens(text)
+        usage = {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens}
+
+        if not stream:
+            return self._send_json(
+                rec,
+                200,
+                {
+                    "output": {"message": {"role": "assistant", "content": content}},
+                    "stopReason": stop_reason,
+                    "usage": usage,
+                    "metrics": {"latencyMs": 42},
+                },
+            )
+
+        pad = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+        events: list[tuple[str, dict]] = [("messageStart", {"p": pad[:17], "role": "assistant"})]
+        if rec.model_id == STREAM_THROTTLED_MODEL:
+            events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Partial"}, "p": pad[:5]}))
+            rec.response_events = events
+            frames = [event(t, p) for t, p in events]
+            frames.append(exception("throttlingException", "Too many tokens, please wait before trying again."))
+            return self._send_event_stream(rec, frames)
+        if tool_use is not None:
+            events.append(
+                (
+                    "contentBlockStart",
+                    {"contentBlockIndex": 0, "p": pad[:9], "start": {"toolUse": {"name": tool_use["name"], "toolUseId": tool_use["toolUseId"]}}},
+                )
+            )
+            arguments = json.dumps(tool_use["input"])
+            for i in range(0, len(arguments), 7):
+                events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": arguments[i : i + 7]}}, "p": pad[: i % 13]}))
+        else:
+            for i, word in enumerate(content[0]["text"].split(" ")):
+                piece = word if i == 0 else " " + word
+                events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}, "p": pad[: 3 + i % 11]}))
+        events.append(("contentBlockStop", {"contentBlockIndex": 0, "p": pad[:23]}))
+        events.append(("messageStop", {"p": pad[:31], "stopReason": stop_reason}))
+        events.append(("metadata", {"metrics": {"latencyMs": 42}, "p": pad[:7], "usage": usage}))
+        rec.response_events = events
+        return self._send_event_stream(rec, [event(t, p) for t, p in events])
+
+    # -- embeddings ------------------------------------------------------------------------
+
+    def _titan(self, rec: RecordedRequest, body: dict) -> None:
+        unknown = set(body) - {"inputText", "dimensions", "normalize", "embeddingTypes"}
+        if unknown:
+            return self._error(rec, 400, "ValidationException", f"Malformed input request: extraneous key {sorted(unknown)} is not permitted")
+        text = body.get("inputText")
+        if not isinstance(text, str) or not text:
+            return self._error(rec, 400, "ValidationException", "Malformed input request: inputText is required")
+        dimensions = body.get("dimensions", 1024)
+        if dimensions not in (256, 512, 1024):
+            return self._error(rec, 400, "ValidationException", "Malformed input request: dimensions must be 256, 512 or 1024")
+        vector = vector_for(text, dimensions)
+        tokens = count_tokens(text)
+        return self._send_json(
+            rec,
+            200,
+            {"embedding": vector, "embeddingsByType": {"float": vector}, "inputTextTokenCount": tokens},
+            {"X-Amzn-Bedrock-Input-Token-Count": str(tokens)},
+        )
+
+    def _cohere(self, rec: RecordedRequest, body: dict) -> None:
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts or len(texts) > 96:
+            return self._error(rec, 400, "ValidationException", "Malformed input request: texts must hold 1 to 96 strings")
+        if body.get("input_type") not in ("search_document", "search_query", "classification", "clustering"):
+            return self._error(rec, 400, "ValidationException", "Malformed input request: input_type is required")
+        vectors = [vector_for(t, 1024) for t in texts]
+        tokens = sum(count_tokens(t) for t in texts)
+        if body.get("embedding_types"):
+            answer = {"id": self.fake.next_id("emb-"), "embeddings": {"float": vectors}, "response_type": "embeddings_by_type", "texts": texts}
+        else:
+            answer = {"id": self.fake.next_id("emb-"), "embeddings": vectors, "response_type": "embeddings_floats", "texts": texts}
+        return self._send_json(rec, 200, answer, {"X-Amzn-Bedrock-Input-Token-Count": str(tokens)})

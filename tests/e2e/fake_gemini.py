@@ -1,0 +1,601 @@
+"""A fake Google Gemini API (generativelanguage v1beta) for the end-to-end
+tests, plus the generateContent "brain" the fake Vertex AI reuses.
+
+It listens on 127.0.0.1 with real sockets, records every request (method,
+path, query, headers, raw body), validates what it gets the way the real API
+does (the `x-goog-api-key` header, the `/v1beta/models/<model>:<method>`
+paths, `alt=sse` on streams, the request JSON: known fields only, roles,
+one datum per part, function responses matching the calls of the previous
+model turn) and answers with the real shapes: `GenerateContentResponse`
+objects, SSE streams of them (CRLF-framed like Google's, written in several
+chunked writes cut at awkward byte offsets: mid-JSON, mid-CRLF, inside a
+UTF-8 sequence), `functionCall` parts, `usageMetadata`, batch embeddings,
+and Google error objects (429 RESOURCE_EXHAUSTED with a RetryInfo delay, a
+bad key as 400 API_KEY_INVALID like the real API).
+
+Answers are computed from the request so tests can tell what came through:
+- chat: "Echo: <last user text>" (prefixed "I see N image(s). " when the turn
+  has inlineData/fileData parts); after function responses:
+  "Tool result: <response JSON>".
+- if tools are declared (and the function calling mode is not NONE) and the
+  last turn is the user's text, the model calls a function: the first
+  allowed one, with {<first required parameter>: <user text>}.
+- generationConfig.maxOutputTokens cuts the answer to that many words,
+  finishReason MAX_TOKENS.
+- model "force-<status>" answers that HTTP error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+RETRY_DELAY_SECONDS = 7
+MODEL_VERSION_SUFFIX = ""  # modelVersion echoes the requested model
+
+# Fields of GenerateContentRequest the real API knows (an unknown one is a
+# 400 "Unknown name").
+REQUEST_FIELDS = {
+    "contents",
+    "systemInstruction",
+    "tools",
+    "toolConfig",
+    "generationConfig",
+    "safetySettings",
+    "cachedContent",
+    "labels",
+    "model",
+}
+GENERATION_CONFIG_FIELDS = {
+    "temperature",
+    "topP",
+    "topK",
+    "candidateCount",
+    "maxOutputTokens",
+    "stopSequences",
+    "presencePenalty",
+    "frequencyPenalty",
+    "seed",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "responseLogprobs",
+    "logprobs",
+    "thinkingConfig",
+    "responseModalities",
+    "mediaResolution",
+    "speechConfig",
+}
+PART_DATA_FIELDS = {
+    "text",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+    "executableCode",
+    "codeExecutionResult",
+}
+PART_META_FIELDS = {"thought", "thoughtSignature", "videoMetadata"}
+SCHEMA_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+
+
+class ApiError(Exception):
+    """An error the fake answers with Google's error JSON."""
+
+    def __init__(self, code: int, status: str, message: str, details: list | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "INVALID_ARGUMENT", message)
+
+
+def vector_for(text: str, dimensions: int | None = None) -> list[float]:
+    """The fake's embedding of `text`: depends on the text and uses only
+    values exact in float32."""
+    vec = [len(text) / 4.0, -len(text.split()) / 8.0, 0.5, -1.25, 3.0, 0.0, 0.25, 1.0]
+    return vec[:dimensions] if dimensions else vec
+
+
+def count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+def parts_text(parts: list) -> str:
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict) and not p.get("thought"))
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    response_status: int = 0
+    response_json: Any = None
+    response_events: list[Any] = field(default_factory=list)
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def query_params(self) -> dict[str, list[str]]:
+        return parse_qs(self.query)
+
+
+# -- request validation --------------------------------------------------------
+
+
+def _check_schema(schema: Any, where: str) -> None:
+    if not isinstance(schema, dict):
+        raise invalid(f"Invalid value at '{where}': expected a Schema object")
+    kind = schema.get("type")
+    if kind is not None and kind not in SCHEMA_TYPES:
+        raise invalid(f"Invalid value at '{where}.type' ({kind!r}), expected one of {sorted(SCHEMA_TYPES)}")
+    for name, sub in (schema.get("properties") or {}).items():
+        _check_schema(sub, f"{where}.properties[{name}]")
+    if "items" in schema:
+        _check_schema(schema["items"], f"{where}.items")
+
+
+def validate_generate_content(body: Any) -> None:
+    """Raises ApiError for what the real API rejects."""
+    if not isinstance(body, dict):
+        raise invalid("Invalid JSON payload received. Expected an object.")
+    for key in body:
+        if key not in REQUEST_FIELDS:
+            raise invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise invalid("* GenerateContentRequest.contents: contents is not specified\n")
+    previous_calls = 0
+    for i, content in enumerate(contents):
+        role = content.get("role")
+        if role not in ("user", "model"):
+            raise invalid(f"Please use a valid role: user, model. (contents[{i}].role = {role!r})")
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts:
+            raise invalid(f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n")
+        for j, part in enumerate(parts):
+            data = [k for k in part if k in PART_DATA_FIELDS]
+            unknown = [k for k in part if k not in PART_DATA_FIELDS | PART_META_FIELDS]
+            if unknown:
+                raise invalid(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at \'contents[{i}].parts[{j}]\'')
+            if len(data) != 1:
+                raise invalid(f"* GenerateContentRequest.contents[{i}].parts[{j}].data: required oneof field 'data' must have one initialized field\n")
+            if "inlineData" in part:
+                inline = part["inlineData"]
+                if not inline.get("mimeType") or not inline.get("data"):
+                    raise invalid(f"contents[{i}].parts[{j}].inlineData needs mimeType and data")
+            if "functionCall" in part and role != "model":
+                raise invalid("functionCall parts belong to model turns")
+            if "functionResponse" in part:
+                if role != "user":
+                    raise invalid("functionResponse parts belong to user turns")
+                fr = part["functionResponse"]
+                if not fr.get("name") or not isinstance(fr.get("response"), dict):
+                    raise invalid(f"contents[{i}].parts[{j}].functionResponse needs a name and a response object")
+        calls = sum(1 for p in parts if "functionCall" in p)
+        responses = sum(1 for p in parts if "functionResponse" in p)
+        if responses and responses != previous_calls:
+            raise invalid(
+                "Please ensure that the number of function response parts is equal to the number of "
+                "function call parts of the function call turn."
+            )
+        previous_calls = calls if role == "model" else 0
+    system = body.get("systemInstruction")
+    if system is not None and not (isinstance(system, dict) and isinstance(system.get("parts"), list)):
+        raise invalid("systemInstruction must be a Content with parts")
+    config = body.get("generationConfig") or {}
+    for key in config:
+        if key not in GENERATION_CONFIG_FIELDS:
+            raise invalid(f'Invalid JSON payload received. Unknown name "{key}" at \'generation_config\': Cannot find field.')
+    for t, tool in enumerate(body.get("tools") or []):
+        for d, decl in enumerate(tool.get("functionDeclarations") or []):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}", decl.get("name", "")):
+                raise invalid(f"* GenerateContentRequest.tools[{t}].function_declarations[{d}].name: Invalid function name.")
+            if "parameters" in decl:
+                _check_schema(decl["parameters"], f"tools[{t}].function_declarations[{d}].parameters")
+    mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode")
+    if mode is not None and mode not in ("AUTO", "ANY", "NONE", "VALIDATED", "MODE_UNSPECIFIED"):
+        raise invalid(f"Invalid value at 'tool_config.function_calling_config.mode' ({mode})")
+
+
+# -- answers -------------------------------------------------------------------
+
+
+class Brain:
+    """Computes GenerateContentResponses (whole or as stream chunks) from a
+    request; shared by the Gemini and Vertex fakes."""
+
+    def __init__(self, extra_response_fields: Callable[[], dict] | None = None):
+        self._ids = itertools.count(1)
+        self._extra = extra_response_fields or (lambda: {})
+
+    def response_id(self) -> str:
+        return f"fakeResp{next(self._ids):05d}{secrets.token_hex(3)}"
+
+    def _plan(self, body: dict) -> tuple[list[dict], str, int]:
+        """The parts of the answer, its finishReason and the prompt size."""
+        contents = body["contents"]
+        prompt_tokens = sum(count_tokens(parts_text(c["parts"])) for c in contents)
+        prompt_tokens += count_tokens(parts_text((body.get("systemInstruction") or {}).get("parts") or []))
+        last = contents[-1]
+        responses = [p["functionResponse"] for p in last["parts"] if "functionResponse" in p]
+        declarations = [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+        calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+        user_text = parts_text(last["parts"])
+
+        if responses:
+            payload = responses[0]["response"]
+            result = payload.get("result", payload.get("output", payload))
+            text = f"Tool result: {result if isinstance(result, str) else json.dumps(result)}"
+        elif declarations and calling.get("mode") != "NONE" and last["role"] == "user":
+            allowed = calling.get("allowedFunctionNames") or [d["name"] for d in declarations]
+            decl = next(d for d in declarations if d["name"] == allowed[0])
+            params = decl.get("parameters") or {}
+            arg = ((params.get("required") or []) + list((params.get("properties") or {}).keys()) + ["input"])[0]
+            return [{"functionCall": {"name": decl["name"], "args": {arg: user_text}}}], "STOP", prompt_tokens
+        else:
+            images = [p for p in last["parts"] if "inlineData" in p or "fileData" in p]
+            prefix = f"I see {len(images)} image(s). " if images else ""
+            text = f"{prefix}Echo: {user_text}"
+        finish = "STOP"
+        limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
+        words = text.split(" ")
+        if isinstance(limit, int) and 0 < limit < len(words):
+            text = " ".join(words[:limit])
+            finish = "MAX_TOKENS"
+        return [{"text": text}], finish, prompt_tokens
+
+    @staticmethod
+    def _usage(prompt: int, output: int) -> dict:
+        return {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": output,
+            "totalTokenCount": prompt + output,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+        }
+
+    def generate(self, model: str, body: dict) -> dict:
+        parts, finish, prompt = self._plan(body)
+        output = sum(count_tokens(p.get("text", "")) or 3 for p in parts)
+        return {
+            "candidates": [
+                {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "avgLogprobs": -0.0421, "index": 0}
+            ],
+            "usageMetadata": self._usage(prompt, output),
+            "modelVersion": model,
+            "responseId": self.response_id(),
+            **self._extra(),
+        }
+
+    def stream(self, model: str, body: dict) -> list[dict]:
+        """The chunks of streamGenerateContent: text a few words at a time,
+        a function call whole, the last chunk with finishReason and the
+        final usage."""
+        parts, finish, prompt = self._plan(body)
+        rid = self.response_id()
+        chunks: list[dict] = []
+        produced = 0
+
+        def chunk(part: dict, last: bool) -> dict:
+            candidate: dict[str, Any] = {"content": {"parts": [part], "role": "model"}, "index": 0}
+            if last:
+                candidate["finishReason"] = finish
+            usage = {"promptTokenCount": prompt, "candidatesTokenCount": produced, "totalTokenCount": prompt + produced}
+            return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": rid, **self._extra()}
+
+        pieces: list[dict] = []
+        for part in parts:
+            if "text" in part:
+                words = part["text"].split(" ")
+                for i in range(0, len(words), 2):
+                    piece = " ".join(words[i : i + 2])
+                    pieces.append({"text": piece if i == 0 else " " + piece})
+            else:
+                pieces.append(part)
+        for i, piece in enumerate(pieces):
+            produced += count_tokens(piece.get("text", "")) or 3
+            chunks.append(chunk(piece, i == len(pieces) - 1))
+        return chunks
+
+    @staticmethod
+    def sse_bytes(chunks: list[dict]) -> bytes:
+        return b"".join(b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\r\n\r\n" for c in chunks)
+
+
+def awkward_cuts(data: bytes) -> list[bytes]:
+    """Cuts an SSE body the way a network might: inside the first frame's
+    JSON, between the CR and LF of a frame end, inside a UTF-8 sequence,
+    and at irregular offsets elsewhere."""
+    cuts = {7, len(data) // 3, len(data) - 3}
+    crlf = data.find(b"\r\n\r\n")
+    if crlf > 0:
+        cuts.add(crlf + 1)
+        cuts.add(crlf + 3)
+    multibyte = next((i for i, b in enumerate(data) if b >= 0xC0), None)
+    if multibyte is not None:
+        cuts.add(multibyte + 1)
+    offsets = sorted(c for c in cuts if 0 < c < len(data))
+    pieces, start = [], 0
+    for cut in offsets:
+        pieces.append(data[start:cut])
+        start = cut
+    pieces.append(data[start:])
+    return [p for p in pieces if p]
+
+
+def forced_error(model: str) -> ApiError | None:
+    """The error a `force-<status>` model answers with."""
+    if not model.startswith("force-"):
+        return None
+    status = int(model.removeprefix("force-").split("-")[0] or 500)
+    if status == 429:
+        return ApiError(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "You exceeded your current quota, please check your plan and billing details.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                            "quotaDimensions": {"location": "global", "model": model},
+                            "quotaValue": "10",
+                        }
+                    ],
+                },
+                {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{RETRY_DELAY_SECONDS}s"},
+            ],
+        )
+    if status == 404:
+        return ApiError(404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, or is not supported for generateContent.")
+    if status == 503:
+        return ApiError(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+    if status >= 500:
+        return ApiError(500, "INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting")
+    return ApiError(status, "INVALID_ARGUMENT", f"forced error {status}")
+
+
+# -- HTTP plumbing shared with the Vertex fake ------------------------------------
+
+
+class FakeServer:
+    """Lifecycle and request log of a fake; subclasses route requests."""
+
+    name = "fake-google"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self):
+        handler = type("Handler", (Handler,), {"fake": self, "server_version": f"{self.name}/1.0"})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "fake not started"
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def record(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(rec)
+
+    def api_requests(self) -> list[RecordedRequest]:
+        return self.requests
+
+    def only_request(self) -> RecordedRequest:
+        reqs = self.api_requests()
+        assert len(reqs) == 1, f"expected exactly one upstream request, got {[(r.method, r.path) for r in reqs]}"
+        return reqs[0]
+
+    def handle(self, h: "Handler", rec: RecordedRequest) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Handler(BaseHTTPRequestHandler):
+    fake: FakeServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return bytes(out)
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send_json(self, rec: RecordedRequest, status: int, obj: Any, headers: dict | None = None) -> None:
+        rec.response_status = status
+        rec.response_json = obj
+        data = json.dumps(obj, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Vary", "Origin, X-Origin, Referer")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def send_error_json(self, rec: RecordedRequest, error: ApiError) -> None:
+        self.send_json(rec, error.code, error.body(), error.headers)
+
+    def send_sse(self, rec: RecordedRequest, chunks: list[dict]) -> None:
+        rec.response_status = 200
+        rec.response_events = list(chunks)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Disposition", "attachment")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        for piece in awkward_cuts(Brain.sse_bytes(chunks)):
+            self.wfile.write(f"{len(piece):X}\r\n".encode() + piece + b"\r\n")
+            self.wfile.flush()
+            time.sleep(0.01)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        rec = RecordedRequest(
+            method=self.command,
+            path=url.path,
+            query=url.query,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self._read_body(),
+        )
+        self.fake.record(rec)
+        try:
+            self.fake.handle(self, rec)
+        except ApiError as e:
+            self.send_error_json(rec, e)
+
+    do_GET = _dispatch
+    do_POST = _dispatch
+
+
+def parse_json_body(rec: RecordedRequest) -> Any:
+    if not rec.headers.get("content-type", "").startswith("application/json"):
+        raise invalid(f"Invalid Content-Type {rec.headers.get('content-type')!r}; expected application/json")
+    try:
+        return json.loads(rec.body)
+    except ValueError:
+        raise invalid("Invalid JSON payload received. Unexpected token.") from None
+
+
+# -- the Gemini API ---------------------------------------------------------------------
+
+MODEL_PATH = re.compile(r"^/v1beta/models/(?P<model>[A-Za-z0-9._-]+):(?P<method>[A-Za-z]+)$")
+
+
+class FakeGemini(FakeServer):
+    name = "fake-gemini"
+
+    def __init__(self, api_key: str) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.brain = Brain()
+
+    def handle(self, h: Handler, rec: RecordedRequest) -> None:
+        if rec.headers.get("x-goog-api-key") != self.api_key:
+            # The real API answers a wrong key with 400, not 401.
+            raise ApiError(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                    }
+                ],
+            )
+        if "key" in rec.query_params:
+            raise invalid("the key must travel in the x-goog-api-key header in these tests, not the URL")
+        match = MODEL_PATH.match(rec.path)
+        if rec.method != "POST" or not match:
+            raise ApiError(404, "NOT_FOUND", f"Method not found: {rec.method} {rec.path}")
+        model, method = match["model"], match["method"]
+        body = parse_json_body(rec)
+        error = forced_error(model)
+        if error is not None:
+            raise error
+
+        if method == "generateContent":
+            validate_generate_content(body)
+            return h.send_json(rec, 200, self.brain.generate(model, body))
+        if method == "streamGenerateContent":
+            if rec.query_params.get("alt") != ["sse"]:
+                raise invalid("this fake only streams with alt=sse")
+            validate_generate_content(body)
+            return h.send_sse(rec, self.brain.stream(model, body))
+        if method == "batchEmbedContents":
+            return h.send_json(rec, 200, self._embed(model, body))
+        raise ApiError(404, "NOT_FOUND", f"Method {method} not found for models/{model}")
+
+    @staticmethod
+    def _embed(model: str, body: Any) -> dict:
+        requests_ = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests_, list) or not requests_:
+            raise invalid("* BatchEmbedContentsRequest.requests: requests is not specified")
+        out = []
+        for i, req in enumerate(requests_):
+            if req.get("model") != f"models/{model}":
+                raise invalid(
+                    f"* BatchEmbedContentsRequest.requests[{i}].model: the model in the request "
+                    f"({req.get('model')}) does not match the model in the URL (models/{model})"
+                )
+            parts = (req.get("content") or {}).get("parts") or []
+            if not parts or not all("text" in p for p in parts):
+                raise invalid(f"* BatchEmbedContentsRequest.requests[{i}].content: text parts required")
+            out.append({"values": vector_for(parts_text(parts), req.get("outputDimensionality"))})
+        return {"embeddings": out}

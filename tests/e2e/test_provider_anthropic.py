@@ -1,0 +1,385 @@
+"""The anthropic plugin, end to end: the official OpenAI SDK talks to the
+real gateway binary, which runs the real anthropic.wasm against a fake
+Anthropic Messages API (fake_anthropic.py). Every test checks what reached
+the upstream (headers, Anthropic-shaped body), not only the answer."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import openai
+import pytest
+from openai import OpenAI
+
+from fake_anthropic import API_VERSION, RETRY_AFTER_SECONDS, FakeAnthropic, blocks, blocks_text
+from harness import Gateway, launch_gateway, require_built
+
+KEY_VAR = "PORTICO_E2E_ANTHROPIC_KEY"
+CLIENT_KEY = "client-dummy-key"
+
+CHAT = "an-chat"
+CONFIGURED = "an-configured-max"
+BAD_KEY = "an-bad-key"
+RATE_LIMITED = "an-rate-limited"
+OVERLOADED = "an-overloaded"
+CHAT_MODEL = "claude-sonnet-4-5-20250929"
+CATALOG_MAX_OUTPUT = 64000  # plugins/anthropic/models.toml for CHAT_MODEL
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
+            "required": ["city"],
+        },
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def anthropic_key() -> str:
+    return "sk-ant-api03-" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def fake(anthropic_key: str):
+    with FakeAnthropic(anthropic_key) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def anthropic_gateway(fake: FakeAnthropic, anthropic_key: str, tmp_path_factory):
+    require_built("anthropic")
+    work = tmp_path_factory.mktemp("anthropic-gateway")
+
+    def endpoint(name: str, model: str, api_key: str = "${" + KEY_VAR + "}", extra: str = "") -> str:
+        return (
+            "[[endpoints]]\n"
+            f'name = "{name}"\n'
+            'provider = "anthropic"\n'
+            f'model = "{model}"\n'
+            "[endpoints.config]\n"
+            f'api_key = "{api_key}"\n'
+            f'base_url = "{fake.base_url}"\n{extra}\n'
+        )
+
+    config = work / "portico.toml"
+    config.write_text(
+        endpoint(CHAT, CHAT_MODEL)
+        + endpoint(CONFIGURED, "claude-model-not-in-catalog", extra='max_tokens = "321"\n')
+        + endpoint(BAD_KEY, CHAT_MODEL, api_key="sk-ant-wrong")
+        + endpoint(RATE_LIMITED, "force-429")
+        + endpoint(OVERLOADED, "force-529")
+    )
+    with launch_gateway(work, config, env={KEY_VAR: anthropic_key}) as gw:
+        yield gw
+
+
+@pytest.fixture
+def client(anthropic_gateway: Gateway, fake: FakeAnthropic) -> OpenAI:
+    fake.reset()
+    return OpenAI(base_url=anthropic_gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+
+
+def assert_anthropic_headers(fake: FakeAnthropic, rec) -> None:
+    assert rec.method == "POST"
+    assert rec.path == "/v1/messages"
+    assert rec.headers.get("x-api-key") == fake.api_key
+    assert rec.headers.get("anthropic-version") == API_VERSION
+    assert rec.headers.get("content-type", "").startswith("application/json")
+    assert "authorization" not in rec.headers, "Anthropic takes x-api-key, not a bearer token"
+    for name, value in rec.headers.items():
+        assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+
+
+# -- chat ---------------------------------------------------------------------------
+
+
+def test_chat(client: OpenAI, fake: FakeAnthropic):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Say hello to Portico"},
+        ],
+    )
+    rec = fake.only_request()
+    sent = rec.response_json
+    assert resp.choices[0].message.content == "Echo: Say hello to Portico"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage.prompt_tokens == sent["usage"]["input_tokens"]
+    assert resp.usage.completion_tokens == sent["usage"]["output_tokens"]
+    assert resp.usage.total_tokens == sent["usage"]["input_tokens"] + sent["usage"]["output_tokens"]
+
+    assert_anthropic_headers(fake, rec)
+    body = rec.json
+    assert body["model"] == CHAT_MODEL
+    assert body["max_tokens"] == CATALOG_MAX_OUTPUT, "without a client max_tokens, the catalog's max output is sent"
+    assert body["system"] == "You are terse."
+    assert [(m["role"], blocks_text(m["content"])) for m in body["messages"]] == [("user", "Say hello to Portico")]
+    assert "stream" not in body
+
+
+def test_multi_turn_sampling_and_stop_sequences(client: OpenAI, fake: FakeAnthropic):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {"role": "system", "content": "Rule one."},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": "second question"},
+        ],
+        temperature=0.25,
+        top_p=0.5,
+        max_tokens=64,
+        stop=["END", "STOP"],
+    )
+    assert resp.choices[0].message.content == "Echo: second question"
+    body = fake.only_request().json
+    assert [(m["role"], blocks_text(m["content"])) for m in body["messages"]] == [
+        ("user", "first question"),
+        ("assistant", "first answer"),
+        ("user", "second question"),
+    ]
+    assert body["system"] == "Rule one."
+    assert body["temperature"] == 0.25
+    assert body["top_p"] == 0.5
+    assert body["max_tokens"] == 64
+    assert body["stop_sequences"] == ["END", "STOP"]
+
+
+def test_consecutive_user_turns_are_merged(client: OpenAI, fake: FakeAnthropic):
+    # Anthropic rejects two user turns in a row; the plugin merges them.
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": "part one"}, {"role": "user", "content": "part two"}],
+    )
+    assert resp.choices[0].message.content == "Echo: part onepart two"
+    msgs = fake.only_request().json["messages"]
+    assert [m["role"] for m in msgs] == ["user"]
+    assert [b["text"] for b in blocks(msgs[0]["content"])] == ["part one", "part two"]
+
+
+def test_max_tokens_length_and_endpoint_default(client: OpenAI, fake: FakeAnthropic):
+    resp = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "one two three four"}], max_tokens=3
+    )
+    assert resp.choices[0].message.content == "Echo: one two"
+    assert resp.choices[0].finish_reason == "length"
+
+    fake.reset()
+    client.chat.completions.create(model=CONFIGURED, messages=[{"role": "user", "content": "hi"}])
+    body = fake.only_request().json
+    assert body["max_tokens"] == 321, "the endpoint's max_tokens config is the default"
+    assert body["model"] == "claude-model-not-in-catalog"
+
+
+def test_vision(client: OpenAI, fake: FakeAnthropic):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(32))).decode()
+    web_url = "https://example.com/cat.jpg"
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in these?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                    {"type": "image_url", "image_url": {"url": web_url}},
+                ],
+            }
+        ],
+    )
+    assert resp.choices[0].message.content == "I see 2 image(s). Echo: What is in these?"
+    content = fake.only_request().json["messages"][0]["content"]
+    images = [b for b in content if b["type"] == "image"]
+    assert images == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        {"type": "image", "source": {"type": "url", "url": web_url}},
+    ]
+
+
+# -- streaming ---------------------------------------------------------------------------
+
+
+def test_stream(client: OpenAI, fake: FakeAnthropic):
+    text = "tell me a story about Zürich and 東京 👋"
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": text}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    rec = fake.only_request()
+    assert_anthropic_headers(fake, rec)
+    assert rec.json["stream"] is True
+    assert rec.headers.get("accept") == "text/event-stream"
+
+    content_chunks = [c for c in chunks if c.choices]
+    pieces = [c.choices[0].delta.content for c in content_chunks if c.choices[0].delta.content]
+    assert "".join(pieces) == f"Echo: {text}"
+    assert len(pieces) > 1
+    assert [c.choices[0].finish_reason for c in content_chunks if c.choices[0].finish_reason] == ["stop"]
+    usage = chunks[-1].usage
+    start = rec.response_events[0][1]["message"]["usage"]
+    delta = rec.response_events[-2][1]["usage"]
+    assert usage.prompt_tokens == start["input_tokens"]
+    assert usage.completion_tokens == delta["output_tokens"]
+    assert [name for name, _ in rec.response_events][:3] == ["message_start", "content_block_start", "ping"]
+
+
+def test_streamed_tool_call(client: OpenAI, fake: FakeAnthropic):
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": "Lisbon"}],
+            tools=[WEATHER_TOOL],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    rec = fake.only_request()
+    tool_block = rec.response_events[1][1]["content_block"]
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].id == tool_block["id"]
+    assert deltas[0].function.name == "get_weather"
+    assert all(d.index == 0 for d in deltas)
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Lisbon"}
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["tool_calls"]
+    assert chunks[-1].usage is not None
+    assert rec.json["tools"][0]["name"] == "get_weather"
+
+
+# -- tools ---------------------------------------------------------------------------------
+
+
+def test_tool_call_round_trip(client: OpenAI, fake: FakeAnthropic):
+    messages = [{"role": "user", "content": "Paris"}]
+    resp = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL, TIME_TOOL])
+    first = fake.only_request()
+    tools_up = first.json["tools"]
+    assert tools_up == [
+        {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "input_schema": WEATHER_TOOL["function"]["parameters"],
+        },
+        {
+            "name": "get_time",
+            "description": "Current time in a city",
+            "input_schema": TIME_TOOL["function"]["parameters"],
+        },
+    ]
+    sent_call = first.response_json["content"][0]
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.id == sent_call["id"]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+
+    fake.reset()
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"},
+    ]
+    resp2 = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL, TIME_TOOL])
+    assert resp2.choices[0].message.content == "Tool result: 18 degrees and sunny"
+    assert resp2.choices[0].finish_reason == "stop"
+
+    msgs = fake.only_request().json["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
+    assert blocks(msgs[1]["content"]) == [{"type": "tool_use", "id": call.id, "name": "get_weather", "input": {"city": "Paris"}}]
+    assert blocks(msgs[2]["content"]) == [{"type": "tool_result", "tool_use_id": call.id, "content": "18 degrees and sunny"}]
+
+
+def test_tool_choice_is_translated(client: OpenAI, fake: FakeAnthropic):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": "Tokyo"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
+    assert fake.only_request().json["tool_choice"] == {"type": "tool", "name": "get_time"}
+    assert resp.choices[0].message.tool_calls[0].function.name == "get_time"
+
+    fake.reset()
+    client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Oslo"}], tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    assert fake.only_request().json["tool_choice"] == {"type": "any"}
+
+    fake.reset()
+    resp = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Oslo"}], tools=[WEATHER_TOOL], tool_choice="none"
+    )
+    assert fake.only_request().json["tool_choice"] == {"type": "none"}
+    assert resp.choices[0].message.content == "Echo: Oslo"
+
+
+# -- errors and unsupported operations ---------------------------------------------------
+
+
+def test_rate_limit_with_retry_after(client: OpenAI, fake: FakeAnthropic):
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "hi"}])
+    err = info.value
+    assert err.status_code == 429
+    assert err.response.headers.get("retry-after") == str(RETRY_AFTER_SECONDS)
+    assert "rate limit" in str(err.message)
+    assert fake.only_request().response_status == 429
+
+
+def test_rate_limit_on_a_stream(client: OpenAI, fake: FakeAnthropic):
+    with pytest.raises(openai.RateLimitError) as info:
+        list(client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert info.value.response.headers.get("retry-after") == str(RETRY_AFTER_SECONDS)
+    assert fake.only_request().json["stream"] is True
+
+
+def test_bad_key_is_an_authentication_error(client: OpenAI, fake: FakeAnthropic):
+    with pytest.raises(openai.AuthenticationError) as info:
+        client.chat.completions.create(model=BAD_KEY, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 401
+    assert "invalid x-api-key" in str(info.value.message)
+    assert fake.only_request().headers["x-api-key"] == "sk-ant-wrong"
+
+
+def test_overloaded(client: OpenAI, fake: FakeAnthropic):
+    # Anthropic's 529 overloaded_error is the neutral `overloaded` kind; the
+    # OpenAI dialect answers it with a 5xx (503, or Anthropic's own 529),
+    # which the OpenAI SDK raises as InternalServerError.
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model=OVERLOADED, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code in (503, 529)
+    assert "Overloaded" in str(info.value.message)
+    assert fake.only_request().response_status == 529
+
+
+def test_embeddings_are_not_offered(client: OpenAI, fake: FakeAnthropic):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model=CHAT, input="hello")
+    assert "embeddings" in str(info.value.message)
+    assert fake.requests == [], "nothing reaches the upstream"

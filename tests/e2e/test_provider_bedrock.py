@@ -1,0 +1,471 @@
+"""The bedrock plugin, end to end: the official OpenAI SDK talks to the real
+gateway binary, which runs the real bedrock.wasm against a fake Bedrock
+runtime (fake_bedrock.py). The fake recomputes every SigV4 signature
+independently and answers streams as real binary event streams, so these
+tests prove the signing (including the double-encoded `:` of model ids) and
+the event-stream decoding, not only the JSON translation."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import openai
+import pytest
+from openai import OpenAI
+
+from fake_bedrock import (
+    COHERE_MODEL,
+    DENIED_MODEL,
+    STREAM_THROTTLED_MODEL,
+    THROTTLED_MODEL,
+    TITAN_MODEL,
+    FakeBedrock,
+    blocks_text,
+    vector_for,
+)
+from harness import Gateway, launch_gateway, require_built
+
+REGION = "us-west-2"
+CLIENT_KEY = "client-dummy-key"
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+TEMP_ACCESS_KEY = "ASIAXAMPLETEMPKEY123"
+TEMP_SECRET_KEY = "tEmPsEcReT+with/odd=chars"
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLE//////////wEaCXVzLWVhc3QtMSJHMEUCIQ=="
+ENV = {
+    "PORTICO_E2E_AWS_KEY": ACCESS_KEY,
+    "PORTICO_E2E_AWS_SECRET": SECRET_KEY,
+    "PORTICO_E2E_AWS_TEMP_KEY": TEMP_ACCESS_KEY,
+    "PORTICO_E2E_AWS_TEMP_SECRET": TEMP_SECRET_KEY,
+    "PORTICO_E2E_AWS_SESSION_TOKEN": SESSION_TOKEN,
+}
+
+CHAT = "br-chat"
+SESSION = "br-session"
+WRONG_SECRET = "br-wrong-secret"
+UNKNOWN_KEY = "br-unknown-key"
+WRONG_REGION = "br-wrong-region"
+THROTTLED = "br-throttled"
+DENIED = "br-denied"
+INVALID_MODEL = "br-invalid-model"
+STREAM_THROTTLED = "br-stream-throttled"
+TITAN = "br-titan"
+COHERE = "br-cohere"
+CHAT_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+SESSION_MODEL = "amazon.nova-lite-v1:0"
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
+            "required": ["city"],
+        },
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeBedrock(REGION) as fake:
+        fake.add_account(ACCESS_KEY, SECRET_KEY)
+        fake.add_account(TEMP_ACCESS_KEY, TEMP_SECRET_KEY, SESSION_TOKEN)
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def bedrock_gateway(fake: FakeBedrock, tmp_path_factory):
+    require_built("bedrock")
+    work = tmp_path_factory.mktemp("bedrock-gateway")
+
+    def endpoint(
+        name: str,
+        model: str,
+        key: str = "${PORTICO_E2E_AWS_KEY}",
+        secret: str = "${PORTICO_E2E_AWS_SECRET}",
+        region: str = REGION,
+        extra: str = "",
+    ) -> str:
+        return (
+            "[[endpoints]]\n"
+            f'name = "{name}"\n'
+            'provider = "bedrock"\n'
+            f'model = "{model}"\n'
+            "[endpoints.config]\n"
+            f'aws_access_key_id = "{key}"\n'
+            f'aws_secret_access_key = "{secret}"\n'
+            f'region = "{region}"\n'
+            f'base_url = "{fake.base_url}"\n{extra}\n'
+        )
+
+    config = work / "portico.toml"
+    config.write_text(
+        endpoint(CHAT, CHAT_MODEL)
+        + endpoint(
+            SESSION,
+            SESSION_MODEL,
+            key="${PORTICO_E2E_AWS_TEMP_KEY}",
+            secret="${PORTICO_E2E_AWS_TEMP_SECRET}",
+            extra='aws_session_token = "${PORTICO_E2E_AWS_SESSION_TOKEN}"\n',
+        )
+        + endpoint(WRONG_SECRET, CHAT_MODEL, secret="not-the-secret")
+        + endpoint(UNKNOWN_KEY, CHAT_MODEL, key="AKIAUNKNOWNKEY000000")
+        + endpoint(WRONG_REGION, CHAT_MODEL, region="eu-west-1")
+        + endpoint(THROTTLED, THROTTLED_MODEL)
+        + endpoint(DENIED, DENIED_MODEL)
+        + endpoint(INVALID_MODEL, "anthropic.claude-does-not-exist-v1:0")
+        + endpoint(STREAM_THROTTLED, STREAM_THROTTLED_MODEL)
+        + endpoint(TITAN, TITAN_MODEL)
+        + endpoint(COHERE, COHERE_MODEL)
+    )
+    with launch_gateway(work, config, env=ENV) as gw:
+        yield gw
+
+
+@pytest.fixture
+def client(bedrock_gateway: Gateway, fake: FakeBedrock) -> OpenAI:
+    fake.reset()
+    return OpenAI(base_url=bedrock_gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+
+
+def assert_signed(rec, access_key: str = ACCESS_KEY) -> None:
+    """The request passed the fake's independent SigV4 check."""
+    assert rec.response_status == 200, rec.response_json
+    auth = rec.headers["authorization"]
+    assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={access_key}/{rec.headers['x-amz-date'][:8]}/{REGION}/bedrock/aws4_request, ")
+    signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert {"host", "x-amz-date", "content-type"} <= set(signed)
+    for name, value in rec.headers.items():
+        assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+
+
+# -- chat ---------------------------------------------------------------------------
+
+
+def test_chat_is_signed_with_the_double_encoded_model_path(client: OpenAI, fake: FakeBedrock):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Say hello to Portico"},
+        ],
+    )
+    rec = fake.only_request()
+    sent = rec.response_json
+    assert resp.choices[0].message.content == "Echo: Say hello to Portico"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage.prompt_tokens == sent["usage"]["inputTokens"]
+    assert resp.usage.completion_tokens == sent["usage"]["outputTokens"]
+    assert resp.usage.total_tokens == sent["usage"]["totalTokens"]
+
+    assert rec.raw_path == "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
+    assert rec.model_id == CHAT_MODEL
+    # What the fake signed over: the path encoded once more.
+    assert rec.canonical_request.split("\n")[1] == "/model/anthropic.claude-3-5-sonnet-20240620-v1%253A0/converse"
+    assert_signed(rec)
+    assert "x-amz-security-token" not in rec.headers
+    assert rec.json == {
+        "messages": [{"role": "user", "content": [{"text": "Say hello to Portico"}]}],
+        "system": [{"text": "You are terse."}],
+    }
+
+
+def test_multi_turn_and_inference_config(client: OpenAI, fake: FakeBedrock):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {"role": "system", "content": "Rule one."},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": "second question"},
+        ],
+        temperature=0.25,
+        top_p=0.5,
+        max_tokens=64,
+        stop=["END", "STOP"],
+    )
+    assert resp.choices[0].message.content == "Echo: second question"
+    body = fake.only_request().json
+    assert [(m["role"], blocks_text(m["content"])) for m in body["messages"]] == [
+        ("user", "first question"),
+        ("assistant", "first answer"),
+        ("user", "second question"),
+    ]
+    assert body["inferenceConfig"] == {"maxTokens": 64, "temperature": 0.25, "topP": 0.5, "stopSequences": ["END", "STOP"]}
+
+
+def test_length_finish_reason(client: OpenAI, fake: FakeBedrock):
+    resp = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "one two three four"}], max_tokens=3
+    )
+    assert resp.choices[0].message.content == "Echo: one two"
+    assert resp.choices[0].finish_reason == "length"
+
+
+def test_session_token_is_sent_and_signed(client: OpenAI, fake: FakeBedrock):
+    resp = client.chat.completions.create(model=SESSION, messages=[{"role": "user", "content": "temporary"}])
+    assert resp.choices[0].message.content == "Echo: temporary"
+    rec = fake.only_request()
+    assert rec.raw_path == "/model/amazon.nova-lite-v1%3A0/converse"
+    assert rec.headers["x-amz-security-token"] == SESSION_TOKEN
+    assert_signed(rec, TEMP_ACCESS_KEY)
+    assert "x-amz-security-token" in rec.headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+
+
+def test_vision_sends_image_bytes(client: OpenAI, fake: FakeBedrock):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(40))).decode()
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                ],
+            }
+        ],
+    )
+    assert resp.choices[0].message.content == "I see 1 image(s). Echo: What is this?"
+    content = fake.only_request().json["messages"][0]["content"]
+    assert content == [{"text": "What is this?"}, {"image": {"format": "png", "source": {"bytes": png}}}]
+
+
+def test_remote_image_urls_are_refused_before_the_upstream(client: OpenAI, fake: FakeBedrock):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}
+            ],
+        )
+    assert "inline bytes" in str(info.value.message)
+    assert fake.requests == []
+
+
+# -- streaming ---------------------------------------------------------------------------
+
+
+def test_stream_decodes_the_binary_event_stream(client: OpenAI, fake: FakeBedrock):
+    text = "tell me about Zürich and 東京 👋"
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": text}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    rec = fake.only_request()
+    assert rec.raw_path == "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream"
+    assert rec.headers["accept"] == "application/vnd.amazon.eventstream"
+    assert_signed(rec)
+
+    content_chunks = [c for c in chunks if c.choices]
+    pieces = [c.choices[0].delta.content for c in content_chunks if c.choices[0].delta.content]
+    assert "".join(pieces) == f"Echo: {text}"
+    assert len(pieces) > 1
+    assert [c.choices[0].finish_reason for c in content_chunks if c.choices[0].finish_reason] == ["stop"]
+    usage = rec.response_events[-1][1]["usage"]
+    assert chunks[-1].usage.prompt_tokens == usage["inputTokens"]
+    assert chunks[-1].usage.completion_tokens == usage["outputTokens"]
+
+
+def test_streamed_tool_call(client: OpenAI, fake: FakeBedrock):
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT, messages=[{"role": "user", "content": "Lisbon"}], tools=[WEATHER_TOOL], stream=True
+        )
+    )
+    rec = fake.only_request()
+    start = rec.response_events[1][1]["start"]["toolUse"]
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].id == start["toolUseId"]
+    assert deltas[0].function.name == "get_weather"
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Lisbon"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+
+def test_exception_inside_the_stream(client: OpenAI, fake: FakeBedrock):
+    stream = client.chat.completions.create(
+        model=STREAM_THROTTLED, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    assert received == ["Partial"], "events before the exception still arrive"
+    assert "Too many tokens" in str(info.value.message)
+
+
+# -- tools --------------------------------------------------------------------------------
+
+
+def test_tool_call_round_trip(client: OpenAI, fake: FakeBedrock):
+    messages = [{"role": "user", "content": "Paris"}]
+    resp = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL, TIME_TOOL])
+    first = fake.only_request()
+    assert first.json["toolConfig"] == {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": "get_weather",
+                    "description": "Current weather of a city",
+                    "inputSchema": {"json": WEATHER_TOOL["function"]["parameters"]},
+                }
+            },
+            {
+                "toolSpec": {
+                    "name": "get_time",
+                    "description": "Current time in a city",
+                    "inputSchema": {"json": TIME_TOOL["function"]["parameters"]},
+                }
+            },
+        ],
+        "toolChoice": {"auto": {}},
+    }
+    sent = first.response_json["output"]["message"]["content"][0]["toolUse"]
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.id == sent["toolUseId"]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+
+    fake.reset()
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"},
+    ]
+    resp2 = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL, TIME_TOOL])
+    assert resp2.choices[0].message.content == "Tool result: 18 degrees and sunny"
+    assert resp2.choices[0].finish_reason == "stop"
+    msgs = fake.only_request().json["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
+    assert msgs[1]["content"] == [{"toolUse": {"toolUseId": call.id, "name": "get_weather", "input": {"city": "Paris"}}}]
+    assert msgs[2]["content"] == [{"toolResult": {"toolUseId": call.id, "content": [{"text": "18 degrees and sunny"}]}}]
+
+
+def test_tool_choice_is_translated(client: OpenAI, fake: FakeBedrock):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": "Tokyo"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
+    assert fake.only_request().json["toolConfig"]["toolChoice"] == {"tool": {"name": "get_time"}}
+    assert resp.choices[0].message.tool_calls[0].function.name == "get_time"
+
+    fake.reset()
+    client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Oslo"}], tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    assert fake.only_request().json["toolConfig"]["toolChoice"] == {"any": {}}
+
+    fake.reset()
+    resp = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Oslo"}], tools=[WEATHER_TOOL], tool_choice="none"
+    )
+    assert "toolConfig" not in fake.only_request().json, "Converse has no 'none': the tools are left out"
+    assert resp.choices[0].message.content == "Echo: Oslo"
+
+
+# -- embeddings ---------------------------------------------------------------------------
+
+
+def test_titan_embeddings(client: OpenAI, fake: FakeBedrock):
+    resp = client.embeddings.create(model=TITAN, input="hello embedded world", dimensions=256)
+    rec = fake.only_request()
+    assert rec.raw_path == "/model/amazon.titan-embed-text-v2%3A0/invoke"
+    assert_signed(rec)
+    assert rec.json == {"inputText": "hello embedded world", "dimensions": 256}
+    assert [d.embedding for d in resp.data] == [vector_for("hello embedded world", 256)]
+    assert resp.usage.prompt_tokens == rec.response_json["inputTextTokenCount"]
+
+
+def test_titan_takes_one_input_per_request(client: OpenAI, fake: FakeBedrock):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model=TITAN, input=["one", "two"])
+    assert "one input per request" in str(info.value.message)
+    assert fake.requests == []
+
+
+def test_cohere_embeddings_batch(client: OpenAI, fake: FakeBedrock):
+    inputs = ["alpha", "beta gamma", "delta epsilon zeta"]
+    resp = client.embeddings.create(model=COHERE, input=inputs)
+    rec = fake.only_request()
+    assert rec.raw_path == "/model/cohere.embed-english-v3/invoke"
+    assert_signed(rec)
+    assert rec.json == {"texts": inputs, "input_type": "search_document", "embedding_types": ["float"]}
+    assert [d.embedding for d in resp.data] == [vector_for(t, 1024) for t in inputs]
+    assert resp.usage.prompt_tokens == 6
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_throttling_is_a_rate_limit(client: OpenAI, fake: FakeBedrock):
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model=THROTTLED, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 429
+    assert "Too many requests" in str(info.value.message)
+    rec = fake.only_request()
+    assert rec.response_status == 429
+    assert rec.raw_path == "/model/anthropic.claude-throttled-v1%3A0/converse"
+
+
+def test_throttling_on_a_stream(client: OpenAI, fake: FakeBedrock):
+    with pytest.raises(openai.RateLimitError):
+        list(client.chat.completions.create(model=THROTTLED, messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert fake.only_request().raw_path.endswith("/converse-stream")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "error_type"),
+    [
+        (WRONG_SECRET, "InvalidSignatureException"),
+        (UNKNOWN_KEY, "UnrecognizedClientException"),
+        (WRONG_REGION, "InvalidSignatureException"),
+    ],
+)
+def test_rejected_credentials_are_authentication_errors(client: OpenAI, fake: FakeBedrock, endpoint: str, error_type: str):
+    with pytest.raises(openai.AuthenticationError) as info:
+        client.chat.completions.create(model=endpoint, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 401
+    rec = fake.only_request()
+    assert rec.response_status == 403
+    assert rec.response_json["message"] in str(info.value.message)
+    assert SECRET_KEY not in str(info.value.message)
+
+
+def test_access_denied_is_a_permission_error(client: OpenAI, fake: FakeBedrock):
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(model=DENIED, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 403
+    assert "don't have access" in str(info.value.message)
+
+
+def test_invalid_model_is_a_bad_request(client: OpenAI, fake: FakeBedrock):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=INVALID_MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert "model identifier is invalid" in str(info.value.message)
+    assert fake.only_request().raw_path == "/model/anthropic.claude-does-not-exist-v1%3A0/converse"

@@ -1,0 +1,378 @@
+"""The gemini plugin, end to end: the official OpenAI SDK talks to the real
+gateway binary, which runs the real gemini.wasm against a fake Gemini API
+(fake_gemini.py) that validates the requests and answers in the real
+protocol. Assertions cover both what the client got and what the upstream
+received."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import openai
+import pytest
+from openai import OpenAI
+
+from fake_gemini import RETRY_DELAY_SECONDS, FakeGemini, parts_text, vector_for
+from harness import Gateway, _tail, launch_gateway, require_built
+
+KEY_VAR = "PORTICO_E2E_GEMINI_KEY"
+CLIENT_KEY = "client-dummy-key"
+
+CHAT = "gm-chat"
+EMBED = "gm-embed"
+BAD_KEY = "gm-bad-key"
+RATE_LIMITED = "gm-rate-limited"
+MISSING = "gm-missing"
+CHAT_MODEL = "gemini-2.5-flash"
+EMBED_MODEL = "gemini-embedding-001"
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
+            "required": ["city"],
+        },
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def api_key() -> str:
+    return "AIza" + secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="module")
+def fake(api_key: str):
+    with FakeGemini(api_key) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gemini_gateway(fake: FakeGemini, api_key: str, tmp_path_factory):
+    require_built("gemini")
+    work = tmp_path_factory.mktemp("gemini-gateway")
+
+    def endpoint(name: str, model: str, key: str = "${" + KEY_VAR + "}") -> str:
+        return (
+            "[[endpoints]]\n"
+            f'name = "{name}"\n'
+            'provider = "gemini"\n'
+            f'model = "{model}"\n'
+            "[endpoints.config]\n"
+            f'api_key = "{key}"\n'
+            f'base_url = "{fake.base_url}"\n\n'
+        )
+
+    config = work / "portico.toml"
+    config.write_text(
+        endpoint(CHAT, CHAT_MODEL)
+        + endpoint(EMBED, EMBED_MODEL)
+        + endpoint(BAD_KEY, CHAT_MODEL, key="AIza-wrong-key")
+        + endpoint(RATE_LIMITED, "force-429")
+        + endpoint(MISSING, "force-404")
+    )
+    with launch_gateway(work, config, env={KEY_VAR: api_key}) as gw:
+        yield gw
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fake: FakeGemini, gemini_gateway: Gateway):
+    fake.reset()
+    if gemini_gateway.process.poll() is not None:
+        pytest.fail(f"gateway exited\n{_tail(gemini_gateway.log_text())}", pytrace=False)
+    yield
+
+
+@pytest.fixture
+def client(gemini_gateway: Gateway) -> OpenAI:
+    return OpenAI(base_url=gemini_gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+
+
+def assert_upstream_auth(fake: FakeGemini, rec) -> None:
+    assert rec.headers.get("x-goog-api-key") == fake.api_key
+    assert "authorization" not in rec.headers
+    assert "key=" not in rec.query, "the key must not travel in the URL"
+    for name, value in rec.headers.items():
+        assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+
+
+# -- chat ---------------------------------------------------------------------------
+
+
+def test_chat(client: OpenAI, fake: FakeGemini):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Say hello to Portico"},
+        ],
+    )
+    rec = fake.only_request()
+    sent = rec.response_json
+
+    assert resp.choices[0].message.content == "Echo: Say hello to Portico"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage.prompt_tokens == sent["usageMetadata"]["promptTokenCount"]
+    assert resp.usage.completion_tokens == sent["usageMetadata"]["candidatesTokenCount"]
+    assert resp.usage.total_tokens == sent["usageMetadata"]["totalTokenCount"]
+
+    assert rec.method == "POST"
+    assert rec.path == f"/v1beta/models/{CHAT_MODEL}:generateContent"
+    assert rec.query == ""
+    assert rec.headers["content-type"].startswith("application/json")
+    assert_upstream_auth(fake, rec)
+    body = rec.json
+    assert body["systemInstruction"] == {"parts": [{"text": "You are terse."}]}
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Say hello to Portico"}]}]
+    assert "model" not in body, "the model travels in the URL"
+
+
+def test_multi_turn_sampling_and_length(client: OpenAI, fake: FakeGemini):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": "second question with several words"},
+        ],
+        temperature=0.25,
+        top_p=0.5,
+        max_tokens=3,
+        stop=["END"],
+        seed=7,
+        presence_penalty=0.5,
+        frequency_penalty=0.25,
+    )
+    assert resp.choices[0].message.content == "Echo: second question"
+    assert resp.choices[0].finish_reason == "length"
+
+    body = fake.only_request().json
+    assert [(c["role"], parts_text(c["parts"])) for c in body["contents"]] == [
+        ("user", "first question"),
+        ("model", "first answer"),
+        ("user", "second question with several words"),
+    ]
+    assert body["generationConfig"] == {
+        "temperature": 0.25,
+        "topP": 0.5,
+        "maxOutputTokens": 3,
+        "stopSequences": ["END"],
+        "seed": 7,
+        "presencePenalty": 0.5,
+        "frequencyPenalty": 0.25,
+    }
+
+
+def test_stream_with_usage(client: OpenAI, fake: FakeGemini):
+    stream = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": "tell me about Zürich ☀ in a few words"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    rec = fake.only_request()
+
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(pieces) == "Echo: tell me about Zürich ☀ in a few words"
+    assert len(pieces) > 1, "the answer should arrive in several deltas"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].choices == []
+    last_usage = rec.response_events[-1]["usageMetadata"]
+    assert chunks[-1].usage.prompt_tokens == last_usage["promptTokenCount"]
+    assert chunks[-1].usage.completion_tokens == last_usage["candidatesTokenCount"]
+
+    assert rec.path == f"/v1beta/models/{CHAT_MODEL}:streamGenerateContent"
+    assert rec.query_params == {"alt": ["sse"]}
+    assert rec.headers.get("accept") == "text/event-stream"
+    assert_upstream_auth(fake, rec)
+    assert len(rec.response_events) > 2
+
+
+# -- tools -------------------------------------------------------------------------------
+
+
+def test_tool_call_round_trip(client: OpenAI, fake: FakeGemini):
+    messages = [{"role": "user", "content": "Paris"}]
+    resp = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL, TIME_TOOL])
+    first = fake.only_request()
+
+    decls = first.json["tools"][0]["functionDeclarations"]
+    assert [d["name"] for d in decls] == ["get_weather", "get_time"]
+    assert decls[0]["description"] == "Current weather of a city"
+    params = decls[0]["parameters"]
+    assert params["type"] == "OBJECT"
+    assert params["properties"]["city"]["type"] == "STRING"
+    assert params["required"] == ["city"]
+
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.id, "Gemini gives no call id; the gateway must make one"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    sent_call = first.response_json["candidates"][0]["content"]["parts"][0]["functionCall"]
+    assert json.loads(call.function.arguments) == sent_call["args"]
+
+    fake.reset()
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"},
+    ]
+    resp2 = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL, TIME_TOOL])
+    assert resp2.choices[0].message.content == "Tool result: 18 degrees and sunny"
+    assert resp2.choices[0].finish_reason == "stop"
+
+    contents = fake.only_request().json["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user"]
+    model_call = contents[1]["parts"][0]
+    assert model_call["functionCall"] == {"name": "get_weather", "args": {"city": "Paris"}}
+    response_part = contents[2]["parts"][0]
+    assert response_part == {"functionResponse": {"name": "get_weather", "response": {"result": "18 degrees and sunny"}}}
+
+
+def test_forced_tool_choice(client: OpenAI, fake: FakeGemini):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": "Tokyo"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
+    assert fake.only_request().json["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_time"]}
+    }
+    assert resp.choices[0].message.tool_calls[0].function.name == "get_time"
+
+
+def test_streamed_tool_call(client: OpenAI, fake: FakeGemini):
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": "Lisbon"}],
+            tools=[WEATHER_TOOL],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    rec = fake.only_request()
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas and deltas[0].id and deltas[0].function.name == "get_weather"
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Lisbon"}
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["tool_calls"]
+    assert chunks[-1].usage.total_tokens == rec.response_events[-1]["usageMetadata"]["totalTokenCount"]
+    assert rec.path.endswith(":streamGenerateContent")
+
+
+# -- vision ------------------------------------------------------------------------------
+
+
+def test_vision_images_are_forwarded(client: OpenAI, fake: FakeGemini):
+    png_bytes = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+    png = base64.b64encode(png_bytes).decode()
+    web_url = "https://example.com/photos/cat.jpg"
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in these?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                    {"type": "image_url", "image_url": {"url": web_url}},
+                ],
+            }
+        ],
+    )
+    assert resp.choices[0].message.content == "I see 2 image(s). Echo: What is in these?"
+    parts = fake.only_request().json["contents"][0]["parts"]
+    assert parts[0] == {"text": "What is in these?"}
+    assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": png}}
+    assert base64.b64decode(parts[1]["inlineData"]["data"]) == png_bytes
+    assert parts[2] == {"fileData": {"mimeType": "image/jpeg", "fileUri": web_url}}
+
+
+# -- embeddings --------------------------------------------------------------------------
+
+
+def test_embeddings(client: OpenAI, fake: FakeGemini):
+    inputs = ["alpha", "beta gamma", "delta epsilon zeta"]
+    resp = client.embeddings.create(model=EMBED, input=inputs, dimensions=6, encoding_format="float")
+    rec = fake.only_request()
+    assert [d.embedding for d in resp.data] == [vector_for(t, 6) for t in inputs]
+    assert [d.index for d in resp.data] == [0, 1, 2]
+
+    assert rec.path == f"/v1beta/models/{EMBED_MODEL}:batchEmbedContents"
+    assert_upstream_auth(fake, rec)
+    assert rec.json == {
+        "requests": [
+            {"model": f"models/{EMBED_MODEL}", "content": {"parts": [{"text": t}]}, "outputDimensionality": 6}
+            for t in inputs
+        ]
+    }
+
+
+def test_embeddings_default_base64(client: OpenAI, fake: FakeGemini):
+    resp = client.embeddings.create(model=EMBED, input="just one")
+    assert resp.data[0].embedding == vector_for("just one")
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+def test_rate_limit_with_retry_info(client: OpenAI, fake: FakeGemini):
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "x"}])
+    assert "exceeded your current quota" in e.value.message
+    assert e.value.response.headers.get("retry-after") == str(RETRY_DELAY_SECONDS)
+    assert len(fake.requests) == 1, "the gateway must not retry a 429 by itself"
+
+
+def test_rate_limit_on_stream_and_embeddings(client: OpenAI, fake: FakeGemini):
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "x"}], stream=True)
+    with pytest.raises(openai.RateLimitError):
+        client.embeddings.create(model=RATE_LIMITED, input="x")
+
+
+def test_bad_key_is_authentication_error(client: OpenAI, fake: FakeGemini):
+    # Gemini answers a bad key with 400 API_KEY_INVALID; clients must see 401.
+    with pytest.raises(openai.AuthenticationError) as e:
+        client.chat.completions.create(model=BAD_KEY, messages=[{"role": "user", "content": "x"}])
+    assert "API key not valid" in e.value.message
+    rec = fake.only_request()
+    assert rec.response_status == 400
+    assert rec.headers["x-goog-api-key"] == "AIza-wrong-key"
+
+
+def test_unknown_model_is_not_found(client: OpenAI, fake: FakeGemini):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model=MISSING, messages=[{"role": "user", "content": "x"}])
+    assert "is not found" in e.value.message
+
+
+def test_api_key_never_reaches_logs(gemini_gateway: Gateway, fake: FakeGemini, client: OpenAI):
+    client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    assert fake.api_key not in gemini_gateway.log_text()

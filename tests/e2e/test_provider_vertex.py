@@ -1,0 +1,362 @@
+"""The vertex plugin, end to end: the official OpenAI SDK talks to the real
+gateway binary, which runs the real vertex.wasm against a fake Vertex AI
+(fake_vertex.py). The plugin signs a JWT with the service account's key (a
+key pair generated here), exchanges it at the fake's token endpoint (which
+verifies the signature with the public key) through the host's sandboxed
+http-fetch, caches the token, and calls the API with it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import openai
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from openai import OpenAI
+
+from fake_gemini import parts_text, vector_for
+from fake_vertex import SCOPE, FakeVertex
+from harness import Gateway, _tail, free_port, launch_gateway, require_built
+
+SA_VAR = "PORTICO_E2E_VERTEX_SA"
+ROGUE_SA_VAR = "PORTICO_E2E_VERTEX_ROGUE_SA"
+UNREACHABLE_SA_VAR = "PORTICO_E2E_VERTEX_UNREACHABLE_SA"
+CLIENT_KEY = "client-dummy-key"
+PROJECT = "portico-e2e-123"
+LOCATION = "europe-west4"
+EMAIL = "portico-gateway@portico-e2e-123.iam.gserviceaccount.com"
+ROGUE_EMAIL = "intruder@portico-e2e-123.iam.gserviceaccount.com"
+
+CHAT = "vx-chat"
+EMBED = "vx-embed"
+WRONG_KEY = "vx-wrong-key"
+RATE_LIMITED = "vx-rate-limited"
+WRONG_PROJECT = "vx-wrong-project"
+TOKEN_HOST_NOT_ALLOWED = "vx-token-host-not-allowed"
+CHAT_MODEL = "gemini-2.5-flash"
+EMBED_MODEL = "text-embedding-005"
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def key_file(key: rsa.RSAPrivateKey, email: str, key_id: str, token_uri: str) -> str:
+    """A service-account key file as IAM hands them out (PKCS#8 PEM)."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": PROJECT,
+            "private_key_id": key_id,
+            "private_key": pem,
+            "client_email": email,
+            "client_id": "104958275638275610293",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": token_uri,
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{email}",
+            "universe_domain": "googleapis.com",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeVertex(PROJECT, LOCATION) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def accounts(fake: FakeVertex) -> dict[str, str]:
+    key, key_id = new_key(), secrets.token_hex(20)
+    fake.add_account(EMAIL, key_id, key.public_key())
+    # Same e-mail and key id as a registered account, but another key: its
+    # signatures must not verify.
+    rogue = new_key()
+    fake.add_account(ROGUE_EMAIL, "rogue-key-id", new_key().public_key())
+    return {
+        SA_VAR: key_file(key, EMAIL, key_id, fake.token_uri),
+        ROGUE_SA_VAR: key_file(rogue, ROGUE_EMAIL, "rogue-key-id", fake.token_uri),
+        # A token endpoint on a port no config value opens: the host's
+        # http-fetch allow-list must refuse it.
+        UNREACHABLE_SA_VAR: key_file(key, EMAIL, key_id, f"http://127.0.0.1:{free_port()}/token"),
+    }
+
+
+@pytest.fixture(scope="module")
+def vertex_gateway(fake: FakeVertex, accounts: dict[str, str], tmp_path_factory):
+    require_built("vertex")
+    work = tmp_path_factory.mktemp("vertex-gateway")
+
+    def endpoint(name: str, model: str, sa_var: str = SA_VAR, project: str = PROJECT) -> str:
+        return (
+            "[[endpoints]]\n"
+            f'name = "{name}"\n'
+            'provider = "vertex"\n'
+            f'model = "{model}"\n'
+            "[endpoints.config]\n"
+            f'service_account_json = "${{{sa_var}}}"\n'
+            f'project = "{project}"\n'
+            f'location = "{LOCATION}"\n'
+            f'base_url = "{fake.base_url}"\n\n'
+        )
+
+    config = work / "portico.toml"
+    config.write_text(
+        endpoint(CHAT, CHAT_MODEL)
+        + endpoint(EMBED, EMBED_MODEL)
+        + endpoint(WRONG_KEY, CHAT_MODEL, sa_var=ROGUE_SA_VAR)
+        + endpoint(RATE_LIMITED, "force-429")
+        + endpoint(WRONG_PROJECT, CHAT_MODEL, project="someone-elses-project")
+        + endpoint(TOKEN_HOST_NOT_ALLOWED, CHAT_MODEL, sa_var=UNREACHABLE_SA_VAR)
+    )
+    with launch_gateway(work, config, env=accounts) as gw:
+        yield gw
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fake: FakeVertex, vertex_gateway: Gateway):
+    fake.reset()
+    if vertex_gateway.process.poll() is not None:
+        pytest.fail(f"gateway exited\n{_tail(vertex_gateway.log_text())}", pytrace=False)
+    yield
+
+
+@pytest.fixture
+def client(vertex_gateway: Gateway) -> OpenAI:
+    return OpenAI(base_url=vertex_gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+
+
+def issued_tokens(fake: FakeVertex) -> set[str]:
+    return {g.access_token for g in fake.issued(EMAIL)}
+
+
+def assert_bearer(fake: FakeVertex, rec) -> None:
+    auth = rec.headers.get("authorization", "")
+    assert auth.startswith("Bearer ya29.c.fake-")
+    assert auth.removeprefix("Bearer ") in issued_tokens(fake)
+    for name, value in rec.headers.items():
+        assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+
+
+def model_path(model: str, method: str, project: str = PROJECT) -> str:
+    return f"/v1/projects/{project}/locations/{LOCATION}/publishers/google/models/{model}:{method}"
+
+
+# -- auth ----------------------------------------------------------------------------
+
+
+def test_chat_signs_in_with_the_service_account(client: OpenAI, fake: FakeVertex):
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Say hello to Vertex"},
+        ],
+    )
+    assert resp.choices[0].message.content == "Echo: Say hello to Vertex"
+    assert resp.choices[0].finish_reason == "stop"
+    api = fake.only_request()
+    sent = api.response_json
+    assert resp.usage.prompt_tokens == sent["usageMetadata"]["promptTokenCount"]
+    assert resp.usage.completion_tokens == sent["usageMetadata"]["candidatesTokenCount"]
+
+    assert api.path == model_path(CHAT_MODEL, "generateContent")
+    assert_bearer(fake, api)
+    assert api.json["systemInstruction"] == {"parts": [{"text": "You are terse."}]}
+    assert api.json["contents"] == [{"role": "user", "parts": [{"text": "Say hello to Vertex"}]}]
+
+    # The exchange that produced the token: a form POST of a JWT the fake
+    # verified with the account's public key.
+    grant = next(g for g in reversed(fake.issued(EMAIL)) if api.headers["authorization"] == f"Bearer {g.access_token}")
+    assert grant.header["alg"] == "RS256" and grant.header["typ"] == "JWT"
+    assert grant.header["kid"], "the key id must be in the JWT header"
+    assert grant.claims["iss"] == EMAIL
+    assert grant.claims["aud"] == fake.token_uri
+    assert grant.claims["scope"] == SCOPE
+    assert grant.claims["exp"] - grant.claims["iat"] == 3600
+    assert grant.form.startswith("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=")
+
+
+def test_token_is_cached_across_calls(client: OpenAI, fake: FakeVertex):
+    client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "warm up"}])
+    exchanges = len(fake.issued(EMAIL))
+    fake.reset()
+    for i in range(3):
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": f"call {i}"}])
+    list(client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "streamed"}], stream=True))
+    client.embeddings.create(model=EMBED, input="cached too")
+
+    assert fake.token_requests() == [], "a fresh token was exchanged although one was cached"
+    api = fake.api_requests()
+    assert len(api) == 5
+    tokens = {r.headers["authorization"] for r in api}
+    assert len(tokens) == 1, "every call must reuse the one cached token"
+    assert len(fake.issued(EMAIL)) == exchanges
+
+
+def test_revoked_token_is_dropped_and_replaced(client: OpenAI, fake: FakeVertex):
+    before = issued_tokens(fake)
+    fake.revoke_tokens()
+    with pytest.raises(openai.AuthenticationError) as e:
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "after revocation"}])
+    assert "invalid authentication credentials" in e.value.message
+    # The 401 made the plugin forget the token: the next call signs in anew.
+    resp = client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "signed in again"}])
+    assert resp.choices[0].message.content == "Echo: signed in again"
+    new_tokens = issued_tokens(fake) - before
+    assert len(new_tokens) == 1
+    assert fake.api_requests()[-1].headers["authorization"] == f"Bearer {new_tokens.pop()}"
+    assert len(fake.token_requests()) == 1
+
+
+def test_signature_from_the_wrong_key_is_an_authentication_error(client: OpenAI, fake: FakeVertex):
+    with pytest.raises(openai.AuthenticationError) as e:
+        client.chat.completions.create(model=WRONG_KEY, messages=[{"role": "user", "content": "x"}])
+    assert "Invalid JWT Signature" in e.value.message
+    assert fake.api_requests() == [], "no API call without a token"
+    refused = [g for g in fake.grants if g.client_email == ROGUE_EMAIL]
+    assert refused and not any(g.ok for g in refused)
+
+
+def test_token_endpoint_outside_the_allow_list_is_refused(client: OpenAI, fake: FakeVertex):
+    with pytest.raises(openai.APIStatusError) as e:
+        client.chat.completions.create(model=TOKEN_HOST_NOT_ALLOWED, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 502
+    assert "not allowed" in e.value.message
+    assert fake.requests == []
+
+
+def test_wrong_project_is_permission_denied(client: OpenAI, fake: FakeVertex):
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        client.chat.completions.create(model=WRONG_PROJECT, messages=[{"role": "user", "content": "x"}])
+    assert "someone-elses-project" in e.value.message
+    assert fake.only_request().path == model_path(CHAT_MODEL, "generateContent", "someone-elses-project")
+
+
+def test_secrets_never_reach_logs(vertex_gateway: Gateway, accounts: dict[str, str]):
+    log = vertex_gateway.log_text()
+    key = json.loads(accounts[SA_VAR])["private_key"]
+    body = key.split("-----")[2].strip().splitlines()
+    assert not any(line in log for line in body if len(line) > 20)
+    assert "ya29.c.fake-" not in log
+
+
+# -- chat features ---------------------------------------------------------------------
+
+
+def test_stream_with_usage(client: OpenAI, fake: FakeVertex):
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": "stream über alles ✓ now"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    rec = fake.only_request()
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(pieces) == "Echo: stream über alles ✓ now"
+    assert len(pieces) > 1
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage.completion_tokens == rec.response_events[-1]["usageMetadata"]["candidatesTokenCount"]
+    assert rec.path == model_path(CHAT_MODEL, "streamGenerateContent")
+    assert rec.query_params == {"alt": ["sse"]}
+    assert_bearer(fake, rec)
+
+
+def test_tool_call_round_trip(client: OpenAI, fake: FakeVertex):
+    messages = [{"role": "user", "content": "Oslo"}]
+    resp = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL])
+    first = fake.only_request().json
+    assert first["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
+    assert first["tools"][0]["functionDeclarations"][0]["parameters"]["type"] == "OBJECT"
+    call = resp.choices[0].message.tool_calls[0]
+    assert resp.choices[0].finish_reason == "tool_calls"
+    assert json.loads(call.function.arguments) == {"city": "Oslo"}
+
+    fake.reset()
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": call.function.arguments}}],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": -3, "sky": "snow"}'},
+    ]
+    resp2 = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL])
+    answer = resp2.choices[0].message.content
+    assert answer.startswith("Tool result: ")
+    assert json.loads(answer.removeprefix("Tool result: ")) == {"temp_c": -3, "sky": "snow"}
+    contents = fake.only_request().json["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user"]
+    assert contents[1]["parts"][0]["functionCall"] == {"name": "get_weather", "args": {"city": "Oslo"}}
+    # A JSON tool result is forwarded as structured data.
+    assert contents[2]["parts"][0]["functionResponse"] == {
+        "name": "get_weather",
+        "response": {"result": {"temp_c": -3, "sky": "snow"}},
+    }
+
+
+def test_vision_inline_data(client: OpenAI, fake: FakeVertex):
+    jpeg = base64.b64encode(b"\xff\xd8\xff\xe0" + bytes(range(64))).decode()
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{jpeg}"}},
+                    {"type": "text", "text": "Describe it"},
+                ],
+            }
+        ],
+    )
+    assert resp.choices[0].message.content == "I see 1 image(s). Echo: Describe it"
+    parts = fake.only_request().json["contents"][0]["parts"]
+    assert parts == [{"inlineData": {"mimeType": "image/jpeg", "data": jpeg}}, {"text": "Describe it"}]
+    assert parts_text(parts) == "Describe it"
+
+
+# -- embeddings ----------------------------------------------------------------------
+
+
+def test_embeddings_through_predict(client: OpenAI, fake: FakeVertex):
+    inputs = ["alpha", "beta gamma"]
+    resp = client.embeddings.create(model=EMBED, input=inputs, dimensions=4, encoding_format="float")
+    rec = fake.only_request()
+    assert [d.embedding for d in resp.data] == [vector_for(t, 4) for t in inputs]
+    assert resp.usage.prompt_tokens == 3  # the statistics.token_count of both
+    assert rec.path == model_path(EMBED_MODEL, "predict")
+    assert_bearer(fake, rec)
+    assert rec.json == {
+        "instances": [{"content": "alpha"}, {"content": "beta gamma"}],
+        "parameters": {"outputDimensionality": 4},
+    }
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def test_rate_limit(client: OpenAI, fake: FakeVertex):
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "x"}])
+    assert "Resource exhausted" in e.value.message
+    assert len(fake.api_requests()) == 1
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "x"}], stream=True)
