@@ -14,6 +14,8 @@ use crate::endpoints::EndpointDef;
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "PORTICO_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: SocketAddr,
@@ -42,9 +44,23 @@ pub struct Cli {
     /// the first byte of streaming ones), in seconds.
     #[arg(long, env = "PORTICO_REQUEST_TIMEOUT", default_value_t = 600)]
     pub request_timeout_secs: u64,
+    /// Days to keep stored Responses API conversations (`previous_response_id`).
+    #[arg(long, env = "PORTICO_RESPONSE_RETENTION_DAYS", default_value_t = 30)]
+    pub response_retention_days: u64,
     /// Log format on stderr.
     #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Commands other than serving (the default).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Run the plugin conformance check on .wasm files (exit 1 on failure).
+    CheckPlugin {
+        /// Plugin components to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,5 +1,7 @@
 use clap::Parser;
-use portico::config::{Cli, LogFormat};
+use portico::config::{Cli, Command, LogFormat};
+use portico::conformance;
+use portico::runtime::{PluginRuntime, RuntimeConfig};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -13,5 +15,28 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    portico::server::run(cli).await
+    match cli.command {
+        Some(Command::CheckPlugin { files }) => check_plugins(&files).await,
+        None => portico::server::run(cli).await,
+    }
+}
+
+/// `portico check-plugin FILE...`: the conformance check a plugin author
+/// runs on their own build. Plugins get no network while checked.
+async fn check_plugins(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let runtime = PluginRuntime::new(RuntimeConfig::default(), conformance::offline_http_client())?;
+    let mut failed = 0;
+    for file in files {
+        let report = conformance::check_plugin(&runtime, file).await;
+        println!("{}\n{report}", file.display());
+        if !report.passed() {
+            failed += 1;
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} plugin(s) failed the conformance check",
+        files.len()
+    );
+    Ok(())
 }

@@ -24,6 +24,7 @@ use portico_model::{
 use crate::endpoints::{EndpointDef, EndpointTable};
 use crate::registry::Registry;
 use crate::runtime::{Plugin, PluginError, StreamDecoder};
+use crate::store::Store;
 
 /// A stream of neutral events; an `Err` item ends it.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
@@ -42,6 +43,9 @@ pub struct Gateway {
     pub endpoints: Arc<EndpointTable>,
     http: reqwest::Client,
     timeouts: UpstreamTimeouts,
+    /// Where Responses API conversations are kept for
+    /// `previous_response_id`; `None` disables storing them.
+    conversations: Option<Arc<dyn Store>>,
 }
 
 /// An endpoint bound to the plugin version that will serve this request.
@@ -62,7 +66,18 @@ impl Gateway {
             endpoints,
             http,
             timeouts,
+            conversations: None,
         }
+    }
+
+    /// Keeps Responses API conversations in `store`.
+    pub fn with_conversations(mut self, store: Arc<dyn Store>) -> Self {
+        self.conversations = Some(store);
+        self
+    }
+
+    pub fn conversations(&self) -> Option<&Arc<dyn Store>> {
+        self.conversations.as_ref()
     }
 
     /// The dialect the endpoint's provider speaks natively, if any: a client

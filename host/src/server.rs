@@ -128,7 +128,9 @@ pub async fn build(
     }
     tracing::info!(count = table.list().len(), "endpoints configured");
 
-    let gateway = Arc::new(Gateway::new(registry, table, http, options.timeouts));
+    let gateway = Arc::new(
+        Gateway::new(registry, table, http, options.timeouts).with_conversations(store.clone()),
+    );
     let router = app(
         gateway.clone(),
         manager.clone(),
@@ -198,6 +200,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!(address = %cli.listen, "the management API is reachable from the network without an admin token: set --admin-token");
     }
     let app = build(options, registry, http).await?;
+    let _pruning = prune_responses_periodically(
+        app.store.clone(),
+        Duration::from_secs(cli.response_retention_days.saturating_mul(86_400)),
+    );
 
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
@@ -234,4 +240,31 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Deletes stored Responses API conversations older than `retention`, at
+/// start and then hourly, off the request path. Aborted on drop.
+fn prune_responses_periodically(store: Arc<dyn Store>, retention: Duration) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
+                continue;
+            };
+            match store.prune_responses(cutoff).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "pruned expired stored responses"),
+                Err(error) => tracing::warn!(%error, "could not prune stored responses"),
+            }
+        }
+    }))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -182,3 +182,75 @@ def test_gemini_sdk_errors_in_google_shape(gateway: Gateway):
         client.models.generate_content(model=RATE_LIMITED, contents="x")
     assert limited.value.code == 429
     client.close()
+
+
+# --- OpenAI Responses API, served for any provider -------------------------
+
+from openai import OpenAI  # noqa: E402
+
+
+@pytest.fixture
+def oai(gateway: Gateway) -> OpenAI:
+    return OpenAI(base_url=gateway.openai_base_url, api_key="dummy", max_retries=0, timeout=30)
+
+
+def test_responses_reference_snippet_and_multi_turn(oai: OpenAI, fake_upstream: FakeOpenAI):
+    first = oai.responses.create(model=CHAT, input="Hello!", instructions="Be brief.")
+    assert first.output_text == "Echo: Hello!"
+    assert first.status == "completed" and first.id.startswith("resp_")
+    assert first.usage.total_tokens > 0
+    sent = fake_upstream.only_request().json
+    assert sent["model"] == CHAT_MODEL
+    assert sent["messages"][0]["role"] == "system"
+
+    fake_upstream.reset()
+    second = oai.responses.create(model=CHAT, input="And again?", previous_response_id=first.id)
+    assert second.output_text == "Echo: And again?"
+    assert second.previous_response_id == first.id
+    history = [(m["role"], content_text(m.get("content"))) for m in fake_upstream.only_request().json["messages"]]
+    assert history == [("user", "Hello!"), ("assistant", "Echo: Hello!"), ("user", "And again?")]
+
+
+def test_responses_streaming(oai: OpenAI, fake_upstream: FakeOpenAI):
+    events = list(oai.responses.create(model=CHAT, input="stream this", stream=True))
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and types[-1] == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "Echo: stream this"
+    assert events[-1].response.output_text == "Echo: stream this"
+    assert fake_upstream.only_request().json["stream"] is True
+
+
+def test_responses_function_call_round_trip(oai: OpenAI, fake_upstream: FakeOpenAI):
+    tools = [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        }
+    ]
+    first = oai.responses.create(model=CHAT, input="Oslo", tools=tools)
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "get_weather" and call.arguments and '"Oslo"' in call.arguments
+    fake_upstream.reset()
+    second = oai.responses.create(
+        model=CHAT,
+        previous_response_id=first.id,
+        tools=tools,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "-3 C"}],
+    )
+    assert second.output_text == "Tool result: -3 C"
+    sent = fake_upstream.only_request().json["messages"]
+    assert sent[-2]["tool_calls"][0]["id"] == call.call_id
+    assert sent[-1]["role"] == "tool" and sent[-1]["tool_call_id"] == call.call_id
+
+
+def test_responses_errors(oai: OpenAI):
+    import openai
+
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.create(model=CHAT, input="x", previous_response_id="resp_does_not_exist")
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.create(model="no-such-endpoint", input="x")
+    with pytest.raises(openai.BadRequestError):
+        oai.responses.create(model=CHAT, input="x", tools=[{"type": "web_search"}])

@@ -129,9 +129,15 @@ class Page:
         self.base_url = base_url
 
     def open(self, hash_path: str = "") -> None:
+        """A full page load of `hash_path` (a route like "/plugins")."""
+        # Via about:blank: a get() that differs only in the hash (or not at
+        # all) would not reload the page. The tab, and so sessionStorage,
+        # stays the same.
+        self.driver.get("about:blank")
         self.driver.get(f"{self.base_url}/{('#' + hash_path) if hash_path else ''}")
 
     def go(self, hash_path: str) -> None:
+        """In-page navigation, as following a link."""
         self.driver.execute_script("window.location.hash = arguments[0]", hash_path)
 
     def wait(self, condition, message: str, timeout: float = WAIT_SECONDS):
@@ -154,6 +160,12 @@ class Page:
             for el in driver.find_elements(By.CSS_SELECTOR, css):
                 if el.is_displayed():
                     return el
+                # Rendered but scrolled out of an overflow container (the
+                # model list): bring it into view, as a user would.
+                if driver.execute_script("return arguments[0].getClientRects().length > 0", el):
+                    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+                    if el.is_displayed():
+                        return el
             return False
 
         return self.wait(visible, f"a visible {css!r}", timeout)

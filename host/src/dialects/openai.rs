@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::store::Store;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -11,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use portico_model::ProviderError;
 use portico_model::formats::openai;
+use portico_model::formats::openai_responses as responses_api;
+use portico_model::{ChatResponseBuilder, Message};
 use serde_json::{Value, json};
 
 use super::{
@@ -24,6 +27,7 @@ pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/chat/completions", post(chat_completions))
         .route("/embeddings", post(embeddings))
+        .route("/responses", post(responses))
         .route("/models", get(list_models))
         .route("/models/{model}", get(get_model))
         .fallback(not_found)
@@ -149,4 +153,138 @@ pub fn error_response(error: &ProviderError) -> Response {
         openai::error_body(error),
         error.retry_after_ms,
     )
+}
+
+/// `POST /responses`: the Responses API for any provider. With `store`
+/// (the default) the conversation is kept so a later request can continue
+/// it with `previous_response_id`.
+async fn responses(
+    State(gateway): State<Arc<Gateway>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let client =
+        match body_or_error(body).and_then(|body| responses_api::parse_responses_request(&body)) {
+            Ok(client) => client,
+            Err(error) => return error_response(&error),
+        };
+    let mut request = client.request;
+    if let Some(previous) = &client.echo.previous_response_id {
+        match load_conversation(&gateway, previous).await {
+            Ok(mut history) => {
+                history.append(&mut request.messages);
+                request.messages = history;
+            }
+            Err(error) => return error_response(&error),
+        }
+    }
+    let history = request.messages.clone();
+    let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
+    let created = unix_now();
+    let endpoint = client.endpoint;
+    let echo = client.echo;
+    let store = echo
+        .store
+        .then(|| gateway.conversations().cloned())
+        .flatten();
+    if !client.stream {
+        return match gateway.chat(&endpoint, request).await {
+            Ok(response) => {
+                if let Some(store) = store {
+                    let conversation = responses_api::conversation_after(&history, &response);
+                    if let Err(error) =
+                        save_conversation(&*store, &id, &endpoint, &conversation).await
+                    {
+                        return error_response(&error);
+                    }
+                }
+                Json(responses_api::response_body(
+                    &id, created, &endpoint, &response, &echo,
+                ))
+                .into_response()
+            }
+            Err(error) => error_response(&error),
+        };
+    }
+    let events = match gateway.chat_stream(&endpoint, request).await {
+        Ok(events) => events,
+        Err(error) => return error_response(&error),
+    };
+    let mut encoder =
+        responses_api::ResponsesEventEncoder::new(id.clone(), created, endpoint.clone(), echo);
+    let mut answer = ChatResponseBuilder::default();
+    let mut sequence_after_error = 0u64;
+    stream_response(events, "text/event-stream", move |item| {
+        let mut out = Vec::new();
+        let frames = match item {
+            StreamItem::Event(event) => {
+                answer.push(&event);
+                encoder.encode(&event)
+            }
+            StreamItem::End => {
+                if let Some(store) = store.clone() {
+                    let response = std::mem::take(&mut answer).finish();
+                    let conversation = responses_api::conversation_after(&history, &response);
+                    let (id, endpoint) = (id.clone(), endpoint.clone());
+                    // The last event is written now; storing must not
+                    // delay it, and a failure is logged (the client has
+                    // its answer).
+                    tokio::spawn(async move {
+                        if let Err(error) =
+                            save_conversation(&*store, &id, &endpoint, &conversation).await
+                        {
+                            tracing::error!(response = %id, error = %error.message, "could not store the response");
+                        }
+                    });
+                }
+                encoder.finish()
+            }
+            StreamItem::Error(error) => {
+                sequence_after_error += 1;
+                vec![(
+                    "error",
+                    json!({"type": "error", "code": openai::error_body(&error)["error"]["type"],
+                           "message": error.message, "param": null, "sequence_number": sequence_after_error}),
+                )]
+            }
+        };
+        for (name, data) in frames {
+            push_sse(&mut out, Some(name), &data);
+        }
+        out
+    })
+}
+
+async fn load_conversation(gateway: &Gateway, id: &str) -> Result<Vec<Message>, ProviderError> {
+    let store = gateway
+        .conversations()
+        .ok_or_else(|| ProviderError::invalid_request("this gateway does not store responses"))?;
+    let stored = store
+        .load_response(id)
+        .await
+        .map_err(|error| {
+            ProviderError::internal(format!("could not read stored responses: {error}"))
+        })?
+        .ok_or_else(|| {
+            ProviderError::new(
+                portico_model::ErrorKind::NotFound,
+                format!(
+                    "previous response '{id}' was not found (it may have expired or was not stored)"
+                ),
+            )
+        })?;
+    serde_json::from_value(stored["messages"].clone()).map_err(|error| {
+        ProviderError::internal(format!("stored response '{id}' is unreadable: {error}"))
+    })
+}
+
+async fn save_conversation(
+    store: &dyn Store,
+    id: &str,
+    endpoint: &str,
+    conversation: &[Message],
+) -> Result<(), ProviderError> {
+    store
+        .save_response(id, endpoint, &json!({ "messages": conversation }))
+        .await
+        .map_err(|error| ProviderError::internal(format!("could not store the response: {error}")))
 }

@@ -82,7 +82,10 @@ fn serve(path: &str, request_headers: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
             asset.body,
         )
             .into_response()
@@ -183,7 +186,11 @@ mod tests {
             response.headers()[header::CONTENT_TYPE],
             "text/html; charset=utf-8"
         );
-        assert!(response.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        assert!(
+            response
+                .headers()
+                .contains_key(header::CONTENT_SECURITY_POLICY)
+        );
 
         let response = asset(Path("views/plugins.js".into()), HeaderMap::new()).await;
         assert_eq!(response.status(), StatusCode::OK);

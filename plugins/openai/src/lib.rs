@@ -398,7 +398,7 @@ mod tests {
             r#"{"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}"#,
         );
         let err = provider.parse_embeddings_response(&ep, broken).unwrap_err();
-        assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 500));
+        assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
 
         let garbage = response(200, "<html>proxy login</html>");
         assert_eq!(

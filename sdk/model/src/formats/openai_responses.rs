@@ -758,11 +758,6 @@ impl ResponsesEventEncoder {
         body["output"] = Value::Array(output_items(&self.id, &streamed));
         body
     }
-
-    /// The response as rebuilt from the events so far (for storing).
-    pub fn response(&self) -> &ChatResponseBuilder {
-        &self.built
-    }
 }
 
 /// The conversation to store for `previous_response_id`: the turns sent

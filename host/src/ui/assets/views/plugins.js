@@ -49,9 +49,10 @@ function pluginCard(plugin, provider) {
         ),
         h("dt", {}, "Loaded"),
         h("dd", { dataset: { field: "loaded_at" } }, timeEl(plugin.loaded_at)),
-        h("dt", {}, "Operations"),
-        h("dd", { dataset: { field: "operations" } }, plugin.operations?.length ? operationPills(plugin.operations) : "—"),
-        provider ? [h("dt", {}, "Models"), h("dd", { dataset: { field: "models" } }, `${provider.models.length} in catalog`)] : null,
+        h("dt", {}, "Models"),
+        h("dd", { dataset: { field: "models" } }, provider ? `${provider.models.length} in catalog` : "—"),
+        h("dt", { class: "wide" }, "Operations"),
+        h("dd", { class: "wide", dataset: { field: "operations" } }, plugin.operations?.length ? operationPills(plugin.operations) : "—"),
       ),
     ),
   );
