@@ -388,7 +388,10 @@ impl ChatResponseBuilder {
             },
             StreamEvent::ThinkingDelta { text } => match content.last_mut() {
                 Some(ContentPart::Thinking { text: last, .. }) => last.push_str(text),
-                _ => content.push(ContentPart::Thinking { text: text.clone(), signature: None }),
+                _ => content.push(ContentPart::Thinking {
+                    text: text.clone(),
+                    signature: None,
+                }),
             },
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.tool_calls.insert(*index, content.len());
@@ -399,8 +402,12 @@ impl ChatResponseBuilder {
                 });
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
-                if let Some(ContentPart::ToolCall { arguments: args, .. }) =
-                    self.tool_calls.get(index).and_then(|&at| content.get_mut(at))
+                if let Some(ContentPart::ToolCall {
+                    arguments: args, ..
+                }) = self
+                    .tool_calls
+                    .get(index)
+                    .and_then(|&at| content.get_mut(at))
                 {
                     args.push_str(arguments);
                 }
@@ -424,14 +431,35 @@ mod builder_tests {
     fn rebuilds_text_and_tool_calls_from_events() {
         let mut builder = ChatResponseBuilder::default();
         for event in [
-            StreamEvent::Start { id: "r1".into(), model: "m".into() },
+            StreamEvent::Start {
+                id: "r1".into(),
+                model: "m".into(),
+            },
             StreamEvent::TextDelta { text: "Hel".into() },
             StreamEvent::TextDelta { text: "lo".into() },
-            StreamEvent::ToolCallStart { index: 0, id: "c1".into(), name: "f".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "{\"a\":".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "1}".into() },
-            StreamEvent::Usage { usage: Usage { input_tokens: 3, output_tokens: 4, cached_input_tokens: None } },
-            StreamEvent::Finish { reason: FinishReason::ToolCalls },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "c1".into(),
+                name: "f".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"a\":".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "1}".into(),
+            },
+            StreamEvent::Usage {
+                usage: Usage {
+                    input_tokens: 3,
+                    output_tokens: 4,
+                    cached_input_tokens: None,
+                },
+            },
+            StreamEvent::Finish {
+                reason: FinishReason::ToolCalls,
+            },
         ] {
             builder.push(&event);
         }
@@ -440,7 +468,11 @@ mod builder_tests {
         assert_eq!(response.text(), "Hello");
         assert_eq!(
             response.content[1],
-            ContentPart::ToolCall { id: "c1".into(), name: "f".into(), arguments: "{\"a\":1}".into() }
+            ContentPart::ToolCall {
+                id: "c1".into(),
+                name: "f".into(),
+                arguments: "{\"a\":1}".into()
+            }
         );
         assert_eq!(response.usage.total(), 7);
         assert_eq!(response.finish_reason, FinishReason::ToolCalls);
