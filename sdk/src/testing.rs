@@ -49,19 +49,27 @@ pub fn json_body(request: &HttpRequest) -> Value {
         .unwrap_or_else(|e| panic!("request body is not JSON ({e})"))
 }
 
-/// A response with a JSON content type (plus `headers`).
-pub fn json_response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
-    all.extend(
-        headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())),
-    );
+/// A response with exactly `headers` (names lower-cased, as the host
+/// delivers them) and no others, for bodies that are not plain JSON.
+pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
     HttpResponse {
         status,
-        headers: all,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect(),
         body: body.as_bytes().to_vec(),
     }
+}
+
+/// A response with a JSON content type (plus `headers`).
+pub fn json_response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    let mut response = response(status, headers, body);
+    response.headers.insert(
+        0,
+        ("content-type".to_string(), "application/json".to_string()),
+    );
+    response
 }
 
 /// Decodes `body` whole, then again split at every byte boundary (two
@@ -113,6 +121,10 @@ mod tests {
         assert_eq!(json_body(&request)["a"], 1);
         let response = json_response(429, &[("Retry-After", "2")], "{}");
         assert_eq!(response.header("retry-after"), Some("2"));
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        let raw = super::response(200, &[("X-B", "3")], "x");
+        assert_eq!(raw.headers, vec![("x-b".to_string(), "3".to_string())]);
+        assert_eq!(raw.body, b"x");
 
         let compat = OpenAiCompat::new();
         let err = decode_split_everywhere(

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+import fake_server
 
 API_VERSION = "2023-06-01"
 RETRY_AFTER_SECONDS = 7
@@ -65,70 +65,18 @@ def anthropic_error(type_: str, message: str) -> dict:
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    response_status: int = 0
-    response_json: Any = None
+class RecordedRequest(fake_server.RecordedRequest):
     # The (event, data) pairs of a streamed answer.
     response_events: list[tuple[str, dict]] = field(default_factory=list)
 
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
 
+class FakeAnthropic(fake_server.RecordingServer):
+    thread_name = "fake-anthropic"
 
-class FakeAnthropic:
     def __init__(self, api_key: str) -> None:
+        super().__init__(_Handler)
         self.api_key = api_key
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
         self._ids = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> FakeAnthropic:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-anthropic", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "fake upstream not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def only_request(self) -> RecordedRequest:
-        reqs = self.requests
-        assert len(reqs) == 1, f"expected exactly one upstream request, got {[(r.method, r.path) for r in reqs]}"
-        return reqs[0]
-
-    def _record(self, rec: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(rec)
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}fake"
@@ -149,35 +97,10 @@ def awkward_chunks(data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(fake_server.RecordingHandler):
     fake: FakeAnthropic
-    protocol_version = "HTTP/1.1"
     server_version = "fake-anthropic/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _send_json(self, rec: RecordedRequest, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        rec.response_status = status
-        rec.response_json = obj
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("request-id", "req_fake")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+    json_headers = {"request-id": "req_fake"}
 
     def _send_sse(self, rec: RecordedRequest, events: list[tuple[str, dict]]) -> None:
         rec.response_status = 200

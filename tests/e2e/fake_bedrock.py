@@ -41,14 +41,12 @@ import hmac
 import itertools
 import json
 import struct
-import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import fake_server
 from fake_anthropic import awkward_chunks
 
 SERVICE = "bedrock"
@@ -173,21 +171,16 @@ def exception(exception_type: str, message: str) -> bytes:
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    raw_path: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
+class RecordedRequest(fake_server.RecordedRequest):
     model_id: str = ""
     action: str = ""
     canonical_request: str = ""
-    response_status: int = 0
-    response_json: Any = None
     response_events: list[tuple[str, dict]] = field(default_factory=list)
 
     @property
-    def json(self) -> Any:
-        return json.loads(self.body)
+    def raw_path(self) -> str:
+        """The path as received and signed: still percent-encoded."""
+        return self.path
 
 
 @dataclass
@@ -196,89 +189,26 @@ class Account:
     session_token: str | None = None
 
 
-class FakeBedrock:
+class FakeBedrock(fake_server.RecordingServer):
+    thread_name = "fake-bedrock"
+
     def __init__(self, region: str) -> None:
+        super().__init__(_Handler)
         self.region = region
         self.accounts: dict[str, Account] = {}
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
         self._ids = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
 
     def add_account(self, access_key_id: str, secret: str, session_token: str | None = None) -> None:
         self.accounts[access_key_id] = Account(secret, session_token)
-
-    def start(self) -> FakeBedrock:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-bedrock", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeBedrock:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "fake upstream not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def only_request(self) -> RecordedRequest:
-        reqs = self.requests
-        assert len(reqs) == 1, f"expected exactly one upstream request, got {[(r.method, r.raw_path) for r in reqs]}"
-        return reqs[0]
-
-    def _record(self, rec: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(rec)
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}fake"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(fake_server.RecordingHandler):
     fake: FakeBedrock
-    protocol_version = "HTTP/1.1"
     server_version = "fake-bedrock/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _send_json(self, rec: RecordedRequest, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        rec.response_status = status
-        rec.response_json = obj
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-amzn-RequestId", "0f9a2c4e-fake-4b7e-9d1f-request")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+    json_headers = {"x-amzn-RequestId": "0f9a2c4e-fake-4b7e-9d1f-request"}
 
     def _error(self, rec: RecordedRequest, status: int, error_type: str, message: str) -> None:
         # Bedrock's REST-JSON errors: the type in a header, {"message"} body.
@@ -288,10 +218,6 @@ class _Handler(BaseHTTPRequestHandler):
             {"message": message},
             {"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"},
         )
-
-    def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
 
     def _send_event_stream(self, rec: RecordedRequest, frames: list[bytes]) -> None:
         rec.response_status = 200
@@ -374,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         rec = RecordedRequest(
             method=self.command,
-            raw_path=url.path,
+            path=url.path,
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self._read_body(),
         )

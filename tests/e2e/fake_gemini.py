@@ -31,12 +31,12 @@ import itertools
 import json
 import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
+
+import fake_server
 
 RETRY_DELAY_SECONDS = 7
 MODEL_VERSION_SUFFIX = ""  # modelVersion echoes the requested model
@@ -125,19 +125,9 @@ def parts_text(parts: list) -> str:
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    response_status: int = 0
-    response_json: Any = None
+class RecordedRequest(fake_server.RecordedRequest):
+    query: str = ""
     response_events: list[Any] = field(default_factory=list)
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
 
     @property
     def query_params(self) -> dict[str, list[str]]:
@@ -385,56 +375,14 @@ def forced_error(model: str) -> ApiError | None:
 # -- HTTP plumbing shared with the Vertex fake ------------------------------------
 
 
-class FakeServer:
+class FakeServer(fake_server.RecordingServer):
     """Lifecycle and request log of a fake; subclasses route requests."""
 
     name = "fake-google"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self):
-        handler = type("Handler", (Handler,), {"fake": self, "server_version": f"{self.name}/1.0"})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "fake not started"
-        return self._server.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def record(self, rec: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(rec)
+        super().__init__(type("Handler", (Handler,), {"server_version": f"{self.name}/1.0"}))
+        self.thread_name = self.name
 
     def api_requests(self) -> list[RecordedRequest]:
         return self.requests
@@ -448,40 +396,14 @@ class FakeServer:
         raise NotImplementedError
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(fake_server.RecordingHandler):
     fake: FakeServer
-    protocol_version = "HTTP/1.1"
+    json_content_type = "application/json; charset=UTF-8"
+    json_headers = {"Vary": "Origin, X-Origin, Referer"}
+    json_ensure_ascii = False
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def send_json(self, rec: RecordedRequest, status: int, obj: Any, headers: dict | None = None) -> None:
-        rec.response_status = status
-        rec.response_json = obj
-        data = json.dumps(obj, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Vary", "Origin, X-Origin, Referer")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+    # The name the Gemini and Vertex routes call.
+    send_json = fake_server.RecordingHandler._send_json
 
     def send_error_json(self, rec: RecordedRequest, error: ApiError) -> None:
         self.send_json(rec, error.code, error.body(), error.headers)
@@ -496,8 +418,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         for piece in awkward_cuts(Brain.sse_bytes(chunks)):
-            self.wfile.write(f"{len(piece):X}\r\n".encode() + piece + b"\r\n")
-            self.wfile.flush()
+            self._write_chunk(piece)
             time.sleep(0.01)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
@@ -511,7 +432,7 @@ class Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self._read_body(),
         )
-        self.fake.record(rec)
+        self.fake._record(rec)
         try:
             self.fake.handle(self, rec)
         except ApiError as e:

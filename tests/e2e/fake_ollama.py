@@ -35,11 +35,11 @@ import base64
 import binascii
 import itertools
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+import fake_server
 
 CREATED_AT = "2025-06-01T10:00:00.123456789Z"
 PROXY_PREFIX = "/proxied"
@@ -67,100 +67,22 @@ class BadRequest(Exception):
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    response_status: int = 0
-    response_json: Any = None
+class RecordedRequest(fake_server.RecordedRequest):
     response_lines: list[dict] = field(default_factory=list)
     stream_writes: int = 0
 
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
 
+class FakeOllama(fake_server.RecordingServer):
+    thread_name = "fake-ollama"
 
-class FakeOllama:
     def __init__(self, proxy_key: str) -> None:
+        super().__init__(_Handler)
         self.proxy_key = proxy_key
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> FakeOllama:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-ollama", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "fake upstream not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def only_request(self) -> RecordedRequest:
-        reqs = self.requests
-        assert len(reqs) == 1, f"expected exactly one upstream request, got {[(r.method, r.path) for r in reqs]}"
-        return reqs[0]
-
-    def _record(self, rec: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(rec)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(fake_server.RecordingHandler):
     fake: FakeOllama
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _send_json(self, rec: RecordedRequest, status: int, obj: Any) -> None:
-        rec.response_status = status
-        rec.response_json = obj
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+    json_content_type = "application/json; charset=utf-8"
 
     def _send_ndjson(self, rec: RecordedRequest, lines: list[dict]) -> None:
         rec.response_status = 200

@@ -28,12 +28,12 @@ import base64
 import itertools
 import json
 import struct
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+import fake_server
 
 RETRY_AFTER_SECONDS = 7
 SLOW_MARKER = "[slow]"
@@ -78,133 +78,36 @@ def openai_error(message: str, type_: str, code: str | None = None, param: str |
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
+class RecordedRequest(fake_server.RecordedRequest):
+    query: str = ""
     # What the fake answered: the JSON object, or the list of SSE payloads.
-    response_status: int = 0
-    response_json: Any = None
     response_events: list[Any] = field(default_factory=list)
 
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
 
-
-class FakeOpenAI:
+class FakeOpenAI(fake_server.RecordingServer):
     """The fake upstream. `base_url` ends with /v1, like the real one."""
 
+    thread_name = "fake-openai"
+
     def __init__(self, api_key: str) -> None:
+        super().__init__(_Handler)
         self.api_key = api_key
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
         self._ids = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle --------------------------------------------------------
-
-    def start(self) -> FakeOpenAI:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "fake upstream not started"
-        return self._server.server_address[1]
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    # -- recorded traffic -------------------------------------------------
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def only_request(self) -> RecordedRequest:
-        """The single request received since the last reset."""
-        reqs = self.requests
-        assert len(reqs) == 1, f"expected exactly one upstream request, got {[(r.method, r.path) for r in reqs]}"
-        return reqs[0]
-
-    def _record(self, rec: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(rec)
+        return f"{super().base_url}/v1"
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}fake"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(fake_server.RecordingHandler):
     fake: FakeOpenAI
-    # HTTP/1.1 so clients may keep connections alive and streams can use
-    # chunked transfer encoding, as the real API does.
-    protocol_version = "HTTP/1.1"
     server_version = "fake-openai/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass  # quiet: the recorded requests are what tests look at
-
-    # -- plumbing ---------------------------------------------------------
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    # trailers, up to the empty line
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _send_json(self, rec: RecordedRequest, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        rec.response_status = status
-        rec.response_json = obj
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-request-id", f"req_{rec.path.strip('/').replace('/', '_')}")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+    def _json_headers(self, rec: fake_server.RecordedRequest) -> dict[str, str]:
+        return {"x-request-id": f"req_{rec.path.strip('/').replace('/', '_')}"}
 
     def _send_sse(self, rec: RecordedRequest, events: list[dict], delay: float) -> None:
         rec.response_status = 200

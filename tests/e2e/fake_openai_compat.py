@@ -36,13 +36,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import fake_server
 from fake_openai import _pick_tool_call, content_images, content_text, count_tokens, vector_for
 
 RETRY_AFTER_SECONDS = 7
@@ -136,21 +135,11 @@ PROFILES = {p.name: p for p in (AZURE, MISTRAL, GROQ, TOGETHER, FIREWORKS, DATAB
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    response_status: int = 0
-    response_json: Any = None
+class RecordedRequest(fake_server.RecordedRequest):
+    query: str = ""
     response_headers: dict[str, str] = field(default_factory=dict)
     # Stream payloads as sent (dicts; "[DONE]" as a string).
     response_events: list[Any] = field(default_factory=list)
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
 
     @property
     def query_params(self) -> dict[str, list[str]]:
@@ -165,62 +154,23 @@ class UpstreamError(Exception):
         self.headers = headers or {}
 
 
-class FakeOpenAICompat:
+class FakeOpenAICompat(fake_server.RecordingServer):
     def __init__(self, profile: Profile, api_key: str, entra_token: str = "") -> None:
+        super().__init__(_Handler)
         self.profile = profile
         self.api_key = api_key
         self.entra_token = entra_token
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
+        self.thread_name = f"fake-{profile.name}"
         self._ids = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-
-    # -- lifecycle --------------------------------------------------------
-
-    def start(self) -> FakeOpenAICompat:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, name=f"fake-{self.profile.name}", daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     @property
     def root_url(self) -> str:
-        assert self._server is not None, "fake upstream not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return super().base_url
 
     @property
     def base_url(self) -> str:
         """What an endpoint's `base_url` points at."""
         return self.root_url + self.profile.prefix
-
-    # -- recorded traffic -------------------------------------------------
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def only_request(self) -> RecordedRequest:
-        reqs = self.requests
-        assert len(reqs) == 1, f"expected exactly one upstream request, got {[(r.method, r.path) for r in reqs]}"
-        return reqs[0]
-
-    def _record(self, rec: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(rec)
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}fake"
@@ -330,42 +280,15 @@ CONTENT_FILTER_SAFE = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(fake_server.RecordingHandler):
     fake: FakeOpenAICompat
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    # -- plumbing ---------------------------------------------------------
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _send_json(self, rec: RecordedRequest, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        rec.response_status = status
-        rec.response_json = obj
+    def _send_json(
+        self, rec: fake_server.RecordedRequest, status: int, obj: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        assert isinstance(rec, RecordedRequest)
         rec.response_headers = dict(headers or {})
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+        super()._send_json(rec, status, obj, headers)
 
     def _send_sse(self, rec: RecordedRequest, events: list[Any]) -> None:
         rec.response_status = 200
@@ -384,8 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             piece = blob[pos : pos + size]
             pos += size
-            self.wfile.write(f"{len(piece):X}\r\n".encode() + piece + b"\r\n")
-            self.wfile.flush()
+            self._write_chunk(piece)
             time.sleep(0.001)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

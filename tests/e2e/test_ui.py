@@ -56,8 +56,9 @@ def ui_gateway(tmp_path_factory) -> Gateway:
 
 @pytest.fixture(scope="module")
 def locked_gateway(tmp_path_factory) -> Gateway:
-    """Started with an admin token, and a plugins folder holding the openai
-    plugin next to a file that is no WebAssembly at all."""
+    """Started with an admin token, an endpoint declared in its endpoints
+    file, and a plugins folder holding the openai plugin next to a file that
+    is no WebAssembly at all."""
     require_built("openai")
     work = tmp_path_factory.mktemp("ui-locked")
     plugins = work / "plugins"
@@ -65,7 +66,10 @@ def locked_gateway(tmp_path_factory) -> Gateway:
     shutil.copy(PLUGINS_DIR / "openai.wasm", plugins / "openai.wasm")
     (plugins / "broken.wasm").write_bytes(b"this is not a wasm component\n")
     config = work / "portico.toml"
-    config.write_text("")
+    config.write_text(
+        '[[endpoints]]\nname = "from-file"\nprovider = "openai"\nmodel = "gpt-4.1-mini"\n'
+        '[endpoints.config]\napi_key = "sk-declared-in-file"\n'
+    )
     with launch_gateway(work, config, extra_args=["--admin-token", ADMIN_TOKEN], plugins_dir=plugins) as gw:
         yield gw
 
@@ -255,6 +259,33 @@ def test_create_an_endpoint_in_the_form_and_call_it_with_the_sdks(
         assert "Echo: Hello!" in result.stdout, f"{sdk} snippet printed {result.stdout!r}"
 
 
+def test_embedding_endpoint_gets_embedding_snippets_that_run(
+    page: Page, ui_gateway: Gateway, fake_upstream: FakeOpenAI
+):
+    model_id = next(m for m, info in openai_catalog(ui_gateway).items() if info["capabilities"]["embeddings"])
+    create_via_api(ui_gateway, "ui-embed", fake_upstream, model=model_id)
+    page.open("/endpoints/ui-embed")
+    page.find("#connect")
+    assert page.find('[data-model] [data-capability="embeddings"]').text == "Embeddings"
+
+    # The Anthropic API has no embeddings: a note instead of code.
+    page.click("#tab-anthropic")
+    assert "no embeddings" in page.find("#panel-anthropic .alert").text
+    assert not page.find_all("#panel-anthropic pre")
+    screenshot(page.driver, "endpoint-detail-embeddings")
+
+    for sdk in ("openai", "gemini"):
+        code = snippet_code(page, sdk)
+        assert 'model="ui-embed"' in code
+        fake_upstream.reset()
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{sdk} snippet failed:\n{result.stderr[-3000:]}"
+        rec = fake_upstream.only_request()
+        assert rec.path == "/v1/embeddings"
+        dimensions = len(rec.response_json["data"][0]["embedding"])
+        assert result.stdout.strip() == str(dimensions), f"{sdk} snippet printed {result.stdout!r}"
+
+
 def test_model_selector_shows_catalog_badges_prices_and_context(page: Page, ui_gateway: Gateway):
     catalog = openai_catalog(ui_gateway)
     open_form(page)
@@ -430,13 +461,22 @@ def test_admin_token_prompt_and_plugin_load_errors(page: Page, locked_gateway: G
     page.fill("#token-input", ADMIN_TOKEN)
     page.click("#token-submit")
     page.gone("#token-dialog[open]")
-    page.find('[data-empty="endpoints"]')
+    row = page.find('tr[data-endpoint="from-file"]')
     assert page.js("return sessionStorage.getItem('portico.adminToken')") == ADMIN_TOKEN
+
+    # An endpoint from the file is marked so, and offers no edit or delete
+    # (the API refuses those: the file is the source of truth).
+    assert row.find_element(By.CSS_SELECTOR, '[data-col="source"]').text == "File"
+    assert not row.find_elements(By.CSS_SELECTOR, '[data-action="edit"], [data-action="delete"]')
+    screenshot(page.driver, "endpoints-list-locked")
 
     # Kept for the tab: a reload does not ask again.
     page.driver.refresh()
-    page.find('[data-empty="endpoints"]')
+    page.find('tr[data-endpoint="from-file"]')
     assert not page.find_all("#token-dialog[open]")
+    page.go("/endpoints/from-file")
+    page.text_in("main .page-actions", "Managed in the endpoints file")
+    assert not page.find_all('main [data-action="delete"]')
 
     # The plugins page highlights the file that failed to load.
     page.go("/plugins")

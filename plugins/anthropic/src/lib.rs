@@ -190,37 +190,11 @@ portico_sdk::export_provider!(Anthropic);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use portico_sdk::testing::{self, header, json_body, json_response};
+    use serde_json::json;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
-        Endpoint {
-            name: "claude".into(),
-            model: "claude-sonnet-4-5-20250929".into(),
-            config: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn body(request: &HttpRequest) -> Value {
-        serde_json::from_slice(&request.body).unwrap()
-    }
-
-    fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.as_bytes().to_vec(),
-        }
+        testing::endpoint("claude", "claude-sonnet-4-5-20250929", pairs)
     }
 
     fn chat(messages: Vec<Message>) -> ChatRequest {
@@ -280,7 +254,7 @@ mod tests {
         assert_eq!(header(&http, "content-type"), Some("application/json"));
         assert_eq!(header(&http, "authorization"), None);
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({
                 "model": "claude-sonnet-4-5-20250929",
                 "max_tokens": 64000,
@@ -304,9 +278,9 @@ mod tests {
             request.model = model.into();
             request.params.max_tokens = given;
             let http = provider.build_chat_request(ep, request, true).unwrap();
-            assert_eq!(body(&http)["stream"], json!(true));
+            assert_eq!(json_body(&http)["stream"], json!(true));
             assert_eq!(header(&http, "accept"), Some("text/event-stream"));
-            body(&http)["max_tokens"].clone()
+            json_body(&http)["max_tokens"].clone()
         };
         let plain = endpoint(&[("api_key", "k")]);
         assert_eq!(
@@ -407,7 +381,7 @@ mod tests {
             parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
         }];
         request.tool_choice = Some(ToolChoice::Required);
-        let sent = body(&provider.build_chat_request(&ep, request, false).unwrap());
+        let sent = json_body(&provider.build_chat_request(&ep, request, false).unwrap());
         assert_eq!(
             sent["messages"],
             json!([
@@ -441,7 +415,7 @@ mod tests {
             "stop_reason":"tool_use","stop_sequence":null,
             "usage":{"input_tokens":20,"cache_read_input_tokens":100,"cache_creation_input_tokens":0,"output_tokens":30}}"#;
         let parsed = provider
-            .parse_chat_response(&ep, response(200, upstream))
+            .parse_chat_response(&ep, json_response(200, &[], upstream))
             .unwrap();
         assert_eq!(parsed.id, "msg_01XFDUDYJgAACzvnptvVoYEL");
         assert_eq!(parsed.text(), "Let me check.");
@@ -468,8 +442,9 @@ mod tests {
     fn maps_errors() {
         let provider = Anthropic::new();
         let ep = endpoint(&[("api_key", "sk-ant-secret")]);
-        let mut limited = response(
+        let mut limited = json_response(
             429,
+            &[],
             r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
         );
         limited.headers.push(("retry-after".into(), "17".into()));
@@ -478,8 +453,9 @@ mod tests {
             (err.kind, err.status, err.retry_after_ms),
             (ErrorKind::RateLimited, 429, Some(17_000))
         );
-        let overloaded = response(
+        let overloaded = json_response(
             529,
+            &[],
             r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
         );
         let err = provider.parse_error(&ep, &overloaded);
@@ -489,20 +465,20 @@ mod tests {
         );
         let err = provider.parse_error(
             &ep,
-            &response(401, r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#),
+            &json_response(401, &[], r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#),
         );
         assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
         assert!(!err.message.contains("secret"));
         let err = provider.parse_error(
             &ep,
-            &response(404, r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-x"}}"#),
+            &json_response(404, &[], r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-x"}}"#),
         );
         assert_eq!((err.kind, err.status), (ErrorKind::NotFound, 404));
-        let err = provider.parse_error(&ep, &response(500, "<html>oops</html>"));
+        let err = provider.parse_error(&ep, &json_response(500, &[], "<html>oops</html>"));
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
         // A 200 that is not a message is an upstream failure.
         let err = provider
-            .parse_chat_response(&ep, response(200, "not json"))
+            .parse_chat_response(&ep, json_response(200, &[], "not json"))
             .unwrap_err();
         assert_eq!(err.status, 502);
     }

@@ -287,6 +287,7 @@ portico_sdk::export_provider!(Bedrock);
 mod tests {
     use super::*;
     use portico_sdk::eventstream::HeaderValue;
+    use portico_sdk::testing::{self, header, json_body, response};
     use serde_json::{Value, json};
 
     const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
@@ -294,14 +295,7 @@ mod tests {
     const NOW_MS: u64 = 1_731_622_400_000;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
-        Endpoint {
-            name: "claude-on-aws".into(),
-            model: MODEL.into(),
-            config: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        testing::endpoint("claude-on-aws", MODEL, pairs)
     }
 
     fn credentials() -> Vec<(&'static str, &'static str)> {
@@ -312,29 +306,6 @@ mod tests {
                 "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
             ),
         ]
-    }
-
-    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn body(request: &HttpRequest) -> Value {
-        serde_json::from_slice(&request.body).unwrap()
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
     }
 
     #[test]
@@ -389,7 +360,7 @@ mod tests {
             "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
         );
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({
                 "messages": [{"role": "user", "content": [{"text": "Hello"}]}],
                 "system": [{"text": "Be brief."}],
@@ -563,7 +534,7 @@ mod tests {
             "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.titan-embed-text-v2%3A0/invoke"
         );
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({"inputText": "hello world", "dimensions": 256})
         );
         assert!(header(&http, "authorization").is_some());

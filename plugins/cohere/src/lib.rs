@@ -163,37 +163,11 @@ portico_sdk::export_provider!(Cohere);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use portico_sdk::testing::{self, header, json_body, json_response};
+    use serde_json::json;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
-        Endpoint {
-            name: "cmd".into(),
-            model: "command-a-03-2025".into(),
-            config: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn body(request: &HttpRequest) -> Value {
-        serde_json::from_slice(&request.body).unwrap()
-    }
-
-    fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.as_bytes().to_vec(),
-        }
+        testing::endpoint("cmd", "command-a-03-2025", pairs)
     }
 
     fn chat(text: &str) -> ChatRequest {
@@ -275,7 +249,7 @@ mod tests {
         assert_eq!(header(&http, "content-type"), Some("application/json"));
         assert_eq!(header(&http, "accept"), Some("application/json"));
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({
                 "model": "command-a-03-2025",
                 "messages": [
@@ -295,7 +269,7 @@ mod tests {
             .unwrap();
         assert_eq!(http.url, "http://proxy.local:8080/cohere/v2/chat");
         assert_eq!(header(&http, "accept"), Some("text/event-stream"));
-        assert_eq!(body(&http)["stream"], true);
+        assert_eq!(json_body(&http)["stream"], true);
     }
 
     #[test]
@@ -317,8 +291,9 @@ mod tests {
     fn parses_chat_responses_and_errors() {
         let provider = Cohere::new();
         let ep = endpoint(&[("api_key", "k")]);
-        let ok = response(
+        let ok = json_response(
             200,
+            &[],
             r#"{"id":"5a50480a","finish_reason":"COMPLETE","message":{"role":"assistant",
                 "content":[{"type":"text","text":"Hello there"}]},
                 "usage":{"billed_units":{"input_tokens":4,"output_tokens":2},"tokens":{"input_tokens":70,"output_tokens":2}}}"#,
@@ -327,28 +302,28 @@ mod tests {
         assert_eq!(parsed.text(), "Hello there");
         assert_eq!(parsed.usage.input_tokens, 4);
 
-        let unauthorized = response(401, r#"{"id":"e1","message":"invalid api token"}"#);
+        let unauthorized = json_response(401, &[], r#"{"id":"e1","message":"invalid api token"}"#);
         let err = provider.parse_chat_response(&ep, unauthorized).unwrap_err();
         assert_eq!(
             (err.kind, err.status, err.message.as_str()),
             (ErrorKind::Authentication, 401, "invalid api token")
         );
-        let mut limited = response(429, r#"{"message":"trial key limit"}"#);
+        let mut limited = json_response(429, &[], r#"{"message":"trial key limit"}"#);
         limited.headers.push(("retry-after".into(), "3".into()));
         let err = provider.parse_error(&ep, &limited);
         assert_eq!(
             (err.kind, err.status, err.retry_after_ms),
             (ErrorKind::RateLimited, 429, Some(3000))
         );
-        let err = provider.parse_error(&ep, &response(503, "upstream overloaded"));
+        let err = provider.parse_error(&ep, &json_response(503, &[], "upstream overloaded"));
         assert_eq!((err.kind, err.status), (ErrorKind::Overloaded, 503));
         let err = provider
-            .parse_embeddings_response(&ep, response(500, r#"{"message":"oops"}"#))
+            .parse_embeddings_response(&ep, json_response(500, &[], r#"{"message":"oops"}"#))
             .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
         assert_eq!(
             provider
-                .parse_chat_response(&ep, response(200, "<html>"))
+                .parse_chat_response(&ep, json_response(200, &[], "<html>"))
                 .unwrap_err()
                 .status,
             502
@@ -370,15 +345,16 @@ mod tests {
         assert_eq!(http.url, "https://api.cohere.com/v2/embed");
         assert_eq!(header(&http, "authorization"), Some("Bearer k"));
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({"model": "embed-v4.0", "texts": ["hello", "world"],
                    "input_type": "search_query", "embedding_types": ["float"]})
         );
         let parsed = provider
             .parse_embeddings_response(
                 &ep,
-                response(
+                json_response(
                     200,
+                    &[],
                     r#"{"id":"x","embeddings":{"float":[[0.25,-0.5],[1,2]]},"texts":["hello","world"],
                         "meta":{"api_version":{"version":"2"},"billed_units":{"input_tokens":2}},
                         "response_type":"embeddings_by_type"}"#,

@@ -172,37 +172,11 @@ portico_sdk::export_provider!(Gemini);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use portico_sdk::testing::{self, header, json_body, json_response};
+    use serde_json::json;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
-        Endpoint {
-            name: "flash".into(),
-            model: "gemini-2.5-flash".into(),
-            config: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn body(request: &HttpRequest) -> Value {
-        serde_json::from_slice(&request.body).unwrap()
-    }
-
-    fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.as_bytes().to_vec(),
-        }
+        testing::endpoint("flash", "gemini-2.5-flash", pairs)
     }
 
     fn chat(model: &str) -> ChatRequest {
@@ -320,7 +294,7 @@ mod tests {
         assert_eq!(header(&http, "authorization"), None);
         assert_eq!(header(&http, "content-type"), Some("application/json"));
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({
                 "contents": [{"role": "user", "parts": [
                     {"text": "What is in this image?"},
@@ -353,7 +327,7 @@ mod tests {
         );
         assert_eq!(header(&http, "accept"), Some("text/event-stream"));
         // The model is in the URL only.
-        assert!(body(&http).get("model").is_none());
+        assert!(json_body(&http).get("model").is_none());
     }
 
     #[test]
@@ -404,7 +378,7 @@ mod tests {
           "responseId": "mFJGaO2SBvWV"
         }"#;
         let parsed = provider
-            .parse_chat_response(&ep, response(200, body))
+            .parse_chat_response(&ep, json_response(200, &[], body))
             .unwrap();
         assert_eq!(parsed.id, "mFJGaO2SBvWV");
         assert_eq!(parsed.model, "gemini-2.5-flash");
@@ -435,16 +409,18 @@ mod tests {
     fn maps_upstream_errors() {
         let provider = Gemini::new();
         let ep = endpoint(&[("api_key", "k")]);
-        let bad_key = response(
+        let bad_key = json_response(
             400,
+            &[],
             r#"{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
                 "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}"#,
         );
         let err = provider.parse_chat_response(&ep, bad_key).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
 
-        let not_found = response(
+        let not_found = json_response(
             404,
+            &[],
             r#"{"error": {"code": 404, "message": "models/gemini-9 is not found for API version v1beta, or is not supported for generateContent.", "status": "NOT_FOUND"}}"#,
         );
         assert_eq!(
@@ -452,8 +428,9 @@ mod tests {
             ErrorKind::NotFound
         );
 
-        let limited = response(
+        let limited = json_response(
             429,
+            &[],
             r#"{"error": {"code": 429, "message": "You exceeded your current quota.", "status": "RESOURCE_EXHAUSTED",
                 "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17s"}]}}"#,
         );
@@ -463,8 +440,9 @@ mod tests {
             (ErrorKind::RateLimited, 429, Some(17_000))
         );
 
-        let internal = response(
+        let internal = json_response(
             500,
+            &[],
             r#"{"error": {"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"}}"#,
         );
         let err = provider
@@ -472,15 +450,16 @@ mod tests {
             .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
 
-        let overloaded = response(
+        let overloaded = json_response(
             503,
+            &[],
             r#"{"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}"#,
         );
         assert_eq!(
             provider.parse_error(&ep, &overloaded).kind,
             ErrorKind::Overloaded
         );
-        let garbage = response(200, "<html>proxy login</html>");
+        let garbage = json_response(200, &[], "<html>proxy login</html>");
         assert_eq!(
             provider.parse_chat_response(&ep, garbage).unwrap_err().kind,
             ErrorKind::Upstream
@@ -505,7 +484,7 @@ mod tests {
         );
         assert_eq!(header(&http, "x-goog-api-key"), Some("AIza-test"));
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({"requests": [
                 {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "first"}]},
                  "taskType": "RETRIEVAL_QUERY", "outputDimensionality": 768},
@@ -522,8 +501,9 @@ mod tests {
         let parsed = provider
             .parse_embeddings_response(
                 &ep,
-                response(
+                json_response(
                     200,
+                    &[],
                     r#"{"embeddings": [{"values": [0.25, -0.5]}, {"values": [1, 0]}]}"#,
                 ),
             )

@@ -160,40 +160,14 @@ portico_sdk::export_provider!(Ollama);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portico_sdk::testing::{self, header, json_body, response};
     use serde_json::json;
 
+    /// What Ollama itself answers with.
+    const OLLAMA_JSON: &[(&str, &str)] = &[("content-type", "application/json; charset=utf-8")];
+
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
-        Endpoint {
-            name: "local".into(),
-            model: "llama3.2".into(),
-            config: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn body(request: &HttpRequest) -> Value {
-        serde_json::from_slice(&request.body).unwrap()
-    }
-
-    fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![(
-                "content-type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
-            body: body.as_bytes().to_vec(),
-        }
+        testing::endpoint("local", "llama3.2", pairs)
     }
 
     fn chat(text: &str) -> ChatRequest {
@@ -272,7 +246,7 @@ mod tests {
         assert_eq!(header(&http, "content-type"), Some("application/json"));
         assert_eq!(header(&http, "accept"), Some("application/json"));
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({
                 "model": "llama3.2",
                 "messages": [{"role": "user", "content": "Hi"}],
@@ -291,7 +265,7 @@ mod tests {
         assert_eq!(http.url, "https://gpu.internal/ollama/api/chat");
         assert_eq!(header(&http, "authorization"), Some("Bearer tok"));
         assert_eq!(header(&http, "accept"), Some("application/x-ndjson"));
-        assert_eq!(body(&http)["stream"], true);
+        assert_eq!(json_body(&http)["stream"], true);
     }
 
     #[test]
@@ -326,6 +300,7 @@ mod tests {
         let ep = endpoint(&[]);
         let ok = response(
             200,
+            OLLAMA_JSON,
             r#"{"model":"llama3.2","created_at":"2025-06-01T10:00:00.000000Z","message":{"role":"assistant","content":"Hello!"},
                "done_reason":"stop","done":true,"total_duration":5191566416,"load_duration":2154458,
                "prompt_eval_count":26,"prompt_eval_duration":383809000,"eval_count":3,"eval_duration":4799921000}"#,
@@ -341,23 +316,27 @@ mod tests {
                 &ep,
                 response(
                     404,
+                    OLLAMA_JSON,
                     r#"{"error":"model \"llama9\" not found, try pulling it first"}"#,
                 ),
             )
             .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::NotFound, 404));
         assert!(err.message.contains("try pulling it first"));
-        let mut limited = response(429, r#"{"error":"too many requests"}"#);
+        let mut limited = response(429, OLLAMA_JSON, r#"{"error":"too many requests"}"#);
         limited.headers.push(("retry-after".into(), "2".into()));
         let err = provider.parse_error(&ep, &limited);
         assert_eq!(
             (err.kind, err.status, err.retry_after_ms),
             (ErrorKind::RateLimited, 429, Some(2000))
         );
-        let err = provider.parse_error(&ep, &response(500, r#"{"error":"runner crashed"}"#));
+        let err = provider.parse_error(
+            &ep,
+            &response(500, OLLAMA_JSON, r#"{"error":"runner crashed"}"#),
+        );
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
         let err = provider
-            .parse_embeddings_response(&ep, response(200, "not json"))
+            .parse_embeddings_response(&ep, response(200, OLLAMA_JSON, "not json"))
             .unwrap_err();
         assert_eq!(err.status, 502);
     }
@@ -375,7 +354,7 @@ mod tests {
         let http = provider.build_embeddings_request(&ep, request).unwrap();
         assert_eq!(http.url, "http://localhost:11434/api/embed");
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({"model": "nomic-embed-text", "input": ["hello", "world"]})
         );
         let parsed = provider
@@ -383,6 +362,7 @@ mod tests {
                 &ep,
                 response(
                     200,
+                    OLLAMA_JSON,
                     r#"{"model":"nomic-embed-text","embeddings":[[0.5,-0.25],[1,0]],"total_duration":1,"load_duration":1,"prompt_eval_count":2}"#,
                 ),
             )

@@ -91,37 +91,11 @@ portico_sdk::export_provider!(OpenAi);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use portico_sdk::testing::{self, header, json_body, json_response};
+    use serde_json::json;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
-        Endpoint {
-            name: "gpt".into(),
-            model: "gpt-4o-mini".into(),
-            config: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn body(request: &HttpRequest) -> Value {
-        serde_json::from_slice(&request.body).unwrap()
-    }
-
-    fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.as_bytes().to_vec(),
-        }
+        testing::endpoint("gpt", "gpt-4o-mini", pairs)
     }
 
     #[test]
@@ -246,7 +220,7 @@ mod tests {
         assert_eq!(header(&http, "openai-organization"), Some("org-1"));
         assert_eq!(header(&http, "openai-project"), None);
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({
                 "model": "gpt-4o-mini",
                 "messages": [
@@ -279,7 +253,7 @@ mod tests {
             "https://proxy.internal/openai/v1/chat/completions"
         );
         assert_eq!(header(&http, "accept"), Some("text/event-stream"));
-        let body = body(&http);
+        let body = json_body(&http);
         assert_eq!(body["model"], "gpt-4.1");
         assert_eq!(body["stream"], true);
         assert_eq!(body["stream_options"], json!({"include_usage": true}));
@@ -323,7 +297,7 @@ mod tests {
             "service_tier": "default"
         }"#;
         let parsed = provider
-            .parse_chat_response(&ep, response(200, body))
+            .parse_chat_response(&ep, json_response(200, &[], body))
             .unwrap();
         assert_eq!(parsed.id, "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT");
         assert_eq!(parsed.model, "gpt-4o-mini-2024-07-18");
@@ -347,16 +321,18 @@ mod tests {
     fn maps_upstream_errors() {
         let provider = OpenAi::new();
         let ep = endpoint(&[("api_key", "k")]);
-        let unauthorized = response(
+        let unauthorized = json_response(
             401,
+            &[],
             r#"{"error": {"message": "Incorrect API key provided: sk-abc***xyz.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}"#,
         );
         let err = provider.parse_chat_response(&ep, unauthorized).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
         assert!(err.message.starts_with("Incorrect API key provided"));
 
-        let not_found = response(
+        let not_found = json_response(
             404,
+            &[],
             r#"{"error": {"message": "The model `gpt-9` does not exist or you do not have access to it.", "type": "invalid_request_error", "param": null, "code": "model_not_found"}}"#,
         );
         assert_eq!(
@@ -367,8 +343,9 @@ mod tests {
             ErrorKind::NotFound
         );
 
-        let mut limited = response(
+        let mut limited = json_response(
             429,
+            &[],
             r#"{"error": {"message": "Rate limit reached for gpt-4o-mini", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}"#,
         );
         limited.headers.push(("retry-after".into(), "3".into()));
@@ -393,14 +370,15 @@ mod tests {
             "upstream returned HTTP 503: upstream connect error"
         );
 
-        let broken = response(
+        let broken = json_response(
             500,
+            &[],
             r#"{"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}"#,
         );
         let err = provider.parse_embeddings_response(&ep, broken).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
 
-        let garbage = response(200, "<html>proxy login</html>");
+        let garbage = json_response(200, &[], "<html>proxy login</html>");
         assert_eq!(
             provider
                 .parse_chat_response(&ep, garbage)
@@ -425,7 +403,7 @@ mod tests {
         assert_eq!(header(&http, "authorization"), Some("Bearer sk-e"));
         assert_eq!(header(&http, "openai-project"), Some("proj_1"));
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({"model": "text-embedding-3-small", "input": ["hello", "world"], "encoding_format": "float", "dimensions": 256})
         );
         let upstream = r#"{"object": "list", "data": [
@@ -433,7 +411,7 @@ mod tests {
             {"object": "embedding", "index": 1, "embedding": [-0.0028842222, 0.011136869]}
         ], "model": "text-embedding-3-small", "usage": {"prompt_tokens": 2, "total_tokens": 2}}"#;
         let parsed = provider
-            .parse_embeddings_response(&ep, response(200, upstream))
+            .parse_embeddings_response(&ep, json_response(200, &[], upstream))
             .unwrap();
         assert_eq!(
             parsed.embeddings,

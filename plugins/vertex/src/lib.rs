@@ -322,6 +322,7 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use portico_sdk::host;
+    use portico_sdk::testing::{self, header, json_body, json_response};
 
     // A throwaway 2048-bit key made for these tests with
     // `openssl genpkey -algorithm RSA`; it protects nothing.
@@ -374,22 +375,19 @@ DdRvFRf0VcAOncEy0IqnJw==
         .to_string()
     }
 
+    /// An endpoint with a key file and a project unless `pairs` set them.
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
-        let mut config: std::collections::BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        config
-            .entry("service_account_json".into())
-            .or_insert_with(key_file);
-        config
-            .entry("project".into())
-            .or_insert_with(|| "portico-test".into());
-        Endpoint {
-            name: "vx".into(),
-            model: "gemini-2.5-flash".into(),
-            config,
+        let key = key_file();
+        let mut config = pairs.to_vec();
+        for (name, default) in [
+            ("service_account_json", key.as_str()),
+            ("project", "portico-test"),
+        ] {
+            if !config.iter().any(|(k, _)| *k == name) {
+                config.push((name, default));
+            }
         }
+        testing::endpoint("vx", "gemini-2.5-flash", &config)
     }
 
     /// Puts a token in the (native, per-thread) host cache as a previous
@@ -401,26 +399,6 @@ DdRvFRf0VcAOncEy0IqnJw==
             token.as_bytes(),
             60_000,
         );
-    }
-
-    fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn body(request: &HttpRequest) -> Value {
-        serde_json::from_slice(&request.body).unwrap()
-    }
-
-    fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.as_bytes().to_vec(),
-        }
     }
 
     fn chat(model: &str) -> ChatRequest {
@@ -540,7 +518,7 @@ DdRvFRf0VcAOncEy0IqnJw==
         );
         assert_eq!(header(&http, "authorization"), Some("Bearer ya29.cached"));
         assert_eq!(header(&http, "x-goog-api-key"), None);
-        let sent = body(&http);
+        let sent = json_body(&http);
         assert_eq!(
             sent["systemInstruction"],
             json!({"parts": [{"text": "Be brief."}]})
@@ -696,8 +674,9 @@ DdRvFRf0VcAOncEy0IqnJw==
         with_cached_token(&ep, "ya29.revoked");
         let key = account(&ep).unwrap().cache_key(CLOUD_PLATFORM_SCOPE);
         assert!(host::cache_get(&key).is_some());
-        let denied = response(
+        let denied = json_response(
             403,
+            &[],
             r#"{"error": {"code": 403, "message": "Permission 'aiplatform.endpoints.predict' denied on resource.", "status": "PERMISSION_DENIED"}}"#,
         );
         assert_eq!(
@@ -705,8 +684,9 @@ DdRvFRf0VcAOncEy0IqnJw==
             ErrorKind::Permission
         );
         assert!(host::cache_get(&key).is_some(), "403 keeps the token");
-        let unauthorized = response(
+        let unauthorized = json_response(
             401,
+            &[],
             r#"{"error": {"code": 401, "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.", "status": "UNAUTHENTICATED"}}"#,
         );
         let err = provider.parse_chat_response(&ep, unauthorized).unwrap_err();
@@ -718,8 +698,9 @@ DdRvFRf0VcAOncEy0IqnJw==
     fn maps_upstream_errors() {
         let provider = Vertex::new();
         let ep = endpoint(&[]);
-        let mut limited = response(
+        let mut limited = json_response(
             429,
+            &[],
             r#"{"error": {"code": 429, "message": "Resource exhausted. Please try again later.", "status": "RESOURCE_EXHAUSTED"}}"#,
         );
         limited.headers.push(("retry-after".into(), "4".into()));
@@ -728,8 +709,9 @@ DdRvFRf0VcAOncEy0IqnJw==
             (err.kind, err.status, err.retry_after_ms),
             (ErrorKind::RateLimited, 429, Some(4000))
         );
-        let not_found = response(
+        let not_found = json_response(
             404,
+            &[],
             r#"{"error": {"code": 404, "message": "Publisher Model `projects/p/locations/us-central1/publishers/google/models/gemini-9` was not found or your project does not have access to it.", "status": "NOT_FOUND"}}"#,
         );
         assert_eq!(
@@ -739,8 +721,9 @@ DdRvFRf0VcAOncEy0IqnJw==
                 .kind,
             ErrorKind::NotFound
         );
-        let internal = response(
+        let internal = json_response(
             500,
+            &[],
             r#"{"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}"#,
         );
         assert_eq!(provider.parse_error(&ep, &internal).status, 502);
@@ -763,7 +746,7 @@ DdRvFRf0VcAOncEy0IqnJw==
           "responseId": "vx-1"
         }"#;
         let parsed = provider
-            .parse_chat_response(&ep, response(200, body))
+            .parse_chat_response(&ep, json_response(200, &[], body))
             .unwrap();
         assert_eq!(parsed.text(), "Bonjour !");
         assert_eq!(parsed.finish_reason, FinishReason::Length);
@@ -793,7 +776,7 @@ DdRvFRf0VcAOncEy0IqnJw==
         );
         assert_eq!(header(&http, "authorization"), Some("Bearer ya29.embed"));
         assert_eq!(
-            body(&http),
+            json_body(&http),
             json!({
                 "instances": [
                     {"content": "first doc", "task_type": "RETRIEVAL_DOCUMENT"},
@@ -808,7 +791,7 @@ DdRvFRf0VcAOncEy0IqnJw==
             ..Default::default()
         };
         assert_eq!(
-            body(&provider.build_embeddings_request(&ep, plain).unwrap()),
+            json_body(&provider.build_embeddings_request(&ep, plain).unwrap()),
             json!({"instances": [{"content": "x"}]})
         );
         let empty = EmbeddingsRequest {
@@ -825,7 +808,7 @@ DdRvFRf0VcAOncEy0IqnJw==
           "metadata": {"billableCharacterCount": 15}
         }"#;
         let parsed = provider
-            .parse_embeddings_response(&ep, response(200, answer))
+            .parse_embeddings_response(&ep, json_response(200, &[], answer))
             .unwrap();
         assert_eq!(
             parsed.embeddings,
@@ -840,7 +823,7 @@ DdRvFRf0VcAOncEy0IqnJw==
         ] {
             assert_eq!(
                 provider
-                    .parse_embeddings_response(&ep, response(200, bad))
+                    .parse_embeddings_response(&ep, json_response(200, &[], bad))
                     .unwrap_err()
                     .kind,
                 ErrorKind::Upstream,

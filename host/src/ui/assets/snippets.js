@@ -103,11 +103,11 @@ print(response.text)
 `;
 
   const list = [
-    { id: "openai", label: "OpenAI SDK", language: "python", install: "pip install openai", code: openai, baseUrl: urls.openai },
+    { id: "openai", label: "OpenAI", language: "python", install: "pip install openai", code: openai, baseUrl: urls.openai },
     embeddings
-      ? { id: "anthropic", label: "Anthropic SDK", language: "python", install: "pip install anthropic", code: null, baseUrl: urls.anthropic, note: "The Anthropic API has no embeddings: call this endpoint with the OpenAI or Gemini SDK." }
-      : { id: "anthropic", label: "Anthropic SDK", language: "python", install: "pip install anthropic", code: anthropic, baseUrl: urls.anthropic },
-    { id: "gemini", label: "Gemini SDK", language: "python", install: "pip install google-genai", code: gemini, baseUrl: urls.gemini },
+      ? { id: "anthropic", label: "Anthropic", language: "python", install: "pip install anthropic", code: null, baseUrl: urls.anthropic, note: "The Anthropic API has no embeddings: call this endpoint with the OpenAI or Gemini SDK." }
+      : { id: "anthropic", label: "Anthropic", language: "python", install: "pip install anthropic", code: anthropic, baseUrl: urls.anthropic },
+    { id: "gemini", label: "Gemini", language: "python", install: "pip install google-genai", code: gemini, baseUrl: urls.gemini },
     { id: "curl", label: "curl", language: "shell", install: null, code: curl, baseUrl: urls.openai },
   ];
   return list;
@@ -168,13 +168,17 @@ export function snippetCard(name, { embeddings = false } = {}) {
       h(
         "div",
         { class: "base-url" },
-        h("span", {}, "Base URL"),
-        h("code", { class: "base-url-value" }, snippet.baseUrl),
-        copyButton(() => snippet.baseUrl, { className: "icon-button", iconOnly: true, ariaLabel: `Copy ${snippet.label} base URL` }),
+        h(
+          "span",
+          { class: "base-url-main" },
+          h("span", {}, "Base URL"),
+          h("code", { class: "base-url-value" }, snippet.baseUrl),
+          copyButton(() => snippet.baseUrl, { className: "icon-button", iconOnly: true, ariaLabel: `Copy the ${snippet.label} base URL` }),
+        ),
         snippet.install ? h("span", { class: "install" }, h("code", {}, snippet.install)) : null,
       ),
       snippet.code
-        ? codeBlock(snippet.code, snippet.language, `${snippet.label} example`)
+        ? codeBlock(snippet.code, snippet.language, `${snippet.label} ${snippet.language === "python" ? "SDK " : ""}example`)
         : h("div", { class: "alert warn" }, icon("alert"), h("div", {}, snippet.note)),
     );
     tab.addEventListener("click", () => select(i));

@@ -861,9 +861,11 @@ pub fn error_body(error: &ProviderError) -> Value {
 /// The HTTP status to answer a client with for `error`: Anthropic's SDKs
 /// pick the exception class from the status, and overload is 529 there.
 pub fn error_status(error: &ProviderError) -> u16 {
+    // The status was chosen where the error arose (e.g. 413 for a body
+    // over the limit); only overload has an Anthropic-specific code.
     match error.kind {
         ErrorKind::Overloaded => 529,
-        kind => kind.default_status(),
+        _ => error.status,
     }
 }
 

@@ -19,7 +19,7 @@ function suggestName(modelId) {
   return base.slice(0, 128);
 }
 
-function fieldShell({ id, label, required, help, control, holder, extra }) {
+function fieldShell({ id, label, required, help, control, holder, extra, readonly = false }) {
   const helpId = `${id}-help`;
   const errorId = `${id}-error`;
   const describedBy = [help ? helpId : null, errorId].filter(Boolean).join(" ");
@@ -31,7 +31,12 @@ function fieldShell({ id, label, required, help, control, holder, extra }) {
   return h(
     "div",
     { class: "field", dataset: { field: id } },
-    h("label", { for: id }, label, required ? h("span", { class: "req", "aria-hidden": "true", title: "Required" }, "*") : h("span", { class: "optional" }, "optional")),
+    h(
+      "label",
+      { for: id },
+      label,
+      readonly ? null : required ? h("span", { class: "req", "aria-hidden": "true", title: "Required" }, "*") : h("span", { class: "optional" }, "optional"),
+    ),
     holder || control,
     extra || null,
     help ? h("p", { class: "help", id: helpId }, help) : null,
@@ -179,6 +184,7 @@ export async function endpointFormView({ name } = {}) {
     id: "endpoint-name",
     label: "Endpoint name",
     required: !editing,
+    readonly: editing,
     help: editing
       ? "The name clients use as the model. It cannot change: create a new endpoint to rename."
       : "What clients pass as the model. Letters, digits, dot, dash and underscore; starts with a letter or digit.",
@@ -199,7 +205,11 @@ export async function endpointFormView({ name } = {}) {
 
   // Model
   const modelSearch = h("input", { type: "search", id: "model-search", placeholder: "Search models", "aria-label": "Search models", autocomplete: "off" });
-  const modelList = h("div", { class: "model-list", role: "radiogroup", "aria-labelledby": "model-title", id: "model-list" });
+  // One radio group: the scrolling catalog, then the custom id below it
+  // (always in sight, however long the catalog).
+  const modelList = h("div", { class: "model-list", id: "model-list" });
+  const customBox = h("div", { class: "model-custom" });
+  const modelGroup = h("div", { class: "model-group", role: "radiogroup", "aria-labelledby": "model-title" }, modelList, customBox);
   const modelError = h("p", { class: "field-error", id: "model-error", hidden: true });
   const modelSub = h("p", { class: "sub", id: "model-sub" });
   const customInput = h("input", { type: "text", id: "custom-model", class: "mono", placeholder: "any model id the provider accepts", autocomplete: "off", spellcheck: "false", "aria-label": "Custom model ID" });
@@ -223,7 +233,7 @@ export async function endpointFormView({ name } = {}) {
   }
 
   function selectedModel() {
-    const checked = modelList.querySelector('input[name="model"]:checked');
+    const checked = modelGroup.querySelector('input[name="model"]:checked');
     if (!checked) return "";
     return checked.value === CUSTOM ? customInput.value.trim() : checked.value;
   }
@@ -236,6 +246,7 @@ export async function endpointFormView({ name } = {}) {
 
   function renderModels() {
     clear(modelList);
+    clear(customBox);
     modelSearch.value = "";
     const models = provider.models || [];
     const current = editing && endpoint.provider === provider.id ? endpoint.model : null;
@@ -251,11 +262,20 @@ export async function endpointFormView({ name } = {}) {
       h("div", { class: "model-name" }, h("span", {}, "Custom model ID"), h("span", { class: "model-id" }, "not in the catalog: no badges or prices")),
       h("div", { class: "custom-input" }, customInput),
     );
-    modelList.append(custom);
+    customBox.append(custom);
+    modelList.hidden = !models.length;
     modelSub.textContent = models.length
       ? `${models.length} models in ${provider.display_name}'s catalog, or any model id the provider accepts.`
       : `${provider.display_name} has no model catalog: enter the model id.`;
     modelSearch.closest(".model-toolbar").hidden = models.length < 6;
+    // Once laid out, scroll the list to the chosen model (editing one far
+    // down the catalog).
+    requestAnimationFrame(() => {
+      const chosen = modelList.querySelector("input:checked")?.closest(".model-option");
+      if (chosen && !chosen.classList.contains("custom")) {
+        modelList.scrollTop = Math.max(0, chosen.offsetTop - modelList.clientHeight / 2 + chosen.offsetHeight / 2);
+      }
+    });
     if (!nameTouched) nameInput.value = suggestName(selectedModel());
   }
 
@@ -278,9 +298,9 @@ export async function endpointFormView({ name } = {}) {
     }
   }
 
-  modelList.addEventListener("change", onModelChosen);
+  modelGroup.addEventListener("change", onModelChosen);
   customInput.addEventListener("focus", () => {
-    const radio = modelList.querySelector(`input[value="${CUSTOM}"]`);
+    const radio = customBox.querySelector(`input[value="${CUSTOM}"]`);
     if (radio && !radio.checked) {
       radio.checked = true;
       onModelChosen();
@@ -350,7 +370,7 @@ export async function endpointFormView({ name } = {}) {
   }
 
   function focusFirstInvalid() {
-    const target = form.querySelector('[aria-invalid="true"]') || (document.getElementById("model-error")?.hidden ? null : modelList.querySelector("input:checked") || modelList.querySelector("input"));
+    const target = form.querySelector('[aria-invalid="true"]') || (document.getElementById("model-error")?.hidden ? null : modelGroup.querySelector("input:checked") || modelGroup.querySelector("input"));
     (target || errorBanner).focus?.();
     (target || errorBanner).scrollIntoView({ block: "center", behavior: "smooth" });
   }
@@ -388,12 +408,16 @@ export async function endpointFormView({ name } = {}) {
   }
 
   // ---- submit ----
-  const submit = h("button", { type: "submit", class: "button primary", id: "endpoint-submit" }, icon(editing ? "check" : "plus"), editing ? "Save changes" : "Create endpoint");
+  const fromFile = editing && endpoint.source === "file";
+  const submit = h("button", { type: "submit", class: "button primary", id: "endpoint-submit", disabled: fromFile }, icon(editing ? "check" : "plus"), editing ? "Save changes" : "Create endpoint");
 
   const form = h(
     "form",
     { class: "form", id: "endpoint-form", novalidate: true, "aria-labelledby": "form-title" },
     errorBanner,
+    fromFile
+      ? h("div", { class: "alert warn" }, icon("file"), h("div", {}, h("strong", {}, "Declared in the endpoints file"), "The gateway takes this endpoint from its endpoints file, so it cannot be changed here: edit the file instead. It is reloaded automatically."))
+      : null,
     missingProvider,
     h(
       "section",
@@ -409,7 +433,7 @@ export async function endpointFormView({ name } = {}) {
         "div",
         { class: "card-body" },
         h("div", { class: "model-toolbar" }, h("div", { class: "search" }, icon("search"), modelSearch)),
-        modelList,
+        modelGroup,
         modelError,
       ),
     ),
@@ -419,9 +443,6 @@ export async function endpointFormView({ name } = {}) {
       h("div", { class: "card-header" }, h("div", {}, h("h2", { id: "config-title" }, "Connection"), configSub)),
       configBody,
     ),
-    editing && endpoint.source === "file"
-      ? h("div", { class: "alert warn" }, icon("file"), h("div", {}, h("strong", {}, "Declared in the endpoints file"), "Changes saved here are replaced when the file changes. To make them permanent, edit the file."))
-      : null,
     h(
       "div",
       { class: "form-footer" },

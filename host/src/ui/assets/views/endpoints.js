@@ -17,7 +17,7 @@ function catalogModel(provider, modelId) {
 
 function sourcePill(source) {
   return source === "file"
-    ? h("span", { class: "pill", title: "Declared in the endpoints file", dataset: { source } }, icon("file"), "File")
+    ? h("span", { class: "pill", title: "Declared in the endpoints file: edit the file to change it", dataset: { source } }, icon("file"), "File")
     : h("span", { class: "pill", title: "Created through the console or the API", dataset: { source: source || "api" } }, icon("layers"), "API");
 }
 
@@ -96,6 +96,7 @@ function endpointRow(endpoint, providers) {
   const provider = providers.get(endpoint.provider);
   const model = catalogModel(provider, endpoint.model);
   const name = endpoint.name;
+  const fromFile = endpoint.source === "file";
   const deleteButton = h(
     "button",
     { type: "button", class: "icon-button danger", "aria-label": `Delete ${name}`, title: "Delete", dataset: { action: "delete" } },
@@ -130,8 +131,9 @@ function endpointRow(endpoint, providers) {
       "td",
       { class: "actions" },
       h("a", { class: "icon-button", href: `#/endpoints/${enc(name)}`, "aria-label": `Connect to ${name}`, title: "Code snippets", dataset: { action: "connect" } }, icon("code")),
-      h("a", { class: "icon-button", href: `#/endpoints/${enc(name)}/edit`, "aria-label": `Edit ${name}`, title: "Edit", dataset: { action: "edit" } }, icon("edit")),
-      deleteButton,
+      // File endpoints change only through the file: the API refuses writes.
+      fromFile ? null : h("a", { class: "icon-button", href: `#/endpoints/${enc(name)}/edit`, "aria-label": `Edit ${name}`, title: "Edit", dataset: { action: "edit" } }, icon("edit")),
+      fromFile ? h("span", { class: "icon-button locked", role: "img", "aria-label": "Managed in the endpoints file", title: "Declared in the endpoints file: edit the file to change it" }, icon("lock")) : deleteButton,
     ),
   );
   deleteButton.addEventListener("click", async () => {
@@ -287,7 +289,9 @@ export async function endpointDetailView({ name }) {
         ),
         model ? h("p", { class: "lede" }, `${provider?.display_name || endpoint.provider} · ${model.display_name} · `, priceLine(model)) : null,
       ),
-      h("div", { class: "page-actions" }, h("a", { class: "button", href: `#/endpoints/${enc(endpoint.name)}/edit` }, icon("edit"), "Edit"), deleteButton),
+      endpoint.source === "file"
+        ? h("div", { class: "page-actions" }, h("span", { class: "pill", title: "The API cannot change endpoints declared in the endpoints file" }, icon("lock"), "Managed in the endpoints file"))
+        : h("div", { class: "page-actions" }, h("a", { class: "button", href: `#/endpoints/${enc(endpoint.name)}/edit` }, icon("edit"), "Edit"), deleteButton),
     ),
     h("div", { class: "detail-grid" }, snippetCard(endpoint.name, { embeddings: Boolean(model?.capabilities?.embeddings) }), h("div", { class: "side" }, modelCard(model, endpoint.model), details)),
   );
