@@ -31,7 +31,13 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// The management router, to nest at `/api/v1`. `admin_token`, when set,
 /// is required on every request.
-pub fn router<S>(manager: Arc<EndpointManager>, admin_token: Option<&str>) -> Router<S>
+/// The management API. `extensions` are more routes (with their own
+/// state) served under the same prefix and behind the same admin token.
+pub fn router<S>(
+    manager: Arc<EndpointManager>,
+    admin_token: Option<&str>,
+    extensions: Router<S>,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -54,7 +60,8 @@ where
                 "method not allowed on this API route",
             )
         })
-        .with_state(manager);
+        .with_state(manager)
+        .merge(extensions);
     match admin_token {
         Some(token) => router.layer(middleware::from_fn_with_state(
             Arc::new(TokenDigest::of(token)),

@@ -31,7 +31,10 @@ pub fn app(
     let store = manager.store().clone();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .nest("/api/v1", admin::router(manager, admin_token))
+        .nest(
+            "/api/v1",
+            admin::router(manager, admin_token, Router::new()),
+        )
         .nest("/gateway/openai/v1", dialects::openai::router())
         .nest("/gateway/anthropic", dialects::anthropic::router())
         .nest("/gateway/gemini", dialects::gemini::router())

@@ -13,7 +13,7 @@ use portico_model::formats::anthropic;
 use portico_model::{ErrorKind, ProviderError};
 
 use super::{StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response};
-use crate::routing::Gateway;
+use crate::routing::{Caller, Gateway};
 use portico_model::plugin::Dialect;
 
 pub fn router() -> Router<Arc<Gateway>> {
@@ -25,6 +25,7 @@ pub fn router() -> Router<Arc<Gateway>> {
 
 async fn messages(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let client = match body_or_error(body).and_then(|body| anthropic::parse_messages_request(&body))
@@ -32,20 +33,20 @@ async fn messages(
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
+    let ctx = caller.context(Dialect::Anthropic);
     if !client.stream {
-        return match gateway.chat(&client.endpoint, client.request).await {
-            Ok(response) => Json(passthrough_or(
-                &gateway,
-                &client.endpoint,
-                Dialect::Anthropic,
-                response,
-                |r| anthropic::message_body(r, &client.endpoint),
-            ))
+        return match gateway.chat(&ctx, &client.endpoint, client.request).await {
+            Ok(response) => Json(passthrough_or(response, |r| {
+                anthropic::message_body(r, &client.endpoint)
+            }))
             .into_response(),
             Err(error) => error_response(&error),
         };
     }
-    let events = match gateway.chat_stream(&client.endpoint, client.request).await {
+    let events = match gateway
+        .chat_stream(&ctx, &client.endpoint, client.request)
+        .await
+    {
         Ok(events) => events,
         Err(error) => return error_response(&error),
     };

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response};
-use crate::routing::Gateway;
+use crate::routing::{CallContext, Caller, Gateway};
 use portico_model::plugin::Dialect;
 
 pub fn router() -> Router<Arc<Gateway>> {
@@ -48,6 +48,7 @@ fn check_version(version: &str) -> Result<(), ProviderError> {
 
 async fn call_model(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     Path((version, target)): Path<(String, String)>,
     Query(query): Query<StreamQuery>,
     body: Result<Bytes, BytesRejection>,
@@ -67,14 +68,15 @@ async fn call_model(
         Ok(body) => body,
         Err(error) => return error_response(&error),
     };
+    let ctx = caller.context(Dialect::Gemini);
     match method {
-        "generateContent" => generate(&gateway, endpoint, &body).await,
+        "generateContent" => generate(&gateway, &ctx, endpoint, &body).await,
         "streamGenerateContent" => {
             let sse = query.alt.as_deref() == Some("sse");
-            stream_generate(&gateway, endpoint, &body, sse).await
+            stream_generate(&gateway, &ctx, endpoint, &body, sse).await
         }
-        "embedContent" => embed(&gateway, endpoint, &body, false).await,
-        "batchEmbedContents" => embed(&gateway, endpoint, &body, true).await,
+        "embedContent" => embed(&gateway, &ctx, endpoint, &body, false).await,
+        "batchEmbedContents" => embed(&gateway, &ctx, endpoint, &body, true).await,
         "countTokens" => match gemini::parse_count_tokens_request(&body) {
             Ok(_) => error_response(&ProviderError::invalid_request(format!(
                 "endpoint '{endpoint}' cannot count tokens: its provider offers no token counting through this gateway"
@@ -88,19 +90,15 @@ async fn call_model(
     }
 }
 
-async fn generate(gateway: &Gateway, endpoint: &str, body: &[u8]) -> Response {
+async fn generate(gateway: &Gateway, ctx: &CallContext, endpoint: &str, body: &[u8]) -> Response {
     let request = match gemini::parse_generate_content_request(body) {
         Ok(request) => request,
         Err(error) => return error_response(&error),
     };
-    match gateway.chat(endpoint, request).await {
-        Ok(response) => Json(passthrough_or(
-            gateway,
-            endpoint,
-            Dialect::Gemini,
-            response,
-            |r| gemini::generate_content_body(r, endpoint),
-        ))
+    match gateway.chat(ctx, endpoint, request).await {
+        Ok(response) => Json(passthrough_or(response, |r| {
+            gemini::generate_content_body(r, endpoint)
+        }))
         .into_response(),
         Err(error) => error_response(&error),
     }
@@ -108,12 +106,18 @@ async fn generate(gateway: &Gateway, endpoint: &str, body: &[u8]) -> Response {
 
 /// Streams GenerateContentResponse chunks: as SSE with `alt=sse`, else as
 /// one JSON array written element by element (Google's default).
-async fn stream_generate(gateway: &Gateway, endpoint: &str, body: &[u8], sse: bool) -> Response {
+async fn stream_generate(
+    gateway: &Gateway,
+    ctx: &CallContext,
+    endpoint: &str,
+    body: &[u8],
+    sse: bool,
+) -> Response {
     let request = match gemini::parse_generate_content_request(body) {
         Ok(request) => request,
         Err(error) => return error_response(&error),
     };
-    let events = match gateway.chat_stream(endpoint, request).await {
+    let events = match gateway.chat_stream(ctx, endpoint, request).await {
         Ok(events) => events,
         Err(error) => return error_response(&error),
     };
@@ -148,12 +152,21 @@ async fn stream_generate(gateway: &Gateway, endpoint: &str, body: &[u8], sse: bo
     })
 }
 
-async fn embed(gateway: &Gateway, endpoint: &str, body: &[u8], batch: bool) -> Response {
+async fn embed(
+    gateway: &Gateway,
+    ctx: &CallContext,
+    endpoint: &str,
+    body: &[u8],
+    batch: bool,
+) -> Response {
     let client = match gemini::ClientEmbedRequest::parse(body, batch) {
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
-    match gateway.embeddings(endpoint, client.request.clone()).await {
+    match gateway
+        .embeddings(ctx, endpoint, client.request.clone())
+        .await
+    {
         Ok(response) => Json(client.response_body(&response)).into_response(),
         Err(error) => error_response(&error),
     }

@@ -16,11 +16,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use portico_model::plugin::Dialect;
 use portico_model::{ChatResponse, ErrorKind, ProviderError, StreamEvent};
 use serde_json::Value;
 
-use crate::routing::{EventStream, Gateway};
+use crate::routing::EventStream;
 
 /// A request body, or the dialect-neutral error for why it could not be
 /// read (too large: 413).
@@ -100,19 +99,15 @@ pub fn json_error(status: u16, body: Value, retry_after_ms: Option<u64>) -> Resp
     response
 }
 
-/// The answer body for a client of `dialect`: the upstream body unchanged
-/// when that is the provider's native dialect (so fields the neutral model
-/// does not know survive), else the translation `render` makes.
+/// The answer body: the upstream body unchanged when the gateway kept it
+/// (the client speaks the provider's native dialect, so fields the neutral
+/// model does not know survive), else the translation `render` makes.
 pub fn passthrough_or(
-    gateway: &Gateway,
-    endpoint: &str,
-    dialect: Dialect,
     response: ChatResponse,
     render: impl FnOnce(&ChatResponse) -> Value,
 ) -> Value {
-    let native = gateway.native_dialect(endpoint) == Some(dialect);
     match response.raw {
-        Some(raw) if native && raw.is_object() => raw,
+        Some(raw) if raw.is_object() => raw,
         _ => render(&response),
     }
 }

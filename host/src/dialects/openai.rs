@@ -20,7 +20,7 @@ use super::{
     StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response, unix_now,
 };
 use crate::routing::EventStream;
-use crate::routing::Gateway;
+use crate::routing::{Caller, Gateway};
 use portico_model::plugin::Dialect;
 
 pub fn router() -> Router<Arc<Gateway>> {
@@ -35,6 +35,7 @@ pub fn router() -> Router<Arc<Gateway>> {
 
 async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let parsed = body_or_error(body).and_then(|body| openai::parse_chat_request(&body));
@@ -43,8 +44,12 @@ async fn chat_completions(
         Err(error) => return error_response(&error),
     };
     let created = unix_now();
+    let ctx = caller.context(Dialect::Openai);
     if client.stream {
-        match gateway.chat_stream(&client.endpoint, client.request).await {
+        match gateway
+            .chat_stream(&ctx, &client.endpoint, client.request)
+            .await
+        {
             Ok(events) => {
                 let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
                 let encoder =
@@ -54,14 +59,10 @@ async fn chat_completions(
             Err(error) => error_response(&error),
         }
     } else {
-        match gateway.chat(&client.endpoint, client.request).await {
-            Ok(response) => Json(passthrough_or(
-                &gateway,
-                &client.endpoint,
-                Dialect::Openai,
-                response,
-                |r| openai::chat_completion_body(r, &client.endpoint, created),
-            ))
+        match gateway.chat(&ctx, &client.endpoint, client.request).await {
+            Ok(response) => Json(passthrough_or(response, |r| {
+                openai::chat_completion_body(r, &client.endpoint, created)
+            }))
             .into_response(),
             Err(error) => error_response(&error),
         }
@@ -94,6 +95,7 @@ fn sse_response(events: EventStream, mut encoder: openai::ChunkEncoder) -> Respo
 
 async fn embeddings(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let client = match body_or_error(body).and_then(|body| openai::parse_embeddings_request(&body))
@@ -101,7 +103,11 @@ async fn embeddings(
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
-    match gateway.embeddings(&client.endpoint, client.request).await {
+    let ctx = caller.context(Dialect::Openai);
+    match gateway
+        .embeddings(&ctx, &client.endpoint, client.request)
+        .await
+    {
         Ok(response) => Json(openai::embeddings_body(
             &response,
             &client.endpoint,
@@ -160,6 +166,7 @@ pub fn error_response(error: &ProviderError) -> Response {
 /// it with `previous_response_id`.
 async fn responses(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let client =
@@ -167,6 +174,7 @@ async fn responses(
             Ok(client) => client,
             Err(error) => return error_response(&error),
         };
+    let ctx = caller.context(Dialect::Openai);
     let mut request = client.request;
     if let Some(previous) = &client.echo.previous_response_id {
         match load_conversation(&gateway, previous).await {
@@ -187,7 +195,7 @@ async fn responses(
         .then(|| gateway.conversations().cloned())
         .flatten();
     if !client.stream {
-        return match gateway.chat(&endpoint, request).await {
+        return match gateway.chat(&ctx, &endpoint, request).await {
             Ok(response) => {
                 if let Some(store) = store {
                     let conversation = responses_api::conversation_after(&history, &response);
@@ -205,7 +213,7 @@ async fn responses(
             Err(error) => error_response(&error),
         };
     }
-    let events = match gateway.chat_stream(&endpoint, request).await {
+    let events = match gateway.chat_stream(&ctx, &endpoint, request).await {
         Ok(events) => events,
         Err(error) => return error_response(&error),
     };

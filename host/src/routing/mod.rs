@@ -15,10 +15,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use portico_model::plugin::{Dialect, Endpoint, HttpRequest, HttpResponse, Operation};
+use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse, Operation};
 use portico_model::{
     ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, ProviderError,
-    StreamEvent,
+    StreamEvent, Usage,
+};
+
+mod context;
+
+pub use context::{
+    CallContext, CallHooks, CallRecord, Caller, CallerKey, RequestId, Served, new_request_id,
 };
 
 use crate::endpoints::{EndpointDef, EndpointTable};
@@ -46,6 +52,7 @@ pub struct Gateway {
     /// Where Responses API conversations are kept for
     /// `previous_response_id`; `None` disables storing them.
     conversations: Option<Arc<dyn Store>>,
+    hooks: Vec<Arc<dyn CallHooks>>,
 }
 
 /// An endpoint bound to the plugin version that will serve this request.
@@ -67,6 +74,7 @@ impl Gateway {
             http,
             timeouts,
             conversations: None,
+            hooks: Vec::new(),
         }
     }
 
@@ -76,80 +84,221 @@ impl Gateway {
         self
     }
 
+    /// Adds hooks that admit and observe every call, run in the order added.
+    pub fn with_hooks(mut self, hooks: Arc<dyn CallHooks>) -> Self {
+        self.hooks.push(hooks);
+        self
+    }
+
     pub fn conversations(&self) -> Option<&Arc<dyn Store>> {
         self.conversations.as_ref()
     }
 
-    /// The dialect the endpoint's provider speaks natively, if any: a client
-    /// of that dialect gets the upstream answer passed through unchanged.
-    pub fn native_dialect(&self, name: &str) -> Option<Dialect> {
-        let def = self.endpoints.get(name)?;
-        self.registry.get(&def.provider)?.info.native_dialect
+    pub async fn chat(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        request: ChatRequest,
+    ) -> Result<ChatResponse, ProviderError> {
+        let mut served = Served::default();
+        let result = match self.admit(ctx, name) {
+            Ok(def) => self.dispatch_chat(ctx, &def, request, &mut served).await,
+            Err(error) => Err(error),
+        };
+        let usage = result.as_ref().ok().map(|r| r.usage);
+        self.report(ctx, name, Operation::Chat, served, &result, None, usage);
+        result
     }
 
-    /// Finds the endpoint and its plugin, checks the operation is supported
-    /// and the configuration complete, and fills config defaults.
-    fn route(&self, name: &str, operation: Operation) -> Result<Route, ProviderError> {
+    pub async fn embeddings(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        request: EmbeddingsRequest,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
+        let mut served = Served::default();
+        let result = match self.admit(ctx, name) {
+            Ok(def) => {
+                self.dispatch_embeddings(ctx, &def, request, &mut served)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let usage = result.as_ref().ok().map(|r| r.usage);
+        self.report(
+            ctx,
+            name,
+            Operation::Embeddings,
+            served,
+            &result,
+            None,
+            usage,
+        );
+        result
+    }
+
+    /// Starts a streamed chat. Errors before the first upstream byte (bad
+    /// endpoint, upstream error status) are returned here, so the client
+    /// gets a proper HTTP error instead of a broken stream. The call is
+    /// reported to the hooks when the stream ends or is dropped.
+    pub async fn chat_stream(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        request: ChatRequest,
+    ) -> Result<EventStream, ProviderError> {
+        let mut served = Served::default();
+        let result = match self.admit(ctx, name) {
+            Ok(def) => {
+                self.dispatch_chat_stream(ctx, &def, request, &mut served)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(events) => Ok(observe_stream(
+                events,
+                StreamReport {
+                    hooks: self.hooks.clone(),
+                    ctx: ctx.clone(),
+                    endpoint: name.to_string(),
+                    served,
+                },
+            )),
+            Err(error) => {
+                let result = Err(error);
+                self.report(
+                    ctx,
+                    name,
+                    Operation::ChatStream,
+                    served,
+                    &result,
+                    None,
+                    None,
+                );
+                result
+            }
+        }
+    }
+
+    /// Finds the endpoint and lets every hook admit the call.
+    fn admit(&self, ctx: &CallContext, name: &str) -> Result<Arc<EndpointDef>, ProviderError> {
         let def = self.endpoints.get(name).ok_or_else(|| {
             ProviderError::new(
                 ErrorKind::NotFound,
                 format!("endpoint '{name}' does not exist"),
             )
         })?;
+        for hooks in &self.hooks {
+            hooks.admit(ctx, &def)?;
+        }
+        Ok(def)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report<T>(
+        &self,
+        ctx: &CallContext,
+        endpoint: &str,
+        operation: Operation,
+        served: Served,
+        result: &Result<T, ProviderError>,
+        time_to_first_token: Option<Duration>,
+        usage: Option<Usage>,
+    ) {
+        if self.hooks.is_empty() {
+            return;
+        }
+        let error = result.as_ref().err().cloned();
+        let record = CallRecord {
+            endpoint: endpoint.to_string(),
+            operation,
+            served,
+            status: error.as_ref().map_or(200, |e| e.status),
+            error,
+            latency: ctx.started.elapsed(),
+            time_to_first_token,
+            usage,
+            cancelled: false,
+        };
+        for hooks in &self.hooks {
+            hooks.finished(ctx, &record);
+        }
+    }
+
+    /// Finds the plugin serving `def`, checks the operation is supported
+    /// and the configuration complete, and fills config defaults.
+    fn route(&self, def: &EndpointDef, operation: Operation) -> Result<Route, ProviderError> {
         let plugin = self.registry.get(&def.provider).ok_or_else(|| {
             ProviderError::new(
                 ErrorKind::Overloaded,
                 format!(
-                    "endpoint '{name}' uses provider '{}', whose plugin is not loaded",
-                    def.provider
+                    "endpoint '{}' uses provider '{}', whose plugin is not loaded",
+                    def.name, def.provider
                 ),
             )
         })?;
         if !plugin.info.supports(operation) {
             return Err(ProviderError::invalid_request(format!(
-                "endpoint '{name}' (provider '{}') does not support {}",
+                "endpoint '{}' (provider '{}') does not support {}",
+                def.name,
                 def.provider,
                 operation_name(operation)
             )));
         }
-        let endpoint = endpoint_for(&def, &plugin)?;
+        let endpoint = endpoint_for(def, &plugin)?;
         Ok(Route { plugin, endpoint })
     }
 
-    pub async fn chat(
+    /// Serves a chat from the endpoint's provider. `served` tells which
+    /// target was used, also when it failed.
+    async fn dispatch_chat(
         &self,
-        name: &str,
+        ctx: &CallContext,
+        def: &EndpointDef,
         mut request: ChatRequest,
+        served: &mut Served,
     ) -> Result<ChatResponse, ProviderError> {
-        let route = self.route(name, Operation::Chat)?;
+        served.begin(def);
+        let route = self.route(def, Operation::Chat)?;
         request.model = route.endpoint.model.clone();
         let upstream = route
             .plugin
             .build_chat_request(&route.endpoint, &request, false)
             .await
             .map_err(PluginError::into_provider_error)?;
-        let response = self.send(upstream).await?;
+        served.attempts += 1;
+        let response = self.send(ctx, upstream).await?;
         let response = read_whole(response, self.timeouts.request).await?;
-        route
+        let mut response = route
             .plugin
             .parse_chat_response(&route.endpoint, response)
             .await
-            .map_err(PluginError::into_provider_error)
+            .map_err(PluginError::into_provider_error)?;
+        if route.plugin.info.native_dialect != Some(ctx.dialect) {
+            // Only a client of the provider's own dialect gets the upstream body.
+            response.raw = None;
+        }
+        Ok(response)
     }
 
-    pub async fn embeddings(
+    async fn dispatch_embeddings(
         &self,
-        name: &str,
+        ctx: &CallContext,
+        def: &EndpointDef,
         mut request: EmbeddingsRequest,
+        served: &mut Served,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let route = self.route(name, Operation::Embeddings)?;
+        served.begin(def);
+        let route = self.route(def, Operation::Embeddings)?;
         request.model = route.endpoint.model.clone();
         let upstream = route
             .plugin
             .build_embeddings_request(&route.endpoint, &request)
             .await
             .map_err(PluginError::into_provider_error)?;
-        let response = self.send(upstream).await?;
+        served.attempts += 1;
+        let response = self.send(ctx, upstream).await?;
         let response = read_whole(response, self.timeouts.request).await?;
         route
             .plugin
@@ -158,22 +307,23 @@ impl Gateway {
             .map_err(PluginError::into_provider_error)
     }
 
-    /// Starts a streamed chat. Errors before the first upstream byte (bad
-    /// endpoint, upstream error status) are returned here, so the client
-    /// gets a proper HTTP error instead of a broken stream.
-    pub async fn chat_stream(
+    async fn dispatch_chat_stream(
         &self,
-        name: &str,
+        ctx: &CallContext,
+        def: &EndpointDef,
         mut request: ChatRequest,
+        served: &mut Served,
     ) -> Result<EventStream, ProviderError> {
-        let route = self.route(name, Operation::ChatStream)?;
+        served.begin(def);
+        let route = self.route(def, Operation::ChatStream)?;
         request.model = route.endpoint.model.clone();
         let upstream = route
             .plugin
             .build_chat_request(&route.endpoint, &request, true)
             .await
             .map_err(PluginError::into_provider_error)?;
-        let response = self.send(upstream).await?;
+        served.attempts += 1;
+        let response = self.send(ctx, upstream).await?;
         if !response.status().is_success() {
             let response = read_whole(response, self.timeouts.request).await?;
             return Err(route
@@ -187,14 +337,24 @@ impl Gateway {
             .stream_decoder(&route.endpoint)
             .await
             .map_err(PluginError::into_provider_error)?;
-        Ok(decode_stream(
-            response.bytes_stream(),
-            decoder,
-            self.timeouts.stream_idle,
-        ))
+        let native = route.plugin.info.native_dialect == Some(ctx.dialect);
+        let events = decode_stream(response.bytes_stream(), decoder, self.timeouts.stream_idle);
+        Ok(if native {
+            events
+        } else {
+            // Raw upstream events only matter to a client of the provider's own dialect.
+            Box::pin(events.filter(|item| {
+                futures::future::ready(!matches!(item, Ok(StreamEvent::Raw { .. })))
+            }))
+        })
     }
 
-    async fn send(&self, request: HttpRequest) -> Result<reqwest::Response, ProviderError> {
+    /// Performs the upstream request, with the call's request id.
+    async fn send(
+        &self,
+        ctx: &CallContext,
+        request: HttpRequest,
+    ) -> Result<reqwest::Response, ProviderError> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             ProviderError::internal(format!(
                 "plugin built an invalid HTTP method '{}'",
@@ -205,6 +365,7 @@ impl Gateway {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
+        builder = builder.header(REQUEST_ID_HEADER, &*ctx.request_id);
         let send = builder.body(request.body).send();
         match tokio::time::timeout(self.timeouts.request, send).await {
             Err(_) => Err(upstream_timeout()),
@@ -213,6 +374,18 @@ impl Gateway {
         }
     }
 }
+
+impl Served {
+    /// Starts an attempt on `def` (the endpoint itself or a target).
+    fn begin(&mut self, def: &EndpointDef) {
+        self.target = def.name.clone();
+        self.provider = def.provider.clone();
+        self.model = def.model.clone();
+    }
+}
+
+/// The header carrying the request id to clients and upstreams.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The endpoint as the plugin sees it: declared defaults filled in, and a
 /// clear error when a required field is missing (a server-side
@@ -358,4 +531,108 @@ fn decode_stream(
         }
     });
     Box::pin(stream)
+}
+
+/// Reports a streamed call to the hooks once: when the stream ends, fails,
+/// or is dropped by a client that went away.
+struct StreamReport {
+    hooks: Vec<Arc<dyn CallHooks>>,
+    ctx: CallContext,
+    endpoint: String,
+    served: Served,
+}
+
+fn observe_stream(events: EventStream, report: StreamReport) -> EventStream {
+    if report.hooks.is_empty() {
+        return events;
+    }
+    Box::pin(ObservedStream {
+        events,
+        report: Some(report),
+        first_token: None,
+        usage: None,
+        error: None,
+    })
+}
+
+struct ObservedStream {
+    events: EventStream,
+    /// Taken when reported.
+    report: Option<StreamReport>,
+    first_token: Option<Duration>,
+    usage: Option<Usage>,
+    error: Option<ProviderError>,
+}
+
+impl ObservedStream {
+    fn finish(&mut self, cancelled: bool) {
+        let Some(report) = self.report.take() else {
+            return;
+        };
+        let error = self.error.take();
+        let record = CallRecord {
+            endpoint: report.endpoint,
+            operation: Operation::ChatStream,
+            served: report.served,
+            status: error.as_ref().map_or(200, |e| e.status),
+            error,
+            latency: report.ctx.started.elapsed(),
+            time_to_first_token: self.first_token,
+            usage: self.usage.take(),
+            cancelled,
+        };
+        for hooks in &report.hooks {
+            hooks.finished(&report.ctx, &record);
+        }
+    }
+}
+
+impl Stream for ObservedStream {
+    type Item = Result<StreamEvent, ProviderError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let next = this.events.as_mut().poll_next(cx);
+        match &next {
+            std::task::Poll::Ready(Some(Ok(event))) => match event {
+                StreamEvent::TextDelta { .. }
+                | StreamEvent::ThinkingDelta { .. }
+                | StreamEvent::ToolCallStart { .. }
+                | StreamEvent::ToolCallDelta { .. } => {
+                    if this.first_token.is_none() {
+                        if let Some(report) = &this.report {
+                            this.first_token = Some(report.ctx.started.elapsed());
+                        }
+                    }
+                }
+                StreamEvent::Usage { usage } => {
+                    // Providers may report usage in parts (input first,
+                    // output at the end): keep the largest of each.
+                    let total = this.usage.get_or_insert_with(Usage::default);
+                    total.input_tokens = total.input_tokens.max(usage.input_tokens);
+                    total.output_tokens = total.output_tokens.max(usage.output_tokens);
+                    if usage.cached_input_tokens.is_some() {
+                        total.cached_input_tokens = usage.cached_input_tokens;
+                    }
+                }
+                _ => {}
+            },
+            std::task::Poll::Ready(Some(Err(error))) => {
+                this.error = Some(error.clone());
+            }
+            std::task::Poll::Ready(None) => this.finish(false),
+            std::task::Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for ObservedStream {
+    fn drop(&mut self) {
+        let cancelled = self.report.is_some() && self.error.is_none();
+        self.finish(cancelled);
+    }
 }
