@@ -144,6 +144,7 @@ fn parse_endpoints(
                 provider: entry.provider,
                 model: entry.model,
                 config,
+                policy: crate::policy::EndpointPolicy::default(),
             })
         })
         .collect()

@@ -26,6 +26,7 @@ use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use portico_model::plugin::{ConfigField, FieldKind, ProviderInfo};
 use serde::{Deserialize, Serialize};
 
+use crate::policy::EndpointPolicy;
 use crate::registry::Registry;
 use crate::secrets::{self, Cipher, SecretsError};
 use crate::store::{Source, Store, StoreError, StoredEndpoint};
@@ -41,6 +42,9 @@ pub struct EndpointDef {
     pub model: String,
     /// Provider configuration values (secrets in clear: never log these).
     pub config: BTreeMap<String, String>,
+    /// Targets, fallbacks, retries, timeouts and limits.
+    #[serde(default)]
+    pub policy: EndpointPolicy,
 }
 
 /// Lock-free read, copy-on-write table of endpoints by name.
@@ -518,6 +522,7 @@ impl EndpointManager {
                     provider: endpoint.provider.clone(),
                     model: endpoint.model.clone(),
                     config,
+                    policy: EndpointPolicy::default(),
                 }),
                 Err(error) => tracing::error!(
                     endpoint = %endpoint.name,

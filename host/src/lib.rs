@@ -4,7 +4,8 @@
 //! - [`runtime`]: wasmtime engine, sandbox limits, pooled plugin instances.
 //! - [`registry`]: the loaded plugins, with hot reload of the plugins dir.
 //! - [`dialects`]: the client-facing APIs (OpenAI, ...).
-//! - [`routing`]: endpoint → plugin → upstream round trip, streaming.
+//! - [`routing`]: endpoint → plugin → upstream round trip, streaming;
+//!   [`policy`]: targets, fallbacks, retries, timeouts and limits.
 //! - [`endpoints`]: the endpoint table and its manager; [`store`]: persistent
 //!   state (SQLite); [`secrets`]: encryption at rest; [`config`]: CLI and
 //!   endpoints file.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod conformance;
 pub mod dialects;
 pub mod endpoints;
+pub mod policy;
 pub mod registry;
 pub mod routing;
 pub mod runtime;
