@@ -47,6 +47,10 @@ pub struct Cli {
     /// Days to keep stored Responses API conversations (`previous_response_id`).
     #[arg(long, env = "PORTICO_RESPONSE_RETENTION_DAYS", default_value_t = 30)]
     pub response_retention_days: u64,
+    /// On SIGTERM or Ctrl-C, seconds to let in-flight requests and streams
+    /// finish after the listener closes; what is still running then is cut.
+    #[arg(long, env = "PORTICO_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
     /// Log format on stderr.
     #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

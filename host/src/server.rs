@@ -212,11 +212,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
     tracing::info!(address = %cli.listen, "Portico gateway listening");
-    axum::serve(listener, app.router.clone())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app.router.clone()).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    });
+    let grace = Duration::from_secs(cli.shutdown_grace_secs);
+    // The listener closes at the signal; in-flight requests and streams get
+    // `grace` to finish, then whatever still runs is cut so the process
+    // exits in bounded time (an orchestrator's SIGKILL would lose more).
+    let deadline = async move {
+        let _ = stop_requested.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        () = deadline => tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "shutdown grace period over; cutting the requests still in flight"
+        ),
+    }
     app.close().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -242,7 +259,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: no new connections; letting in-flight requests finish");
 }
 
 /// Deletes stored Responses API conversations older than `retention`, at
