@@ -1,5 +1,5 @@
 # Thin wrapper: the logic lives in scripts/.
-.PHONY: run build plugins test fmt lint setup
+.PHONY: run build plugins test fmt lint setup bench
 
 # Build everything (plugins too) and start the gateway on 127.0.0.1:5000,
 # loading ./plugins. Extra flags: make run ARGS="--config portico.toml"
@@ -19,6 +19,11 @@ test:
 
 setup:
 	scripts/setup
+
+# Performance benchmark (gateway vs nginx vs upstream alone); writes
+# tests/bench/RESULTS.md. Durations: BENCH_* variables (see scripts/bench).
+bench:
+	scripts/bench
 
 fmt:
 	cargo fmt --all

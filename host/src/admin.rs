@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::endpoints::{EndpointInput, EndpointManager, EndpointView, ManageError};
+use crate::policy::EndpointPolicy;
 use crate::registry::PluginStatus;
 
 /// The OpenAPI 3 document of this API, maintained by hand next to the
@@ -255,10 +256,15 @@ async fn openapi() -> Response {
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
+    /// Empty or omitted for a router endpoint (policy with targets).
+    #[serde(default)]
     provider: String,
+    #[serde(default)]
     model: String,
     #[serde(default)]
     config: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    policy: EndpointPolicy,
     // Read-only fields of a fetched endpoint, accepted and ignored so a
     // client may send back what it got.
     #[serde(default, rename = "secrets_set")]
@@ -278,10 +284,14 @@ struct ReplaceBody {
     /// Optional; must match the path when present.
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
     provider: String,
+    #[serde(default)]
     model: String,
     #[serde(default)]
     config: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    policy: EndpointPolicy,
     #[serde(default, rename = "secrets_set")]
     _secrets_set: Option<IgnoredAny>,
     #[serde(default, rename = "source")]
@@ -311,6 +321,7 @@ async fn create_endpoint(
         provider: body.provider,
         model: body.model,
         config: body.config,
+        policy: body.policy,
     };
     let view = manager.create(&body.name, input).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -332,6 +343,7 @@ async fn replace_endpoint(
         provider: body.provider,
         model: body.model,
         config: body.config,
+        policy: body.policy,
     };
     Ok(Json(manager.replace(&name, input).await?))
 }

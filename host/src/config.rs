@@ -34,6 +34,10 @@ pub struct Cli {
     /// When set, every /api/v1 request needs `Authorization: Bearer <token>`.
     #[arg(long, env = "PORTICO_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Require a gateway key (created with /api/v1/keys or the UI) on every
+    /// /gateway request; off, any API key is accepted.
+    #[arg(long, env = "PORTICO_REQUIRE_KEYS")]
+    pub require_keys: bool,
     /// Largest accepted request body, in bytes (larger ones get 413).
     #[arg(long, env = "PORTICO_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -47,6 +51,10 @@ pub struct Cli {
     /// Days to keep stored Responses API conversations (`previous_response_id`).
     #[arg(long, env = "PORTICO_RESPONSE_RETENTION_DAYS", default_value_t = 30)]
     pub response_retention_days: u64,
+    /// Days to keep the request log (usage and cost per request; message
+    /// contents are never logged).
+    #[arg(long, env = "PORTICO_REQUEST_LOG_RETENTION_DAYS", default_value_t = 30)]
+    pub request_log_retention_days: u64,
     /// On SIGTERM or Ctrl-C, seconds to let in-flight requests and streams
     /// finish after the listener closes; what is still running then is cut.
     #[arg(long, env = "PORTICO_SHUTDOWN_GRACE", default_value_t = 30)]
@@ -100,10 +108,17 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct EndpointEntry {
     name: String,
+    /// Omitted for a router endpoint (one with `policy.targets`).
+    #[serde(default)]
     provider: String,
+    #[serde(default)]
     model: String,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// `[endpoints.policy]`: targets, fallbacks, retry, timeouts,
+    /// circuit_breaker, limits.
+    #[serde(default)]
+    policy: crate::policy::EndpointPolicy,
 }
 
 /// Reads the endpoints file, replacing `${VAR}` references with environment
@@ -148,7 +163,7 @@ fn parse_endpoints(
                 provider: entry.provider,
                 model: entry.model,
                 config,
-                policy: crate::policy::EndpointPolicy::default(),
+                policy: entry.policy,
             })
         })
         .collect()
@@ -201,6 +216,38 @@ mod tests {
         assert_eq!(defs.len(), 1);
         assert_eq!(defs[0].config["api_key"], "sk-secret");
         assert_eq!(defs[0].config["base_url"], "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn parses_policy_tables() {
+        let defs = parse_endpoints(
+            r#"
+            [[endpoints]]
+            name = "router"
+            [endpoints.policy]
+            fallbacks = ["c"]
+            [[endpoints.policy.targets]]
+            endpoint = "a"
+            weight = 3
+            [[endpoints.policy.targets]]
+            endpoint = "b"
+            [endpoints.policy.retry]
+            max_attempts = 2
+            [endpoints.policy.circuit_breaker]
+            failure_threshold = 4
+            "#,
+            env,
+        )
+        .unwrap();
+        let policy = &defs[0].policy;
+        assert_eq!(defs[0].provider, "");
+        assert_eq!(policy.targets.len(), 2);
+        assert_eq!((policy.targets[0].weight, policy.targets[1].weight), (3, 1));
+        assert_eq!(policy.fallbacks, ["c"]);
+        assert_eq!(policy.retry.max_attempts, 2);
+        assert_eq!(policy.circuit_breaker.unwrap().failure_threshold, 4);
+        let typo = "[[endpoints]]\nname='a'\n[endpoints.policy]\nretries=2";
+        assert!(parse_endpoints(typo, env).is_err());
     }
 
     #[test]

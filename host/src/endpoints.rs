@@ -102,6 +102,9 @@ pub struct EndpointView {
     pub config: BTreeMap<String, String>,
     /// Secret fields that have a value.
     pub secrets_set: Vec<String>,
+    /// Targets, fallbacks, retries, timeouts, breaker and limits.
+    #[serde(default)]
+    pub policy: EndpointPolicy,
     pub source: Source,
     /// RFC 3339, UTC.
     pub created_at: String,
@@ -113,9 +116,11 @@ pub struct EndpointView {
 /// arrays only for `secret_json` fields; null or "" means unset).
 #[derive(Debug, Clone, Default)]
 pub struct EndpointInput {
+    /// Empty for a router: an endpoint that only routes to its targets.
     pub provider: String,
     pub model: String,
     pub config: BTreeMap<String, serde_json::Value>,
+    pub policy: EndpointPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,18 +264,19 @@ impl EndpointManager {
                 "endpoint '{name}' already exists"
             )));
         }
-        let info = self.provider_info(&input.provider)?;
-        let plain = validate_config(&info, &input, None)?;
+        let (info, plain, model) = self.validate_input(name, &input, None)?;
         let now = now();
         let stored = StoredEndpoint {
             name: name.to_string(),
-            config: self.seal(name, &plain, Some(&info))?,
+            config: self.seal(name, &plain, info.as_ref())?,
             provider: input.provider,
-            model: validate_model(&input.model)?,
+            model,
+            policy: input.policy,
             source: Source::Api,
             created_at: now,
             updated_at: now,
         };
+        self.check_references(&stored).await?;
         self.store.create_endpoint(&stored).await?;
         tracing::info!(endpoint = %name, provider = %stored.provider, model = %stored.model, "endpoint created");
         self.refresh().await?;
@@ -291,22 +297,23 @@ impl EndpointManager {
             .await?
             .ok_or_else(|| not_found(name))?;
         refuse_file_sourced(&existing, "changed")?;
-        let info = self.provider_info(&input.provider)?;
         let previous = if existing.provider == input.provider {
             Some(self.open(&existing)?)
         } else {
             None
         };
-        let plain = validate_config(&info, &input, previous.as_ref())?;
+        let (info, plain, model) = self.validate_input(name, &input, previous.as_ref())?;
         let stored = StoredEndpoint {
             name: name.to_string(),
-            config: self.seal(name, &plain, Some(&info))?,
+            config: self.seal(name, &plain, info.as_ref())?,
             provider: input.provider,
-            model: validate_model(&input.model)?,
+            model,
+            policy: input.policy,
             source: Source::Api,
             created_at: existing.created_at,
             updated_at: now(),
         };
+        self.check_references(&stored).await?;
         self.store.update_endpoint(&stored).await?;
         tracing::info!(endpoint = %name, provider = %stored.provider, model = %stored.model, "endpoint updated");
         self.refresh().await?;
@@ -350,9 +357,22 @@ impl EndpointManager {
                 other => other,
             };
             validate_name(&def.name).map_err(context)?;
-            let model = validate_model(&def.model).map_err(context)?;
-            let info = self.registry.get(&def.provider).map(|p| p.info.clone());
+            let config_given = def.config.values().any(|v| !v.is_empty());
+            validate_policy(&def.provider, &def.model, config_given, &def.policy)
+                .map_err(context)?;
+            let router = def.provider.is_empty();
+            let model = if router {
+                String::new()
+            } else {
+                validate_model(&def.model).map_err(context)?
+            };
+            let info = if router {
+                None
+            } else {
+                self.registry.get(&def.provider).map(|p| p.info.clone())
+            };
             let plain = match &info {
+                _ if router => BTreeMap::new(),
                 Some(info) => {
                     let input = EndpointInput {
                         provider: def.provider.clone(),
@@ -362,6 +382,7 @@ impl EndpointManager {
                             .iter()
                             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                             .collect(),
+                        policy: EndpointPolicy::default(),
                     };
                     validate_config(info, &input, None).map_err(context)?
                 }
@@ -388,6 +409,7 @@ impl EndpointManager {
                 if existing.source == Source::File
                     && existing.provider == def.provider
                     && existing.model == model
+                    && existing.policy == def.policy
                     && sealed_alike
                     && self.open(existing).ok().as_ref() == Some(&plain)
                 {
@@ -402,11 +424,35 @@ impl EndpointManager {
                 name: def.name,
                 provider: def.provider,
                 model,
+                policy: def.policy,
                 source: Source::File,
                 created_at: existing.as_ref().map_or(now, |e| e.created_at),
                 updated_at: now,
             });
         }
+        // References are checked against what the store will hold: the
+        // file's endpoints and the API ones it does not replace.
+        let mut after: Vec<StoredEndpoint> = self
+            .store
+            .list_endpoints()
+            .await?
+            .into_iter()
+            .filter(|e| e.source == Source::Api && !keep.contains(&e.name))
+            .collect();
+        let unchanged: Vec<StoredEndpoint> = {
+            let mut kept = Vec::new();
+            for name in &keep {
+                if !upserts.iter().any(|u| &u.name == name)
+                    && let Some(existing) = self.store.get_endpoint(name).await?
+                {
+                    kept.push(existing);
+                }
+            }
+            kept
+        };
+        after.extend(unchanged);
+        after.extend(upserts.iter().cloned());
+        check_graph(&after, &keep)?;
         applied.deleted = self.store.sync_file_endpoints(&upserts, &keep).await?;
         applied.written = upserts.into_iter().map(|e| e.name).collect();
         self.refresh().await?;
@@ -522,7 +568,7 @@ impl EndpointManager {
                     provider: endpoint.provider.clone(),
                     model: endpoint.model.clone(),
                     config,
-                    policy: EndpointPolicy::default(),
+                    policy: endpoint.policy.clone(),
                 }),
                 Err(error) => tracing::error!(
                     endpoint = %endpoint.name,
@@ -533,6 +579,44 @@ impl EndpointManager {
         }
         self.table.replace_all(defs);
         Ok(())
+    }
+
+    /// Checks an API write: the policy, and the provider config unless the
+    /// endpoint is a router (no provider). Returns the provider (if any),
+    /// the config in clear and the model.
+    #[allow(clippy::type_complexity)]
+    fn validate_input(
+        &self,
+        name: &str,
+        input: &EndpointInput,
+        previous: Option<&BTreeMap<String, String>>,
+    ) -> Result<(Option<ProviderInfo>, BTreeMap<String, String>, String), ManageError> {
+        let config_given = input
+            .config
+            .values()
+            .any(|v| !v.is_null() && v.as_str() != Some(""));
+        validate_policy(&input.provider, &input.model, config_given, &input.policy)?;
+        if input.provider.is_empty() {
+            tracing::debug!(endpoint = %name, "router endpoint");
+            return Ok((None, BTreeMap::new(), String::new()));
+        }
+        let info = self.provider_info(&input.provider)?;
+        let plain = validate_config(&info, input, previous)?;
+        Ok((Some(info), plain, validate_model(&input.model)?))
+    }
+
+    /// Checks the references from and to `endpoint` against the stored
+    /// endpoints, as they will be after writing it.
+    async fn check_references(&self, endpoint: &StoredEndpoint) -> Result<(), ManageError> {
+        let mut after: Vec<StoredEndpoint> = self
+            .store
+            .list_endpoints()
+            .await?
+            .into_iter()
+            .filter(|e| e.name != endpoint.name)
+            .collect();
+        after.push(endpoint.clone());
+        check_graph(&after, &BTreeSet::from([endpoint.name.clone()]))
     }
 
     fn provider_info(&self, provider: &str) -> Result<ProviderInfo, ManageError> {
@@ -622,11 +706,89 @@ impl EndpointManager {
             model: endpoint.model.clone(),
             config,
             secrets_set,
+            policy: endpoint.policy.clone(),
             source: endpoint.source,
             created_at: rfc3339(endpoint.created_at),
             updated_at: rfc3339(endpoint.updated_at),
         }
     }
+}
+
+/// The shape rules of an endpoint with its policy: a router (no provider)
+/// has targets and no model or config; the policy is valid on its own.
+fn validate_policy(
+    provider: &str,
+    model: &str,
+    config_given: bool,
+    policy: &EndpointPolicy,
+) -> Result<(), ManageError> {
+    policy
+        .validate()
+        .map_err(|e| ManageError::Invalid(format!("invalid policy: {e}")))?;
+    if provider.trim().is_empty() {
+        if policy.targets.is_empty() {
+            return Err(ManageError::Invalid(
+                "'provider' is required unless the policy lists targets (a router endpoint)".into(),
+            ));
+        }
+        if !model.trim().is_empty() || config_given {
+            return Err(ManageError::Invalid(
+                "a router endpoint (no provider) takes no model or config: its targets bring their own"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks targets and fallbacks across `endpoints` (the whole set after a
+/// write), for the edges from or to the endpoints in `changed`: each
+/// reference names an existing plain endpoint (one with a provider and no
+/// targets or fallbacks of its own), or the endpoint itself when it has a
+/// provider. Nesting is refused, which also rules out cycles. Edges between
+/// unchanged endpoints are not checked: a deleted target is tolerated at
+/// request time.
+fn check_graph(
+    endpoints: &[StoredEndpoint],
+    changed: &BTreeSet<String>,
+) -> Result<(), ManageError> {
+    let by_name: HashMap<&str, &StoredEndpoint> =
+        endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
+    for endpoint in endpoints {
+        for reference in endpoint.policy.referenced() {
+            let from_changed = changed.contains(&endpoint.name);
+            if !from_changed && !changed.contains(reference) {
+                continue;
+            }
+            if reference == endpoint.name {
+                if endpoint.provider.is_empty() {
+                    return Err(ManageError::Invalid(format!(
+                        "endpoint '{}' lists itself as a target but has no provider",
+                        endpoint.name
+                    )));
+                }
+                continue;
+            }
+            match by_name.get(reference) {
+                None if from_changed => {
+                    return Err(ManageError::Invalid(format!(
+                        "endpoint '{}' routes to '{reference}', which does not exist",
+                        endpoint.name
+                    )));
+                }
+                None => {}
+                Some(target) if target.provider.is_empty() || target.policy.is_router() => {
+                    return Err(ManageError::Invalid(format!(
+                        "endpoint '{}' routes to '{reference}', which has targets or fallbacks of its own; \
+                         targets and fallbacks must be plain endpoints (no nesting, no cycles)",
+                        endpoint.name
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn not_found(name: &str) -> ManageError {
@@ -842,6 +1004,7 @@ mod tests {
             provider: "p".into(),
             model: "m".into(),
             config: serde_json::from_value(config).unwrap(),
+            policy: EndpointPolicy::default(),
         }
     }
 
@@ -850,6 +1013,85 @@ mod tests {
             Err(ManageError::Invalid(msg)) => msg,
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    fn stored(name: &str, provider: &str, policy: serde_json::Value) -> StoredEndpoint {
+        StoredEndpoint {
+            name: name.into(),
+            provider: provider.into(),
+            model: if provider.is_empty() { "" } else { "m" }.into(),
+            config: BTreeMap::new(),
+            policy: serde_json::from_value(policy).unwrap(),
+            source: Source::Api,
+            created_at: UNIX_EPOCH,
+            updated_at: UNIX_EPOCH,
+        }
+    }
+
+    fn graph_error(endpoints: &[StoredEndpoint], changed: &[&str]) -> Option<String> {
+        let changed = changed.iter().map(|c| c.to_string()).collect();
+        match check_graph(endpoints, &changed) {
+            Ok(()) => None,
+            Err(ManageError::Invalid(msg)) => Some(msg),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn routing_references() {
+        let a = stored("a", "p", json!({}));
+        let b = stored("b", "p", json!({}));
+        let router = stored(
+            "r",
+            "",
+            json!({"targets": [{"endpoint": "a"}], "fallbacks": ["b"]}),
+        );
+        assert_eq!(
+            graph_error(&[a.clone(), b.clone(), router.clone()], &["r"]),
+            None
+        );
+        // Itself, when it has a provider (a split between itself and another).
+        let split = stored(
+            "s",
+            "p",
+            json!({"targets": [{"endpoint": "s"}, {"endpoint": "a"}]}),
+        );
+        assert_eq!(graph_error(&[a.clone(), split], &["s"]), None);
+        let selfish = stored("x", "", json!({"targets": [{"endpoint": "x"}]}));
+        assert!(
+            graph_error(&[selfish], &["x"])
+                .unwrap()
+                .contains("no provider")
+        );
+        // Unknown references are refused on write, tolerated otherwise.
+        assert!(
+            graph_error(std::slice::from_ref(&router), &["r"])
+                .unwrap()
+                .contains("does not exist")
+        );
+        assert_eq!(graph_error(std::slice::from_ref(&router), &["other"]), None);
+        // No nesting, hence no cycles: neither to a router nor by turning a
+        // target into one.
+        let nested = stored("n", "", json!({"targets": [{"endpoint": "r"}]}));
+        let all = [a.clone(), b.clone(), router.clone(), nested];
+        assert!(graph_error(&all, &["n"]).unwrap().contains("no nesting"));
+        let a_router = stored("a", "p", json!({"fallbacks": ["r"]}));
+        assert!(
+            graph_error(&[a_router, b.clone(), router.clone()], &["a"])
+                .unwrap()
+                .contains("no nesting")
+        );
+    }
+
+    #[test]
+    fn router_shape() {
+        let targets: EndpointPolicy =
+            serde_json::from_value(json!({"targets": [{"endpoint": "a"}]})).unwrap();
+        assert!(validate_policy("", "", false, &targets).is_ok());
+        assert!(validate_policy("", "", false, &EndpointPolicy::default()).is_err());
+        assert!(validate_policy("", "m", false, &targets).is_err());
+        assert!(validate_policy("", "", true, &targets).is_err());
+        assert!(validate_policy("p", "m", true, &targets).is_ok());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //!   state (SQLite); [`secrets`]: encryption at rest; [`config`]: CLI and
 //!   endpoints file.
 //! - [`admin`]: the management API; [`server`]: start-up and routes.
+//! - [`access`]: gateway keys and rate limits.
+//! - [`telemetry`]: request log, usage, metrics, logging and tracing.
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod conformance;
@@ -23,4 +26,5 @@ pub mod runtime;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod ui;

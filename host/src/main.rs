@@ -1,20 +1,13 @@
 use clap::Parser;
-use portico::config::{Cli, Command, LogFormat};
+use portico::config::{Cli, Command};
 use portico::conformance;
 use portico::runtime::{PluginRuntime, RuntimeConfig};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    // Held to the end of main: dropping it flushes exported traces.
+    let _logging = portico::telemetry::logging::init(cli.log_format);
     match cli.command {
         Some(Command::CheckPlugin { files }) => check_plugins(&files).await,
         None => portico::server::run(cli).await,

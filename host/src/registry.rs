@@ -343,6 +343,12 @@ impl Registry {
         map.insert(id.clone(), plugin.clone());
         self.plugins.store(Arc::new(map));
         drop(files);
+        let counter = if old.is_some() {
+            "portico_plugin_reloads_total"
+        } else {
+            "portico_plugin_loads_total"
+        };
+        metrics::counter!(counter, "plugin" => id.clone()).increment(1);
         match old {
             Some(old) => tracing::info!(
                 plugin = %id,
@@ -370,6 +376,7 @@ impl Registry {
         state.last_error = Some(error.clone());
         state.failed_sha256 = sha256;
         state.conflict = conflict;
+        metrics::counter!("portico_plugin_load_failures_total").increment(1);
         match &state.plugin {
             Some(old) => tracing::error!(
                 file = name,

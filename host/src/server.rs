@@ -7,9 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use axum::{Extension, Router};
 use tower_http::trace::TraceLayer;
 
+use crate::access::{self, Access};
 use crate::admin;
 use crate::config::Cli;
 use crate::dialects;
@@ -19,25 +21,42 @@ use crate::routing::{Gateway, UpstreamTimeouts};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::secrets::{self, Cipher};
 use crate::store::{self, Store};
+use crate::telemetry::{self, Telemetry};
 
 /// The whole application router. The store is also available to handlers
 /// as an `Extension<Arc<dyn Store>>`.
 pub fn app(
     gateway: Arc<Gateway>,
     manager: Arc<EndpointManager>,
+    access: Arc<Access>,
+    telemetry: Arc<Telemetry>,
     admin_token: Option<&str>,
     max_body_bytes: usize,
 ) -> Router {
+    use portico_model::plugin::Dialect;
     let store = manager.store().clone();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest(
             "/api/v1",
-            admin::router(manager, admin_token, Router::new()),
+            admin::router(
+                manager,
+                admin_token,
+                access::api::router(access.clone()).merge(telemetry.api_router()),
+            ),
         )
-        .nest("/gateway/openai/v1", dialects::openai::router())
-        .nest("/gateway/anthropic", dialects::anthropic::router())
-        .nest("/gateway/gemini", dialects::gemini::router())
+        .nest(
+            "/gateway/openai/v1",
+            access.guard(Dialect::Openai, dialects::openai::router()),
+        )
+        .nest(
+            "/gateway/anthropic",
+            access.guard(Dialect::Anthropic, dialects::anthropic::router()),
+        )
+        .nest(
+            "/gateway/gemini",
+            access.guard(Dialect::Gemini, dialects::gemini::router()),
+        )
         .merge(crate::ui::router())
         .layer(Extension(store))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -69,16 +88,27 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     pub manager: Arc<EndpointManager>,
     pub store: Arc<dyn Store>,
+    /// Gateway keys and rate limits (keys start not required).
+    pub access: Arc<Access>,
+    /// Request log, usage and metrics.
+    pub telemetry: Arc<Telemetry>,
     _file_watch: Option<FileWatchGuard>,
+    _last_used_writer: AbortOnDrop,
 }
 
 impl App {
     /// Stops watching and closes the store.
     pub async fn close(self) {
         let App {
-            store, _file_watch, ..
+            store,
+            _file_watch,
+            access,
+            telemetry,
+            ..
         } = self;
         drop(_file_watch);
+        access.flush_last_used().await;
+        telemetry.close().await;
         store.close().await;
     }
 }
@@ -131,36 +161,49 @@ pub async fn build(
     }
     tracing::info!(count = table.list().len(), "endpoints configured");
 
+    let access = Access::load(store.clone())
+        .await
+        .context("loading gateway keys")?;
+    let last_used_writer = AbortOnDrop(access.spawn_last_used_writer());
+    let telemetry = Telemetry::start(store.clone(), registry.clone(), table.clone());
     let gateway = Arc::new(
-        Gateway::new(registry, table, http, options.timeouts).with_conversations(store.clone()),
+        Gateway::new(registry, table, http, options.timeouts)
+            .with_conversations(store.clone())
+            .with_hooks(access.clone())
+            .with_hooks(telemetry.clone()),
     );
     let router = app(
         gateway.clone(),
         manager.clone(),
+        access.clone(),
+        telemetry.clone(),
         options.admin_token.as_deref(),
         options.max_body_bytes,
     );
+    // Outermost: the request id and the log cover what any layer refuses.
+    let router = telemetry.wrap(router);
     Ok(App {
         router,
         gateway,
         manager,
         store,
+        access,
+        telemetry,
         _file_watch: file_watch,
+        _last_used_writer: last_used_writer,
     })
 }
 
 /// Loads plugins and endpoints, then serves until SIGINT/SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before the plugins load, so their load counters are recorded.
+    telemetry::metrics::GatewayMetrics::install();
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating data dir {}", cli.data_dir.display()))?;
     std::fs::create_dir_all(&cli.plugins_dir)
         .with_context(|| format!("creating plugins dir {}", cli.plugins_dir.display()))?;
 
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(cli.connect_timeout_secs))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
+    let http = crate::routing::upstream_client(Duration::from_secs(cli.connect_timeout_secs))
         .context("building the HTTP client")?;
 
     let runtime = PluginRuntime::new(
@@ -203,9 +246,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!(address = %cli.listen, "the management API is reachable from the network without an admin token: set --admin-token");
     }
     let app = build(options, registry, http).await?;
+    app.access.set_required(cli.require_keys);
+    if cli.require_keys {
+        tracing::info!(
+            active_keys = app.access.active_keys(),
+            "gateway keys required on /gateway requests"
+        );
+    }
     let _pruning = prune_responses_periodically(
         app.store.clone(),
         Duration::from_secs(cli.response_retention_days.saturating_mul(86_400)),
+    );
+    let _request_log_pruning = telemetry::prune_periodically(
+        app.store.clone(),
+        Duration::from_secs(cli.request_log_retention_days.saturating_mul(86_400)),
     );
 
     let listener = tokio::net::TcpListener::bind(cli.listen)
@@ -213,6 +267,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cli.listen))?;
     tracing::info!(address = %cli.listen, "Portico gateway listening");
     let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
+    // Without TCP_NODELAY each small stream frame after the first waits for
+    // the client's delayed ACK (~40 ms a chunk).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     let server = axum::serve(listener, app.router.clone()).with_graceful_shutdown(async move {
         shutdown_signal().await;
         let _ = stopping.send(true);

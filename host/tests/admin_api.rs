@@ -876,6 +876,12 @@ async fn openapi_document_matches_the_routes() {
         "GET /api/v1/providers",
         "GET /api/v1/plugins",
         "GET /api/v1/openapi.json",
+        "GET /api/v1/keys",
+        "POST /api/v1/keys",
+        "GET /api/v1/keys/{id}",
+        "DELETE /api/v1/keys/{id}",
+        "GET /api/v1/usage",
+        "GET /api/v1/requests",
     ];
     served.sort();
     assert_eq!(documented, served);

@@ -56,7 +56,7 @@ impl<I: Instance> Guest for Bridge<I> {
         let endpoint = endpoint_from_wit(endpoint);
         let response = response_from_wit(response);
         let result =
-            I::with(|p| p.parse_chat_response(&endpoint, response)).and_then(|r| to_json(&r));
+            I::with(|p| crate::parse_chat(p, &endpoint, response)).and_then(|r| to_json(&r));
         result.map_err(error_to_wit)
     }
 
@@ -77,7 +77,7 @@ impl<I: Instance> Guest for Bridge<I> {
         let endpoint = endpoint_from_wit(endpoint);
         let response = response_from_wit(response);
         let result =
-            I::with(|p| p.parse_embeddings_response(&endpoint, response)).and_then(|r| to_json(&r));
+            I::with(|p| crate::parse_embeddings(p, &endpoint, response)).and_then(|r| to_json(&r));
         result.map_err(error_to_wit)
     }
 

@@ -87,6 +87,20 @@ pub fn optional(
     }
 }
 
+/// A field the provider needs, pre-filled with `default` (e.g. a region).
+pub fn required_default(
+    name: &str,
+    label: &str,
+    kind: FieldKind,
+    default: &str,
+    help: &str,
+) -> ConfigField {
+    ConfigField {
+        default_value: Some(default.to_string()),
+        ..required(name, label, kind, help)
+    }
+}
+
 /// An `enum` field choosing one of `options` (the first is the default).
 pub fn choice(name: &str, label: &str, options: &[&str], help: &str) -> ConfigField {
     ConfigField {
@@ -95,6 +109,26 @@ pub fn choice(name: &str, label: &str, options: &[&str], help: &str) -> ConfigFi
         options: options.iter().map(|o| o.to_string()).collect(),
         ..required(name, label, FieldKind::Enum, help)
     }
+}
+
+/// The required `api_key` secret of most hosted APIs; `help` says where
+/// to get one.
+pub fn api_key(help: &str) -> ConfigField {
+    required("api_key", "API key", FieldKind::Secret, help)
+}
+
+/// The optional `base_url` field overriding the API root (`default`, or
+/// another setting when `None`).
+pub fn base_url(default: Option<&str>, help: &str) -> ConfigField {
+    optional("base_url", "Base URL", FieldKind::Url, default, help)
+}
+
+/// [`base_url`] for a hosted API whose root rarely changes.
+pub fn proxy_base_url(default: &str) -> ConfigField {
+    base_url(
+        Some(default),
+        "API root; change it only to go through a proxy.",
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use portico_model::formats::gemini;
 use portico_model::plugin::HttpResponse;
 use portico_model::{ChatRequest, ChatResponse, ProviderError, StreamEvent};
 
-use crate::http::RequestBuilder;
+use crate::http::{self, RequestBuilder};
 use crate::sse::{EventDecoder, SseEvent, SseStream};
 
 /// The `generateContent` request (or `streamGenerateContent?alt=sse` when
@@ -20,25 +20,19 @@ pub fn generate_content_request(
     request: &ChatRequest,
     stream: bool,
 ) -> RequestBuilder {
-    let (url, accept) = if stream {
-        (
-            format!("{model_url}:streamGenerateContent?alt=sse"),
-            "text/event-stream",
-        )
+    let url = if stream {
+        format!("{model_url}:streamGenerateContent?alt=sse")
     } else {
-        (format!("{model_url}:generateContent"), "application/json")
+        format!("{model_url}:generateContent")
     };
     RequestBuilder::post(url)
-        .header("accept", accept)
+        .header("accept", http::accept(stream, http::SSE))
         .json(&gemini::generate_content_request_body(request))
 }
 
-/// A `generateContent` answer (any status) as a neutral response or a
-/// typed error.
+/// A successful `generateContent` answer as a neutral response (the export
+/// bridge sends other statuses to the provider's `parse_error`).
 pub fn parse_chat_response(response: &HttpResponse) -> Result<ChatResponse, ProviderError> {
-    if response.status >= 300 {
-        return Err(parse_error(response));
-    }
     gemini::parse_generate_content(&response.body)
 }
 
@@ -151,7 +145,7 @@ mod tests {
             headers: vec![],
             body: br#"{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"12s"}]}}"#.to_vec(),
         };
-        let err = parse_chat_response(&limited).unwrap_err();
+        let err = parse_error(&limited);
         assert_eq!(
             (err.kind, err.status, err.retry_after_ms),
             (ErrorKind::RateLimited, 429, Some(12_000))

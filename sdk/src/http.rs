@@ -64,7 +64,9 @@ impl RequestBuilder {
 
     /// A JSON body, with `content-type: application/json`.
     pub fn json(mut self, body: &Value) -> Self {
-        self.request.body = body.to_string().into_bytes();
+        // `to_vec` writes bytes directly; `to_string` goes through
+        // `fmt::Write` token by token, several times slower in a plugin.
+        self.request.body = serde_json::to_vec(body).unwrap_or_default();
         self.header("content-type", "application/json")
     }
 
@@ -76,6 +78,21 @@ impl RequestBuilder {
 
     pub fn build(self) -> HttpRequest {
         self.request
+    }
+}
+
+/// Content type of server-sent-event streams.
+pub const SSE: &str = "text/event-stream";
+/// Content type of newline-delimited JSON streams.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// The `accept` header of a call: `stream_type` (e.g. [`SSE`]) for a
+/// streaming call, JSON otherwise.
+pub fn accept(stream: bool, stream_type: &'static str) -> &'static str {
+    if stream {
+        stream_type
+    } else {
+        "application/json"
     }
 }
 

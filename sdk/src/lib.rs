@@ -26,7 +26,8 @@
 //! typed values. Helpers keep plugins small: [`sse`] and [`ndjson`] stream
 //! framing, [`http`] request building, [`config`] endpoint settings,
 //! [`errors`] status/`Retry-After` mapping, [`catalog`] model lists from an
-//! embedded `models.toml`, [`host`] imports, and [`openai_compat`] — a
+//! embedded `models.toml`, [`describe`] provider descriptions, [`host`]
+//! imports, [`testing`] unit-test checks, and [`openai_compat`] — a
 //! complete OpenAI-compatible chat/embeddings flow.
 //!
 //! Everything except [`host`] is plain Rust that also compiles natively, so
@@ -35,6 +36,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod describe;
 pub mod errors;
 pub mod eventstream;
 pub mod gemini;
@@ -81,8 +83,10 @@ pub trait Provider: Sized + 'static {
         stream: bool,
     ) -> Result<HttpRequest, ProviderError>;
 
-    /// A complete upstream chat response (any status) as a neutral answer or
-    /// a typed error.
+    /// A complete successful (2xx) upstream chat response as a neutral
+    /// answer, or a typed error when its body is not a valid answer. Other
+    /// statuses never get here: the export bridge sends them to
+    /// [`Provider::parse_error`] (see [`parse_chat`]).
     fn parse_chat_response(
         &self,
         endpoint: &Endpoint,
@@ -99,8 +103,9 @@ pub trait Provider: Sized + 'static {
         Err(errors::not_supported(endpoint, "embeddings"))
     }
 
-    /// A complete upstream embeddings response (any status). Default:
-    /// unsupported.
+    /// A complete successful (2xx) upstream embeddings response; other
+    /// statuses go to [`Provider::parse_error`] (see [`parse_embeddings`]).
+    /// Default: unsupported.
     fn parse_embeddings_response(
         &self,
         endpoint: &Endpoint,
@@ -110,8 +115,8 @@ pub trait Provider: Sized + 'static {
         Err(errors::not_supported(endpoint, "embeddings"))
     }
 
-    /// Maps an upstream error response (status >= 400), e.g. of a streaming
-    /// call. Default: kind from the status, message from the common JSON
+    /// Maps an upstream error response (any non-2xx status) of any call,
+    /// streaming or not. Default: kind from the status, message from the common JSON
     /// error shapes, `Retry-After` honoured.
     fn parse_error(&self, endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
         let _ = endpoint;
@@ -120,6 +125,40 @@ pub trait Provider: Sized + 'static {
 
     /// A fresh decoder for one streaming response body of `endpoint`.
     fn stream_decoder(&self, endpoint: &Endpoint) -> Self::StreamDecoder;
+}
+
+/// Whether `status` is a success, which a `parse_*_response` method
+/// handles; everything else is [`Provider::parse_error`]'s.
+pub fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// What the host gets for a complete chat response: the provider's
+/// [`parse_error`](Provider::parse_error) for a non-2xx status, else its
+/// [`parse_chat_response`](Provider::parse_chat_response). The export
+/// bridge calls this, so plugins' parse methods see only successes; tests
+/// call it to check the whole path.
+pub fn parse_chat<P: Provider>(
+    provider: &P,
+    endpoint: &Endpoint,
+    response: HttpResponse,
+) -> Result<ChatResponse, ProviderError> {
+    if !is_success(response.status) {
+        return Err(provider.parse_error(endpoint, &response));
+    }
+    provider.parse_chat_response(endpoint, response)
+}
+
+/// [`parse_chat`] for embeddings responses.
+pub fn parse_embeddings<P: Provider>(
+    provider: &P,
+    endpoint: &Endpoint,
+    response: HttpResponse,
+) -> Result<EmbeddingsResponse, ProviderError> {
+    if !is_success(response.status) {
+        return Err(provider.parse_error(endpoint, &response));
+    }
+    provider.parse_embeddings_response(endpoint, response)
 }
 
 /// Incremental decoder of one streaming response body.
@@ -136,6 +175,7 @@ pub trait StreamDecoder: 'static {
 /// The names a plugin usually needs: `use portico_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::config::EndpointExt as _;
+    pub use crate::describe::Describe;
     pub use crate::model::plugin::{
         Capabilities, ConfigField, Dialect, Endpoint, FieldKind, HttpRequest, HttpResponse,
         ModelInfo, Operation, ProviderInfo,

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use crate::config::EndpointExt;
 use crate::errors;
-use crate::http::{RequestBuilder, encode_component, join_url, with_query};
+use crate::http::{self, RequestBuilder, encode_component, join_url, with_query};
 use crate::sse::{EventDecoder, SseEvent, SseStream};
 
 /// How the upstream wants its credential.
@@ -266,27 +266,19 @@ impl OpenAiCompat {
         let url = self.url(endpoint, &self.chat_path, &request.model)?;
         let mut body = openai::chat_request_body_with(&request, stream, &self.body);
         self.finish_body(&mut body, self.chat_body_hook);
-        let accept = if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
         Ok(self
             .request(endpoint, url)?
-            .header("accept", accept)
+            .header("accept", http::accept(stream, http::SSE))
             .json(&body)
             .build())
     }
 
-    /// A complete chat response: errors for non-2xx statuses, otherwise the
-    /// parsed completion.
+    /// A complete successful chat response (the export bridge sends
+    /// non-2xx ones to [`parse_error`](Self::parse_error)).
     pub fn parse_chat_response(
         &self,
         response: &HttpResponse,
     ) -> Result<ChatResponse, ProviderError> {
-        if !(200..300).contains(&response.status) {
-            return Err(self.parse_error(response));
-        }
         openai::parse_chat_completion(&response.body)
     }
 
@@ -314,14 +306,11 @@ impl OpenAiCompat {
             .build())
     }
 
-    /// A complete embeddings response.
+    /// A complete successful embeddings response.
     pub fn parse_embeddings_response(
         &self,
         response: &HttpResponse,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        if !(200..300).contains(&response.status) {
-            return Err(self.parse_error(response));
-        }
         openai::parse_embeddings(&response.body)
     }
 
@@ -403,7 +392,9 @@ impl OpenAiCompat {
 /// Implements every [`Provider`](crate::Provider) method except `new` and
 /// `info` by delegating to the [`OpenAiCompat`] in field `$field`; use it
 /// inside `impl Provider for …`, which must set
-/// `type StreamDecoder = ChatStreamDecoder;`.
+/// `type StreamDecoder = ChatStreamDecoder;`. `openai_compat_methods!(api,
+/// chat)` leaves out the embeddings methods, for upstreams without them
+/// (the trait's "not supported" defaults stay).
 ///
 /// ```
 /// use portico_sdk::openai_compat::{ChatStreamDecoder, OpenAiCompat};
@@ -431,23 +422,7 @@ impl OpenAiCompat {
 #[macro_export]
 macro_rules! openai_compat_methods {
     ($field:ident) => {
-        fn build_chat_request(
-            &self,
-            endpoint: &$crate::model::plugin::Endpoint,
-            request: $crate::model::ChatRequest,
-            stream: bool,
-        ) -> ::std::result::Result<$crate::model::plugin::HttpRequest, $crate::model::ProviderError>
-        {
-            self.$field.build_chat_request(endpoint, request, stream)
-        }
-
-        fn parse_chat_response(
-            &self,
-            _endpoint: &$crate::model::plugin::Endpoint,
-            response: $crate::model::plugin::HttpResponse,
-        ) -> ::std::result::Result<$crate::model::ChatResponse, $crate::model::ProviderError> {
-            self.$field.parse_chat_response(&response)
-        }
+        $crate::openai_compat_methods!($field, chat);
 
         fn build_embeddings_request(
             &self,
@@ -465,6 +440,25 @@ macro_rules! openai_compat_methods {
         ) -> ::std::result::Result<$crate::model::EmbeddingsResponse, $crate::model::ProviderError>
         {
             self.$field.parse_embeddings_response(&response)
+        }
+    };
+    ($field:ident, chat) => {
+        fn build_chat_request(
+            &self,
+            endpoint: &$crate::model::plugin::Endpoint,
+            request: $crate::model::ChatRequest,
+            stream: bool,
+        ) -> ::std::result::Result<$crate::model::plugin::HttpRequest, $crate::model::ProviderError>
+        {
+            self.$field.build_chat_request(endpoint, request, stream)
+        }
+
+        fn parse_chat_response(
+            &self,
+            _endpoint: &$crate::model::plugin::Endpoint,
+            response: $crate::model::plugin::HttpResponse,
+        ) -> ::std::result::Result<$crate::model::ChatResponse, $crate::model::ProviderError> {
+            self.$field.parse_chat_response(&response)
         }
 
         fn parse_error(
@@ -813,16 +807,40 @@ mod tests {
         );
     }
 
+    struct Compat {
+        api: OpenAiCompat,
+    }
+
+    impl crate::Provider for Compat {
+        type StreamDecoder = ChatStreamDecoder;
+
+        fn new() -> Self {
+            Compat {
+                api: OpenAiCompat::new(),
+            }
+        }
+
+        fn info(&self) -> portico_model::plugin::ProviderInfo {
+            crate::describe::Describe::new("compat", "Compat", "0", "").build()
+        }
+
+        crate::openai_compat_methods!(api);
+    }
+
     #[test]
     fn non_success_statuses_are_errors() {
-        let compat = OpenAiCompat::new();
+        use crate::Provider as _;
+        let compat = Compat::new();
+        let ep = endpoint(&[]);
         let response = HttpResponse {
             status: 302,
             headers: vec![],
             body: b"moved".to_vec(),
         };
         assert_eq!(
-            compat.parse_chat_response(&response).unwrap_err().status,
+            crate::parse_chat(&compat, &ep, response)
+                .unwrap_err()
+                .status,
             502
         );
         let response = HttpResponse {
@@ -830,10 +848,17 @@ mod tests {
             headers: vec![],
             body: br#"{"error":{"message":"bad"}}"#.to_vec(),
         };
-        let err = compat.parse_embeddings_response(&response).unwrap_err();
+        let err = crate::parse_embeddings(&compat, &ep, response).unwrap_err();
         assert_eq!(
             (err.kind, err.message.as_str()),
             (ErrorKind::InvalidRequest, "bad")
         );
+        let ok = HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5]}],"model":"m"}"#.to_vec(),
+        };
+        let parsed = crate::parse_embeddings(&compat, &ep, ok).unwrap();
+        assert_eq!(parsed.embeddings, vec![vec![0.5]]);
     }
 }

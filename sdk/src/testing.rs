@@ -13,11 +13,13 @@
 //!
 //! The helpers panic with a clear message on misuse (they are for tests).
 
-use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse};
+use portico_model::plugin::{
+    Endpoint, FieldKind, HttpRequest, HttpResponse, ModelInfo, ProviderInfo,
+};
 use portico_model::{ProviderError, StreamEvent};
 use serde_json::Value;
 
-use crate::StreamDecoder;
+use crate::{Provider, StreamDecoder, catalog};
 
 /// An endpoint named `name` for upstream model `model` with `config`.
 pub fn endpoint(name: &str, model: &str, config: &[(&str, &str)]) -> Endpoint {
@@ -79,8 +81,22 @@ pub fn json_response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpR
 /// # Panics
 /// When two ways of splitting disagree.
 pub fn decode_split_everywhere<D: StreamDecoder>(
+    new_decoder: impl FnMut() -> D,
+    body: &[u8],
+) -> Result<Vec<StreamEvent>, ProviderError> {
+    decode_split_everywhere_normalized(new_decoder, body, |events| events)
+}
+
+/// [`decode_split_everywhere`] for decoders that make up values (e.g.
+/// random tool-call ids): `normalize` replaces them before comparing, and
+/// the normalized events are returned.
+///
+/// # Panics
+/// When two ways of splitting disagree after normalizing.
+pub fn decode_split_everywhere_normalized<D: StreamDecoder>(
     mut new_decoder: impl FnMut() -> D,
     body: &[u8],
+    normalize: fn(Vec<StreamEvent>) -> Vec<StreamEvent>,
 ) -> Result<Vec<StreamEvent>, ProviderError> {
     let run = |decoder: &mut D, pieces: &[&[u8]]| -> Result<Vec<StreamEvent>, ProviderError> {
         let mut events = Vec::new();
@@ -88,7 +104,7 @@ pub fn decode_split_everywhere<D: StreamDecoder>(
             events.extend(decoder.push(piece)?);
         }
         events.extend(decoder.finish()?);
-        Ok(events)
+        Ok(normalize(events))
     };
     let whole = run(&mut new_decoder(), &[body]);
     for cut in 0..=body.len() {
@@ -102,6 +118,78 @@ pub fn decode_split_everywhere<D: StreamDecoder>(
         "body fed byte by byte decodes differently"
     );
     whole
+}
+
+/// Checks that `provider`'s stream decoder for `endpoint` turns `body`
+/// into exactly `expected`, whole, split at every byte boundary and fed
+/// byte by byte (see [`decode_split_everywhere`]).
+///
+/// # Panics
+/// When decoding fails or gives other events.
+pub fn assert_stream_decodes_at_every_split<P: Provider>(
+    provider: &P,
+    endpoint: &Endpoint,
+    body: &[u8],
+    expected: &[StreamEvent],
+) {
+    let events = decode_split_everywhere(|| provider.stream_decoder(endpoint), body)
+        .unwrap_or_else(|e| panic!("stream does not decode: {e:?}"));
+    assert_eq!(events, expected);
+}
+
+/// The config fields of `info` as (name, kind, required, default), for one
+/// `assert_eq!` against the expected list.
+pub fn fields(info: &ProviderInfo) -> Vec<(&str, FieldKind, bool, Option<&str>)> {
+    info.config_fields
+        .iter()
+        .map(|f| {
+            (
+                f.name.as_str(),
+                f.kind,
+                f.required,
+                f.default_value.as_deref(),
+            )
+        })
+        .collect()
+}
+
+/// Checks the rules every embedded catalog keeps beyond what
+/// [`catalog::parse`] enforces, and returns its models for the plugin's own
+/// checks: it lists each of `ids`; embedding models (and only they) give
+/// their dimensions and no output limit; chat models have an output limit
+/// within the context window.
+///
+/// # Panics
+/// When a rule is broken.
+pub fn assert_catalog_rules(models_toml: &str, ids: &[&str]) -> Vec<ModelInfo> {
+    let models =
+        catalog::parse(models_toml).unwrap_or_else(|e| panic!("catalog does not parse: {e}"));
+    for id in ids {
+        assert!(
+            models.iter().any(|m| m.id == *id),
+            "{id} missing from the catalog"
+        );
+    }
+    for m in &models {
+        let id = &m.id;
+        assert_eq!(
+            m.capabilities.embeddings,
+            m.embedding_dimensions.is_some(),
+            "{id}: embedding dimensions go with (only) embedding models"
+        );
+        if m.capabilities.embeddings {
+            assert_eq!(
+                m.max_output_tokens, 0,
+                "{id}: an embedding model has no output limit"
+            );
+        } else {
+            assert!(
+                m.max_output_tokens > 0 && m.max_output_tokens <= m.context_window,
+                "{id}: output limit outside the context window"
+            );
+        }
+    }
+    models
 }
 
 #[cfg(test)]
@@ -133,5 +221,28 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.kind, portico_model::ErrorKind::Upstream);
+    }
+
+    #[test]
+    fn catalog_rules() {
+        let models = assert_catalog_rules(
+            "[[models]]\nid = \"chat\"\ndisplay_name = \"C\"\ninput_price_per_mtok = 1.0\ncontext_window = 100\nmax_output_tokens = 10\n\n[[models]]\nid = \"embed\"\ndisplay_name = \"E\"\ninput_price_per_mtok = 0.1\ncontext_window = 100\nembedding_dimensions = 8\ncapabilities = [\"embeddings\"]\n",
+            &["chat", "embed"],
+        );
+        assert_eq!(models.len(), 2);
+        let broken = std::panic::catch_unwind(|| {
+            assert_catalog_rules(
+                "[[models]]\nid = \"chat\"\ndisplay_name = \"C\"\ninput_price_per_mtok = 1.0\ncontext_window = 100\nmax_output_tokens = 200\n",
+                &[],
+            )
+        });
+        assert!(broken.is_err());
+        let missing = std::panic::catch_unwind(|| {
+            assert_catalog_rules(
+                "[[models]]\nid = \"chat\"\ndisplay_name = \"C\"\ninput_price_per_mtok = 1.0\ncontext_window = 100\nmax_output_tokens = 10\n",
+                &["other"],
+            )
+        });
+        assert!(missing.is_err());
     }
 }

@@ -15,9 +15,9 @@ from openai import OpenAI
 
 from fake_anthropic import API_VERSION, RETRY_AFTER_SECONDS, FakeAnthropic, blocks, blocks_text
 from harness import Gateway, launch_gateway, require_built
+from provider_helpers import CLIENT_KEY, HELLO, TIME_TOOL, WEATHER_TOOL, assert_client_key_not_sent, fresh_client
 
 KEY_VAR = "PORTICO_E2E_ANTHROPIC_KEY"
-CLIENT_KEY = "client-dummy-key"
 
 CHAT = "an-chat"
 CONFIGURED = "an-configured-max"
@@ -27,26 +27,6 @@ OVERLOADED = "an-overloaded"
 CHAT_MODEL = "claude-sonnet-4-5-20250929"
 CATALOG_MAX_OUTPUT = 64000  # plugins/anthropic/models.toml for CHAT_MODEL
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
-            "required": ["city"],
-        },
-    },
-}
-TIME_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "Current time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +70,7 @@ def anthropic_gateway(fake: FakeAnthropic, anthropic_key: str, tmp_path_factory)
 
 @pytest.fixture
 def client(anthropic_gateway: Gateway, fake: FakeAnthropic) -> OpenAI:
-    fake.reset()
-    return OpenAI(base_url=anthropic_gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+    return fresh_client(anthropic_gateway, fake)
 
 
 def assert_anthropic_headers(fake: FakeAnthropic, rec) -> None:
@@ -101,8 +80,7 @@ def assert_anthropic_headers(fake: FakeAnthropic, rec) -> None:
     assert rec.headers.get("anthropic-version") == API_VERSION
     assert rec.headers.get("content-type", "").startswith("application/json")
     assert "authorization" not in rec.headers, "Anthropic takes x-api-key, not a bearer token"
-    for name, value in rec.headers.items():
-        assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+    assert_client_key_not_sent(rec)
 
 
 # -- chat ---------------------------------------------------------------------------
@@ -111,10 +89,7 @@ def assert_anthropic_headers(fake: FakeAnthropic, rec) -> None:
 def test_chat(client: OpenAI, fake: FakeAnthropic):
     resp = client.chat.completions.create(
         model=CHAT,
-        messages=[
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Say hello to Portico"},
-        ],
+        messages=HELLO,
     )
     rec = fake.only_request()
     sent = rec.response_json

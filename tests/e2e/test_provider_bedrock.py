@@ -25,9 +25,9 @@ from fake_bedrock import (
     vector_for,
 )
 from harness import Gateway, launch_gateway, require_built
+from provider_helpers import CLIENT_KEY, HELLO, TIME_TOOL, WEATHER_TOOL, assert_client_key_not_sent, fresh_client
 
 REGION = "us-west-2"
-CLIENT_KEY = "client-dummy-key"
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 TEMP_ACCESS_KEY = "ASIAXAMPLETEMPKEY123"
@@ -55,26 +55,6 @@ COHERE = "br-cohere"
 CHAT_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 SESSION_MODEL = "amazon.nova-lite-v1:0"
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
-            "required": ["city"],
-        },
-    },
-}
-TIME_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "Current time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +116,7 @@ def bedrock_gateway(fake: FakeBedrock, tmp_path_factory):
 
 @pytest.fixture
 def client(bedrock_gateway: Gateway, fake: FakeBedrock) -> OpenAI:
-    fake.reset()
-    return OpenAI(base_url=bedrock_gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+    return fresh_client(bedrock_gateway, fake)
 
 
 def assert_signed(rec, access_key: str = ACCESS_KEY) -> None:
@@ -147,8 +126,7 @@ def assert_signed(rec, access_key: str = ACCESS_KEY) -> None:
     assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={access_key}/{rec.headers['x-amz-date'][:8]}/{REGION}/bedrock/aws4_request, ")
     signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
     assert {"host", "x-amz-date", "content-type"} <= set(signed)
-    for name, value in rec.headers.items():
-        assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+    assert_client_key_not_sent(rec)
 
 
 # -- chat ---------------------------------------------------------------------------
@@ -157,10 +135,7 @@ def assert_signed(rec, access_key: str = ACCESS_KEY) -> None:
 def test_chat_is_signed_with_the_double_encoded_model_path(client: OpenAI, fake: FakeBedrock):
     resp = client.chat.completions.create(
         model=CHAT,
-        messages=[
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Say hello to Portico"},
-        ],
+        messages=HELLO,
     )
     rec = fake.only_request()
     sent = rec.response_json

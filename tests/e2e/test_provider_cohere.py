@@ -15,6 +15,7 @@ from openai import OpenAI
 
 from fake_cohere import RETRY_AFTER_SECONDS, FakeCohere, content_images, content_text, vector_for
 from harness import Gateway, launch_gateway, require_built
+from provider_helpers import CITY_WEATHER_TOOL as WEATHER_TOOL, CONVERSATION, fresh_client
 
 KEY_VAR = "PORTICO_E2E_COHERE_KEY"
 CHAT = "co-chat"
@@ -25,14 +26,6 @@ UPSTREAM_500 = "co-upstream-500"
 CHAT_MODEL = "command-a-03-2025"
 EMBED_MODEL = "embed-v4.0"
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +65,7 @@ def cohere_gateway(fake_cohere: FakeCohere, cohere_key: str, tmp_path_factory) -
 
 @pytest.fixture
 def client(cohere_gateway: Gateway, fake_cohere: FakeCohere) -> OpenAI:
-    fake_cohere.reset()
-    if cohere_gateway.process.poll() is not None:
-        pytest.fail(f"gateway exited:\n{cohere_gateway.log_text()[-4000:]}")
-    return OpenAI(base_url=cohere_gateway.openai_base_url, api_key="client-key", max_retries=0, timeout=30)
+    return fresh_client(cohere_gateway, fake_cohere, api_key="client-key")
 
 
 def assert_cohere_request(fake: FakeCohere, rec, path: str) -> dict:
@@ -93,12 +83,7 @@ def assert_cohere_request(fake: FakeCohere, rec, path: str) -> dict:
 def test_chat_with_system_prompt_and_sampling(client: OpenAI, fake_cohere: FakeCohere):
     resp = client.chat.completions.create(
         model=CHAT,
-        messages=[
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "first question"},
-            {"role": "assistant", "content": "first answer"},
-            {"role": "user", "content": "Grüezi Zürich 👋"},
-        ],
+        messages=CONVERSATION,
         temperature=0.25,
         top_p=0.5,
         max_tokens=64,
@@ -118,12 +103,7 @@ def test_chat_with_system_prompt_and_sampling(client: OpenAI, fake_cohere: FakeC
     body = assert_cohere_request(fake_cohere, rec, "/v2/chat")
     assert rec.headers["accept"] == "application/json"
     assert body["model"] == CHAT_MODEL
-    assert body["messages"] == [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "first question"},
-        {"role": "assistant", "content": "first answer"},
-        {"role": "user", "content": "Grüezi Zürich 👋"},
-    ]
+    assert body["messages"] == CONVERSATION
     assert (body["temperature"], body["p"], body["max_tokens"]) == (0.25, 0.5, 64)
     assert body["stop_sequences"] == ["END"]
     assert (body["seed"], body["presence_penalty"], body["frequency_penalty"]) == (7, 0.5, 0.25)

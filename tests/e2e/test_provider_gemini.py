@@ -15,10 +15,18 @@ import pytest
 from openai import OpenAI
 
 from fake_gemini import RETRY_DELAY_SECONDS, FakeGemini, parts_text, vector_for
-from harness import Gateway, _tail, launch_gateway, require_built
+from harness import Gateway, launch_gateway, require_built
+from provider_helpers import (
+    CLIENT_KEY,
+    HELLO,
+    TIME_TOOL,
+    WEATHER_TOOL,
+    assert_client_key_not_sent,
+    check_alive,
+    fresh_client,
+)
 
 KEY_VAR = "PORTICO_E2E_GEMINI_KEY"
-CLIENT_KEY = "client-dummy-key"
 
 CHAT = "gm-chat"
 EMBED = "gm-embed"
@@ -28,26 +36,6 @@ MISSING = "gm-missing"
 CHAT_MODEL = "gemini-2.5-flash"
 EMBED_MODEL = "gemini-embedding-001"
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
-            "required": ["city"],
-        },
-    },
-}
-TIME_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "Current time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -92,22 +80,20 @@ def gemini_gateway(fake: FakeGemini, api_key: str, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _fresh(fake: FakeGemini, gemini_gateway: Gateway):
     fake.reset()
-    if gemini_gateway.process.poll() is not None:
-        pytest.fail(f"gateway exited\n{_tail(gemini_gateway.log_text())}", pytrace=False)
+    check_alive(gemini_gateway)
     yield
 
 
 @pytest.fixture
 def client(gemini_gateway: Gateway) -> OpenAI:
-    return OpenAI(base_url=gemini_gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+    return fresh_client(gemini_gateway)
 
 
 def assert_upstream_auth(fake: FakeGemini, rec) -> None:
     assert rec.headers.get("x-goog-api-key") == fake.api_key
     assert "authorization" not in rec.headers
     assert "key=" not in rec.query, "the key must not travel in the URL"
-    for name, value in rec.headers.items():
-        assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+    assert_client_key_not_sent(rec)
 
 
 # -- chat ---------------------------------------------------------------------------
@@ -116,10 +102,7 @@ def assert_upstream_auth(fake: FakeGemini, rec) -> None:
 def test_chat(client: OpenAI, fake: FakeGemini):
     resp = client.chat.completions.create(
         model=CHAT,
-        messages=[
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Say hello to Portico"},
-        ],
+        messages=HELLO,
     )
     rec = fake.only_request()
     sent = rec.response_json

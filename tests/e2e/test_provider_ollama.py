@@ -15,6 +15,7 @@ from openai import OpenAI
 
 from fake_ollama import PROXY_PREFIX, FakeOllama, vector_for
 from harness import Gateway, launch_gateway, require_built
+from provider_helpers import CITY_WEATHER_TOOL as WEATHER_TOOL, CONVERSATION, fresh_client
 
 KEY_VAR = "PORTICO_E2E_OLLAMA_PROXY_KEY"
 CHAT = "ol-chat"
@@ -24,14 +25,6 @@ MISSING = "ol-missing"
 CHAT_MODEL = "llama3.2"
 EMBED_MODEL = "nomic-embed-text"
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +64,7 @@ def ollama_gateway(fake_ollama: FakeOllama, tmp_path_factory, proxy_key: str) ->
 
 @pytest.fixture
 def client(ollama_gateway: Gateway, fake_ollama: FakeOllama) -> OpenAI:
-    fake_ollama.reset()
-    if ollama_gateway.process.poll() is not None:
-        pytest.fail(f"gateway exited:\n{ollama_gateway.log_text()[-4000:]}")
-    return OpenAI(base_url=ollama_gateway.openai_base_url, api_key="client-key", max_retries=0, timeout=30)
+    return fresh_client(ollama_gateway, fake_ollama, api_key="client-key")
 
 
 def assert_plain_request(rec, path: str) -> dict:
@@ -91,12 +81,7 @@ def assert_plain_request(rec, path: str) -> dict:
 def test_chat_with_system_prompt_and_options(client: OpenAI, fake_ollama: FakeOllama):
     resp = client.chat.completions.create(
         model=CHAT,
-        messages=[
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "first question"},
-            {"role": "assistant", "content": "first answer"},
-            {"role": "user", "content": "Grüezi Zürich 👋"},
-        ],
+        messages=CONVERSATION,
         temperature=0.25,
         top_p=0.5,
         max_tokens=64,
@@ -114,12 +99,7 @@ def test_chat_with_system_prompt_and_options(client: OpenAI, fake_ollama: FakeOl
     body = assert_plain_request(rec, "/api/chat")
     assert body["model"] == CHAT_MODEL
     assert body["stream"] is False, "Ollama streams unless told otherwise"
-    assert body["messages"] == [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "first question"},
-        {"role": "assistant", "content": "first answer"},
-        {"role": "user", "content": "Grüezi Zürich 👋"},
-    ]
+    assert body["messages"] == CONVERSATION
     assert body["options"] == {
         "temperature": 0.25,
         "top_p": 0.5,

@@ -24,22 +24,11 @@ from openai import OpenAI
 from fake_openai import content_text, vector_for
 from fake_openai_compat import AZURE, MISTRAL_TOOL_ID, PROFILES, RETRY_AFTER_SECONDS, FakeOpenAICompat
 from harness import Gateway, launch_gateway, require_built
+from provider_helpers import WEATHER_TOOL, fresh_client
 
 PROVIDERS = list(PROFILES)
 CLIENT_KEY = "client-side-dummy"
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
-            "required": ["city"],
-        },
-    },
-}
 
 # Per provider: upstream models of the chat, vision and embeddings endpoints,
 # and the fields the upstream body must (not) carry.
@@ -164,11 +153,8 @@ class Case:
 
 @pytest.fixture(params=PROVIDERS)
 def case(request, stack: Stack) -> Case:
-    if stack.gateway.process.poll() is not None:
-        pytest.fail(f"gateway exited with {stack.gateway.process.returncode}:\n{stack.gateway.log_text()[-3000:]}")
     fake = stack.fakes[request.param]
-    fake.reset()
-    client = OpenAI(base_url=stack.gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+    client = fresh_client(stack.gateway, fake, api_key=CLIENT_KEY)
     return Case(provider=request.param, fake=fake, client=client, key=stack.keys[request.param])
 
 
@@ -377,8 +363,7 @@ def test_mistral_gets_valid_ids_for_foreign_tool_calls(stack: Stack):
     """A conversation begun on another provider carries `call_…` ids, which
     Mistral rejects: the plugin maps them, consistently for call and result."""
     fake = stack.fakes["mistral"]
-    fake.reset()
-    client = OpenAI(base_url=stack.gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+    client = fresh_client(stack.gateway, fake, api_key=CLIENT_KEY)
     foreign = "call_Zx81TkfJQ2a4sPrM0bLq"
     resp = client.chat.completions.create(
         model="mistral-chat",
@@ -501,8 +486,7 @@ def test_upstream_401_is_authentication_error(case: Case):
 
 def test_azure_entra_token_is_a_bearer(stack: Stack):
     fake = stack.fakes["azure"]
-    fake.reset()
-    client = OpenAI(base_url=stack.gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+    client = fresh_client(stack.gateway, fake, api_key=CLIENT_KEY)
     resp = client.chat.completions.create(model="azure-entra", messages=[{"role": "user", "content": "hi"}])
     assert resp.choices[0].message.content == "Echo: hi"
     rec = fake.only_request()
@@ -512,8 +496,7 @@ def test_azure_entra_token_is_a_bearer(stack: Stack):
 
 def test_azure_content_filter_rejection_is_bad_request(stack: Stack):
     fake = stack.fakes["azure"]
-    fake.reset()
-    client = OpenAI(base_url=stack.gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+    client = fresh_client(stack.gateway, fake, api_key=CLIENT_KEY)
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="azure-filtered", messages=[{"role": "user", "content": "something"}])
     assert e.value.status_code == 400

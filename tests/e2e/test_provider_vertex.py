@@ -19,7 +19,8 @@ from openai import OpenAI
 
 from fake_gemini import parts_text, vector_for
 from fake_vertex import SCOPE, FakeVertex
-from harness import Gateway, _tail, free_port, launch_gateway, require_built
+from harness import Gateway, free_port, launch_gateway, require_built
+from provider_helpers import CITY_WEATHER_TOOL as WEATHER_TOOL, assert_client_key_not_sent, check_alive, fresh_client
 
 SA_VAR = "PORTICO_E2E_VERTEX_SA"
 ROGUE_SA_VAR = "PORTICO_E2E_VERTEX_ROGUE_SA"
@@ -38,15 +39,6 @@ WRONG_PROJECT = "vx-wrong-project"
 TOKEN_HOST_NOT_ALLOWED = "vx-token-host-not-allowed"
 CHAT_MODEL = "gemini-2.5-flash"
 EMBED_MODEL = "text-embedding-005"
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -132,14 +124,13 @@ def vertex_gateway(fake: FakeVertex, accounts: dict[str, str], tmp_path_factory)
 @pytest.fixture(autouse=True)
 def _fresh(fake: FakeVertex, vertex_gateway: Gateway):
     fake.reset()
-    if vertex_gateway.process.poll() is not None:
-        pytest.fail(f"gateway exited\n{_tail(vertex_gateway.log_text())}", pytrace=False)
+    check_alive(vertex_gateway)
     yield
 
 
 @pytest.fixture
 def client(vertex_gateway: Gateway) -> OpenAI:
-    return OpenAI(base_url=vertex_gateway.openai_base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+    return fresh_client(vertex_gateway, api_key=CLIENT_KEY)
 
 
 def issued_tokens(fake: FakeVertex) -> set[str]:
@@ -150,8 +141,7 @@ def assert_bearer(fake: FakeVertex, rec) -> None:
     auth = rec.headers.get("authorization", "")
     assert auth.startswith("Bearer ya29.c.fake-")
     assert auth.removeprefix("Bearer ") in issued_tokens(fake)
-    for name, value in rec.headers.items():
-        assert CLIENT_KEY not in value, f"client key leaked upstream in header {name}"
+    assert_client_key_not_sent(rec, CLIENT_KEY)
 
 
 def model_path(model: str, method: str, project: str = PROJECT) -> str:

@@ -8,10 +8,12 @@
 //! as upstream bytes arrive; dropping the returned stream (client gone)
 //! drops the upstream response, which cancels the upstream request.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -22,6 +24,7 @@ use portico_model::{
 };
 
 mod context;
+pub mod resilience;
 
 pub use context::{
     CallContext, CallHooks, CallRecord, Caller, CallerKey, RequestId, Served, new_request_id,
@@ -53,6 +56,10 @@ pub struct Gateway {
     /// `previous_response_id`; `None` disables storing them.
     conversations: Option<Arc<dyn Store>>,
     hooks: Vec<Arc<dyn CallHooks>>,
+    /// Circuit breakers by target endpoint name.
+    breakers: resilience::Breakers,
+    /// Clients for endpoints with their own connect timeout, by timeout (ms).
+    clients: Mutex<HashMap<u64, reqwest::Client>>,
 }
 
 /// An endpoint bound to the plugin version that will serve this request.
@@ -75,6 +82,8 @@ impl Gateway {
             timeouts,
             conversations: None,
             hooks: Vec::new(),
+            breakers: resilience::Breakers::default(),
+            clients: Mutex::new(HashMap::new()),
         }
     }
 
@@ -250,110 +259,410 @@ impl Gateway {
         Ok(Route { plugin, endpoint })
     }
 
-    /// Serves a chat from the endpoint's provider. `served` tells which
-    /// target was used, also when it failed.
+    /// Serves a chat through the endpoint's targets (see [`Self::resilient`]).
+    /// `served` tells which target was used, also when it failed.
     async fn dispatch_chat(
         &self,
         ctx: &CallContext,
-        def: &EndpointDef,
-        mut request: ChatRequest,
+        def: &Arc<EndpointDef>,
+        request: ChatRequest,
         served: &mut Served,
     ) -> Result<ChatResponse, ProviderError> {
-        served.begin(def);
-        let route = self.route(def, Operation::Chat)?;
-        request.model = route.endpoint.model.clone();
-        let upstream = route
-            .plugin
-            .build_chat_request(&route.endpoint, &request, false)
-            .await
-            .map_err(PluginError::into_provider_error)?;
-        served.attempts += 1;
-        let response = self.send(ctx, upstream).await?;
-        let response = read_whole(response, self.timeouts.request).await?;
-        let mut response = route
-            .plugin
-            .parse_chat_response(&route.endpoint, response)
-            .await
-            .map_err(PluginError::into_provider_error)?;
-        if route.plugin.info.native_dialect != Some(ctx.dialect) {
-            // Only a client of the provider's own dialect gets the upstream body.
-            response.raw = None;
+        match self
+            .resilient(ctx, def, &Call::Chat(request), served)
+            .await?
+        {
+            Answer::Chat(response) => Ok(response),
+            _ => Err(ProviderError::internal(
+                "routing produced the wrong answer kind",
+            )),
         }
-        Ok(response)
     }
 
     async fn dispatch_embeddings(
         &self,
         ctx: &CallContext,
-        def: &EndpointDef,
-        mut request: EmbeddingsRequest,
+        def: &Arc<EndpointDef>,
+        request: EmbeddingsRequest,
         served: &mut Served,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        served.begin(def);
-        let route = self.route(def, Operation::Embeddings)?;
-        request.model = route.endpoint.model.clone();
-        let upstream = route
-            .plugin
-            .build_embeddings_request(&route.endpoint, &request)
-            .await
-            .map_err(PluginError::into_provider_error)?;
-        served.attempts += 1;
-        let response = self.send(ctx, upstream).await?;
-        let response = read_whole(response, self.timeouts.request).await?;
-        route
-            .plugin
-            .parse_embeddings_response(&route.endpoint, response)
-            .await
-            .map_err(PluginError::into_provider_error)
+        match self
+            .resilient(ctx, def, &Call::Embeddings(request), served)
+            .await?
+        {
+            Answer::Embeddings(response) => Ok(response),
+            _ => Err(ProviderError::internal(
+                "routing produced the wrong answer kind",
+            )),
+        }
     }
 
+    /// A stream is returned once its first event has arrived: until then a
+    /// failing target may be retried or fall back, after it never (the
+    /// client has started receiving).
     async fn dispatch_chat_stream(
         &self,
         ctx: &CallContext,
-        def: &EndpointDef,
-        mut request: ChatRequest,
+        def: &Arc<EndpointDef>,
+        request: ChatRequest,
         served: &mut Served,
     ) -> Result<EventStream, ProviderError> {
-        served.begin(def);
-        let route = self.route(def, Operation::ChatStream)?;
-        request.model = route.endpoint.model.clone();
-        let upstream = route
-            .plugin
-            .build_chat_request(&route.endpoint, &request, true)
-            .await
-            .map_err(PluginError::into_provider_error)?;
-        served.attempts += 1;
-        let response = self.send(ctx, upstream).await?;
-        if !response.status().is_success() {
-            let response = read_whole(response, self.timeouts.request).await?;
-            return Err(route
-                .plugin
-                .parse_error(&route.endpoint, response)
-                .await
-                .map_err(PluginError::into_provider_error)?);
+        match self
+            .resilient(ctx, def, &Call::ChatStream(request), served)
+            .await?
+        {
+            Answer::Stream(events) => Ok(events),
+            _ => Err(ProviderError::internal(
+                "routing produced the wrong answer kind",
+            )),
         }
-        let decoder = route
-            .plugin
-            .stream_decoder(&route.endpoint)
-            .await
-            .map_err(PluginError::into_provider_error)?;
-        let native = route.plugin.info.native_dialect == Some(ctx.dialect);
-        let events = decode_stream(response.bytes_stream(), decoder, self.timeouts.stream_idle);
-        Ok(if native {
-            events
+    }
+
+    /// The targets of a call in the order to try them: one primary picked
+    /// by weight among those whose breaker is not open, then the fallbacks.
+    /// Missing or unusable references are skipped (they may have been
+    /// deleted since the policy was written).
+    fn plan(
+        &self,
+        def: &Arc<EndpointDef>,
+        now: Instant,
+    ) -> Result<Vec<Arc<EndpointDef>>, ProviderError> {
+        let policy = &def.policy;
+        let resolve = |name: &str| -> Option<Arc<EndpointDef>> {
+            let found = if name == def.name {
+                Some(def.clone())
+            } else {
+                self.endpoints.get(name)
+            };
+            match found {
+                Some(target) if !target.provider.is_empty() => Some(target),
+                _ => {
+                    tracing::warn!(endpoint = %def.name, target = %name, "target skipped: no such plain endpoint");
+                    None
+                }
+            }
+        };
+        let primaries: Vec<(Arc<EndpointDef>, u32)> = if policy.targets.is_empty() {
+            resolve(&def.name).into_iter().map(|d| (d, 1)).collect()
         } else {
-            // Raw upstream events only matter to a client of the provider's own dialect.
-            Box::pin(events.filter(|item| {
-                futures::future::ready(!matches!(item, Ok(StreamEvent::Raw { .. })))
-            }))
+            policy
+                .targets
+                .iter()
+                .filter_map(|t| resolve(&t.endpoint).map(|d| (d, t.weight)))
+                .collect()
+        };
+        let healthy = |target: &EndpointDef| {
+            policy
+                .circuit_breaker
+                .as_ref()
+                .is_none_or(|config| self.breakers.open_for(&target.name, config, now).is_none())
+        };
+        let weights: Vec<u32> = primaries
+            .iter()
+            .map(|(d, w)| if healthy(d) { *w } else { 0 })
+            .collect();
+        let mut plan = Vec::new();
+        match resilience::pick_weighted(&weights, resilience::random_unit()) {
+            Some(i) => plan.push(primaries[i].0.clone()),
+            // All open: still listed, so the answer says when to come back.
+            None => plan.extend(
+                primaries
+                    .iter()
+                    .filter(|(_, w)| *w > 0)
+                    .map(|(d, _)| d.clone()),
+            ),
+        }
+        for name in &policy.fallbacks {
+            if let Some(target) = resolve(name)
+                && !plan.iter().any(|p| p.name == target.name)
+            {
+                plan.push(target);
+            }
+        }
+        if plan.is_empty() {
+            return Err(ProviderError::internal(format!(
+                "endpoint '{}' is misconfigured: none of its targets ({}) exists",
+                def.name,
+                policy.referenced().join(", ")
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// Tries the planned targets in order. Each is retried on retryable
+    /// failures (429, 5xx, timeouts, unreachable) up to the policy's
+    /// attempts, with backoff or the upstream's `Retry-After`; then the next
+    /// target is tried. A non-retryable failure is answered at once. The
+    /// endpoint's total timeout bounds the whole.
+    async fn resilient(
+        &self,
+        ctx: &CallContext,
+        def: &Arc<EndpointDef>,
+        call: &Call,
+        served: &mut Served,
+    ) -> Result<Answer, ProviderError> {
+        let policy = &def.policy;
+        let deadline = policy
+            .timeouts
+            .total_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        let client = self.client(policy.timeouts.connect_ms);
+        let attempt_limit = policy
+            .timeouts
+            .attempt_ms
+            .map_or(self.timeouts.request, Duration::from_millis);
+        let plan = self.plan(def, Instant::now())?;
+        let breaker = policy.circuit_breaker;
+        let mut last_error: Option<ProviderError> = None;
+        let mut open_for: Option<Duration> = None;
+        let mut tried = 0u32;
+        'targets: for target in plan {
+            if let Some(config) = &breaker
+                && let resilience::Admission::Open(left) =
+                    self.breakers.admit(&target.name, config, Instant::now())
+            {
+                open_for = Some(open_for.map_or(left, |o| o.min(left)));
+                continue;
+            }
+            if tried > 0 {
+                served.fallbacks += 1;
+                metrics::counter!(
+                    "portico_upstream_fallbacks_total",
+                    "endpoint" => def.name.clone(),
+                    "target" => target.name.clone()
+                )
+                .increment(1);
+            }
+            tried += 1;
+            let mut attempts = 0u32;
+            loop {
+                attempts += 1;
+                let budget = match deadline {
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(total_timeout(&def.name));
+                        }
+                        attempt_limit.min(left)
+                    }
+                    None => attempt_limit,
+                };
+                let error = match self
+                    .attempt(ctx, &target, call, &client, budget, served)
+                    .await
+                {
+                    Ok(answer) => {
+                        if breaker.is_some() {
+                            self.breakers.success(&target.name);
+                        }
+                        return Ok(answer);
+                    }
+                    Err(failure) => failure,
+                };
+                if !resilience::is_retryable(&error.error) {
+                    if breaker.is_some() && error.sent {
+                        // It answered: alive, the request was the problem.
+                        self.breakers.success(&target.name);
+                    }
+                    return Err(error.error);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(total_timeout(&def.name));
+                }
+                tracing::debug!(endpoint = %def.name, target = %target.name, attempt = attempts, error = %error.error, "upstream attempt failed");
+                let mut opened = false;
+                if let Some(config) = &breaker {
+                    opened = self.breakers.failure(&target.name, config, Instant::now());
+                    if opened {
+                        tracing::warn!(target = %target.name, cooldown_ms = config.cooldown_ms, "circuit breaker opened");
+                        metrics::counter!(
+                            "portico_circuit_breaker_open_total",
+                            "target" => target.name.clone()
+                        )
+                        .increment(1);
+                    }
+                }
+                let step = if error.sent && !opened {
+                    resilience::next_step(
+                        &policy.retry,
+                        attempts,
+                        &error.error,
+                        resilience::random_unit(),
+                    )
+                } else {
+                    resilience::NextStep::MoveOn
+                };
+                last_error = Some(error.error);
+                let wait = match step {
+                    resilience::NextStep::MoveOn => continue 'targets,
+                    resilience::NextStep::RetryAfter(wait) => wait,
+                };
+                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                    continue 'targets; // no time to wait for this one
+                }
+                metrics::counter!(
+                    "portico_upstream_retries_total",
+                    "endpoint" => def.name.clone(),
+                    "target" => target.name.clone()
+                )
+                .increment(1);
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if let Some(error) = last_error {
+            return Err(error);
+        }
+        let left = open_for.unwrap_or_default();
+        Err(ProviderError {
+            retry_after_ms: Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)),
+            ..ProviderError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "endpoint '{}' is temporarily unavailable: every target failed recently",
+                    def.name
+                ),
+            )
         })
+    }
+
+    /// One attempt on one target, bounded by `budget`: the whole answer,
+    /// or a stream's first event.
+    async fn attempt(
+        &self,
+        ctx: &CallContext,
+        target: &EndpointDef,
+        call: &Call,
+        client: &reqwest::Client,
+        budget: Duration,
+        served: &mut Served,
+    ) -> Result<Answer, Failed> {
+        served.begin(target);
+        let route = self
+            .route(target, call.operation())
+            .map_err(Failed::unsent)?;
+        let upstream = match call {
+            Call::Chat(request) | Call::ChatStream(request) => {
+                let mut request = request.clone();
+                request.model = route.endpoint.model.clone();
+                route
+                    .plugin
+                    .build_chat_request(
+                        &route.endpoint,
+                        &request,
+                        matches!(call, Call::ChatStream(_)),
+                    )
+                    .await
+            }
+            Call::Embeddings(request) => {
+                let mut request = request.clone();
+                request.model = route.endpoint.model.clone();
+                route
+                    .plugin
+                    .build_embeddings_request(&route.endpoint, &request)
+                    .await
+            }
+        }
+        .map_err(|e| Failed::unsent(e.into_provider_error()))?;
+        served.attempts += 1;
+        let exchange = async {
+            let response = self.send(ctx, client, upstream, budget).await?;
+            match call {
+                Call::Chat(_) => {
+                    let response = read_whole(response, budget).await?;
+                    let mut response = route
+                        .plugin
+                        .parse_chat_response(&route.endpoint, response)
+                        .await
+                        .map_err(PluginError::into_provider_error)?;
+                    if route.plugin.info.native_dialect != Some(ctx.dialect) {
+                        // Only a client of the provider's own dialect gets the upstream body.
+                        response.raw = None;
+                    }
+                    Ok(Answer::Chat(response))
+                }
+                Call::Embeddings(_) => {
+                    let response = read_whole(response, budget).await?;
+                    route
+                        .plugin
+                        .parse_embeddings_response(&route.endpoint, response)
+                        .await
+                        .map(Answer::Embeddings)
+                        .map_err(PluginError::into_provider_error)
+                }
+                Call::ChatStream(_) => {
+                    if !response.status().is_success() {
+                        let response = read_whole(response, budget).await?;
+                        return Err(route
+                            .plugin
+                            .parse_error(&route.endpoint, response)
+                            .await
+                            .map_err(PluginError::into_provider_error)?);
+                    }
+                    let decoder = route
+                        .plugin
+                        .stream_decoder(&route.endpoint)
+                        .await
+                        .map_err(PluginError::into_provider_error)?;
+                    let native = route.plugin.info.native_dialect == Some(ctx.dialect);
+                    let events =
+                        decode_stream(response.bytes_stream(), decoder, self.timeouts.stream_idle);
+                    let mut events: EventStream = if native {
+                        events
+                    } else {
+                        // Raw upstream events only matter to a client of the provider's own dialect.
+                        Box::pin(events.filter(|item| {
+                            futures::future::ready(!matches!(item, Ok(StreamEvent::Raw { .. })))
+                        }))
+                    };
+                    // Nothing has reached the client yet: a failure up to
+                    // the first event may still be retried elsewhere.
+                    match events.next().await {
+                        Some(Ok(first)) => Ok(Answer::Stream(Box::pin(
+                            futures::stream::once(futures::future::ready(Ok(first))).chain(events),
+                        ))),
+                        Some(Err(error)) => Err(error),
+                        None => Ok(Answer::Stream(events)),
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(budget, exchange).await {
+            Err(_) => Err(Failed::sent(upstream_timeout())),
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(Failed::sent(error)),
+        }
+    }
+
+    /// The HTTP client for a connect timeout: reqwest sets it per client,
+    /// so endpoints with their own get a client of their own (kept, so
+    /// connections are pooled), built like the shared one.
+    fn client(&self, connect_ms: Option<u64>) -> reqwest::Client {
+        let Some(ms) = connect_ms else {
+            return self.http.clone();
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&ms) {
+            return client.clone();
+        }
+        match upstream_client(Duration::from_millis(ms)) {
+            Ok(client) => {
+                clients.insert(ms, client.clone());
+                client
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot build an HTTP client; using the shared one");
+                self.http.clone()
+            }
+        }
     }
 
     /// Performs the upstream request, with the call's request id.
     async fn send(
         &self,
         ctx: &CallContext,
+        client: &reqwest::Client,
         request: HttpRequest,
+        limit: Duration,
     ) -> Result<reqwest::Response, ProviderError> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             ProviderError::internal(format!(
@@ -361,17 +670,80 @@ impl Gateway {
                 request.method
             ))
         })?;
-        let mut builder = self.http.request(method, &request.url);
+        let mut builder = client.request(method, &request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
         builder = builder.header(REQUEST_ID_HEADER, &*ctx.request_id);
         let send = builder.body(request.body).send();
-        match tokio::time::timeout(self.timeouts.request, send).await {
+        match tokio::time::timeout(limit, send).await {
             Err(_) => Err(upstream_timeout()),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(upstream_unreachable(&error)),
         }
+    }
+}
+
+/// The HTTP client for upstream calls (and plugins' `http-fetch`).
+pub fn upstream_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        // A redirect would carry provider credentials to a host the
+        // endpoint did not name (and past the plugins' egress allow-list):
+        // the upstream's 3xx goes to the plugin as an answer instead.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// What a call asks of a target.
+enum Call {
+    Chat(ChatRequest),
+    ChatStream(ChatRequest),
+    Embeddings(EmbeddingsRequest),
+}
+
+impl Call {
+    fn operation(&self) -> Operation {
+        match self {
+            Call::Chat(_) => Operation::Chat,
+            Call::ChatStream(_) => Operation::ChatStream,
+            Call::Embeddings(_) => Operation::Embeddings,
+        }
+    }
+}
+
+/// A target's answer to a [`Call`].
+enum Answer {
+    Chat(ChatResponse),
+    Stream(EventStream),
+    Embeddings(EmbeddingsResponse),
+}
+
+/// A failed attempt; `sent` tells whether the request went upstream (a
+/// target that cannot even build it is not retried).
+struct Failed {
+    error: ProviderError,
+    sent: bool,
+}
+
+impl Failed {
+    fn sent(error: ProviderError) -> Self {
+        Failed { error, sent: true }
+    }
+
+    fn unsent(error: ProviderError) -> Self {
+        Failed { error, sent: false }
+    }
+}
+
+fn total_timeout(endpoint: &str) -> ProviderError {
+    ProviderError {
+        message: format!(
+            "the upstream providers of endpoint '{endpoint}' did not answer within its total timeout"
+        ),
+        ..upstream_timeout()
     }
 }
 
@@ -602,10 +974,10 @@ impl Stream for ObservedStream {
                 | StreamEvent::ThinkingDelta { .. }
                 | StreamEvent::ToolCallStart { .. }
                 | StreamEvent::ToolCallDelta { .. } => {
-                    if this.first_token.is_none() {
-                        if let Some(report) = &this.report {
-                            this.first_token = Some(report.ctx.started.elapsed());
-                        }
+                    if this.first_token.is_none()
+                        && let Some(report) = &this.report
+                    {
+                        this.first_token = Some(report.ctx.started.elapsed());
                     }
                 }
                 StreamEvent::Usage { usage } => {

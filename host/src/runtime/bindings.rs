@@ -138,12 +138,12 @@ impl Bindings {
         &self,
         store: &mut Store<HostState>,
         endpoint: &Endpoint,
-        response: &HttpResponse,
+        response: HttpResponse,
     ) -> wasmtime::Result<Typed<String>> {
         match self {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
-                let response = v1::http_response_to(response);
+                let response = v1::http_response_into(response);
                 let result = b
                     .gateway_provider_provider()
                     .call_parse_chat_response(store, &endpoint, &response)
@@ -177,12 +177,12 @@ impl Bindings {
         &self,
         store: &mut Store<HostState>,
         endpoint: &Endpoint,
-        response: &HttpResponse,
+        response: HttpResponse,
     ) -> wasmtime::Result<Typed<String>> {
         match self {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
-                let response = v1::http_response_to(response);
+                let response = v1::http_response_into(response);
                 let result = b
                     .gateway_provider_provider()
                     .call_parse_embeddings_response(store, &endpoint, &response)
@@ -196,12 +196,12 @@ impl Bindings {
         &self,
         store: &mut Store<HostState>,
         endpoint: &Endpoint,
-        response: &HttpResponse,
+        response: HttpResponse,
     ) -> wasmtime::Result<ProviderError> {
         match self {
             Bindings::V0_1_0(b) => {
                 let endpoint = v1::endpoint(endpoint);
-                let response = v1::http_response_to(response);
+                let response = v1::http_response_into(response);
                 let error = b
                     .gateway_provider_provider()
                     .call_parse_error(store, &endpoint, &response)
@@ -322,6 +322,15 @@ mod v1 {
         HttpRequest {
             method: r.method,
             url: r.url,
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+
+    /// Moves the body (a whole upstream answer) instead of copying it.
+    pub(super) fn http_response_into(r: HttpResponse) -> w::HttpResponse {
+        w::HttpResponse {
+            status: r.status,
             headers: r.headers,
             body: r.body,
         }

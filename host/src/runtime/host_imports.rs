@@ -145,6 +145,10 @@ pub(crate) struct CallState {
     allowed: Vec<HostRule>,
     /// Config values never to be logged.
     secrets: Vec<String>,
+    /// The endpoint (and plugin context) `allowed` and `secrets` were
+    /// derived from: a pooled instance serving the same endpoint again skips
+    /// re-parsing its URLs on every call.
+    derived_from: Option<(Endpoint, Arc<PluginCtx>)>,
 }
 
 /// Caps an instance's linear memories (and tables) and remembers whether
@@ -253,9 +257,20 @@ impl HostState {
     /// Resets the per-call state before a call on behalf of `endpoint`.
     pub(crate) fn begin_call(&mut self, endpoint: Option<&Endpoint>, ticks: u64) {
         self.reset_budget(ticks);
+        let Some(endpoint) = endpoint else {
+            self.call.allowed.clear();
+            self.call.secrets.clear();
+            self.call.derived_from = None;
+            return;
+        };
+        if let Some((last, ctx)) = &self.call.derived_from
+            && last == endpoint
+            && Arc::ptr_eq(ctx, &self.ctx)
+        {
+            return;
+        }
         self.call.allowed.clear();
         self.call.secrets.clear();
-        let Some(endpoint) = endpoint else { return };
         for name in &self.ctx.url_fields {
             if let Some(rule) = endpoint.get(name).and_then(HostRule::from_url) {
                 self.call.allowed.push(rule);
@@ -266,6 +281,7 @@ impl HostState {
                 self.call.secrets.push(value.clone());
             }
         }
+        self.call.derived_from = Some((endpoint.clone(), self.ctx.clone()));
     }
 
     /// A fresh budget for the next call on behalf of the same endpoint

@@ -137,6 +137,11 @@ impl PluginRuntime {
         let mut wasm = wasmtime::Config::new();
         wasm.wasm_component_model(true);
         wasm.epoch_interruption(true);
+        // Diagnostics: with PORTICO_WASM_PERFMAP set, plugin code is named in
+        // /tmp/perf-<pid>.map so `perf report` can attribute guest time.
+        if std::env::var_os("PORTICO_WASM_PERFMAP").is_some() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // On-demand allocation: instances are pooled and reused by this
         // runtime, so instantiation is off the hot path and the pooling
         // allocator's large up-front virtual reservations buy nothing.
@@ -549,7 +554,7 @@ impl Plugin {
         let mut instance = self.checkout(Some(endpoint)).await?;
         let result = instance
             .bindings
-            .parse_chat_response(&mut instance.store, endpoint, &response)
+            .parse_chat_response(&mut instance.store, endpoint, response)
             .await;
         self.settle_json(instance, "parse-chat-response", result)
     }
@@ -577,7 +582,7 @@ impl Plugin {
         let mut instance = self.checkout(Some(endpoint)).await?;
         let result = instance
             .bindings
-            .parse_embeddings_response(&mut instance.store, endpoint, &response)
+            .parse_embeddings_response(&mut instance.store, endpoint, response)
             .await;
         self.settle_json(instance, "parse-embeddings-response", result)
     }
@@ -590,7 +595,7 @@ impl Plugin {
         let mut instance = self.checkout(Some(endpoint)).await?;
         let result = instance
             .bindings
-            .parse_error(&mut instance.store, endpoint, &response)
+            .parse_error(&mut instance.store, endpoint, response)
             .await;
         self.settle(instance, "parse-error", result)
     }

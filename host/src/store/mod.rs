@@ -59,6 +59,8 @@ pub struct StoredEndpoint {
     pub model: String,
     /// Values by config field name; secret values are `enc:v1:` ciphertexts.
     pub config: BTreeMap<String, String>,
+    /// Targets, fallbacks, retries, timeouts, limits (stored as JSON).
+    pub policy: crate::policy::EndpointPolicy,
     pub source: Source,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
@@ -131,9 +133,178 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes responses stored before `older_than`; returns how many.
     async fn prune_responses(&self, older_than: SystemTime) -> StoreResult<u64>;
 
+    // ---- gateway keys (see crate::access) ----
+
+    /// Inserts a new gateway key.
+    async fn create_gateway_key(&self, key: &StoredGatewayKey) -> StoreResult<()>;
+
+    /// All gateway keys (revoked ones too), oldest first.
+    async fn list_gateway_keys(&self) -> StoreResult<Vec<StoredGatewayKey>>;
+
+    async fn get_gateway_key(&self, id: &str) -> StoreResult<Option<StoredGatewayKey>>;
+
+    /// Marks a key revoked at `at` (an already revoked key keeps its first
+    /// revocation time); false if there is no such key.
+    async fn revoke_gateway_key(&self, id: &str, at: SystemTime) -> StoreResult<bool>;
+
+    /// Records when keys were last used (id, time); unknown ids are ignored.
+    async fn touch_gateway_keys(&self, used: &[(String, SystemTime)]) -> StoreResult<()>;
+
+    // ---- end gateway keys ----
+
+    // ---- request log (see crate::telemetry) ----
+
+    /// Appends request log entries in one transaction.
+    async fn insert_request_log(&self, entries: &[RequestLogEntry]) -> StoreResult<()>;
+
+    /// Usage totals of the calls received in `[from, to)`, grouped as asked.
+    async fn query_usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>>;
+
+    /// The most recent entries received in `[from, to)`, newest first, with
+    /// an id lower than `before_id` when given (for paging).
+    async fn list_request_log(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<LoggedRequest>>;
+
+    /// Deletes entries received before `older_than`; returns how many.
+    async fn prune_request_log(&self, older_than: SystemTime) -> StoreResult<u64>;
+
+    // ---- end request log ----
+
     /// Flushes and closes; later calls fail.
     async fn close(&self);
 }
+
+/// A gateway key as stored: never the key itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredGatewayKey {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the key, safe to show and log.
+    pub prefix: String,
+    /// Hex SHA-256 of the whole key.
+    pub hash: String,
+    /// Endpoints the key may call; `None` means all.
+    pub endpoints: Option<Vec<String>>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    pub created_at: SystemTime,
+    pub revoked_at: Option<SystemTime>,
+    pub last_used_at: Option<SystemTime>,
+}
+
+// ---- request log types (see crate::telemetry) ----
+
+/// One call through the gateway, as logged. Never holds message contents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestLogEntry {
+    pub request_id: String,
+    /// When the gateway received the request, Unix milliseconds.
+    pub at_ms: i64,
+    pub endpoint: String,
+    pub provider: String,
+    pub model: String,
+    pub operation: String,
+    pub dialect: String,
+    pub key_id: Option<String>,
+    pub key_prefix: Option<String>,
+    pub status: u16,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cached_input_tokens: Option<u64>,
+    /// `None` when the model has no price in its plugin's catalog.
+    pub cost_usd: Option<f64>,
+    pub attempts: u32,
+    pub fallbacks: u32,
+    pub cancelled: bool,
+}
+
+/// A stored [`RequestLogEntry`] with its row id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoggedRequest {
+    pub id: i64,
+    #[serde(flatten)]
+    pub entry: RequestLogEntry,
+}
+
+/// A dimension usage can be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroup {
+    Endpoint,
+    Provider,
+    Model,
+    Key,
+}
+
+/// The time bucket of a usage series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageBucket {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl UsageBucket {
+    pub fn millis(self) -> i64 {
+        match self {
+            UsageBucket::Minute => 60_000,
+            UsageBucket::Hour => 3_600_000,
+            UsageBucket::Day => 86_400_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageQuery {
+    pub from: SystemTime,
+    pub to: SystemTime,
+    pub group_by: Vec<UsageGroup>,
+    /// Also split by time bucket (UTC-aligned).
+    pub bucket: Option<UsageBucket>,
+}
+
+/// Totals of one group (and bucket). Group fields not asked for are `None`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct UsageRow {
+    /// Start of the bucket, Unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket_start_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Key id (`""` for calls without a gateway key), with its prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Sum over the priced calls.
+    pub cost_usd: f64,
+    /// Calls with tokens but no catalog price (not in `cost_usd`).
+    pub unpriced_requests: u64,
+    pub avg_latency_ms: f64,
+    pub max_latency_ms: u64,
+    /// Over the calls that measured it (streams).
+    pub avg_ttft_ms: Option<f64>,
+}
+
+// ---- end request log types ----
 
 /// Opens the embedded default store: SQLite at `<data_dir>/portico.db`,
 /// created and migrated as needed.

@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row as _, Sqlite, Transaction};
 
+use super::StoredGatewayKey;
 use super::{Source, Store, StoreError, StoreResult, StoredEndpoint, from_unix_ms, unix_ms};
 
 /// File name of the database inside the data dir.
@@ -90,7 +91,11 @@ fn endpoint_from_row(row: &SqliteRow) -> StoreResult<StoredEndpoint> {
     let source = Source::parse(&source).ok_or_else(|| {
         StoreError::Corrupt(format!("endpoint '{name}' has unknown source '{source}'"))
     })?;
+    let policy: String = row.try_get("policy").map_err(db_error)?;
+    let policy = serde_json::from_str(&policy)
+        .map_err(|e| StoreError::Corrupt(format!("policy of endpoint '{name}': {e}")))?;
     Ok(StoredEndpoint {
+        policy,
         provider: row.try_get("provider").map_err(db_error)?,
         model: row.try_get("model").map_err(db_error)?,
         config,
@@ -105,18 +110,23 @@ fn config_json(endpoint: &StoredEndpoint) -> StoreResult<String> {
     serde_json::to_string(&endpoint.config).map_err(db_error)
 }
 
+fn policy_json(endpoint: &StoredEndpoint) -> StoreResult<String> {
+    serde_json::to_string(&endpoint.policy).map_err(db_error)
+}
+
 async fn upsert(tx: &mut Transaction<'_, Sqlite>, endpoint: &StoredEndpoint) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO endpoints (name, provider, model, config, source, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
+        "INSERT INTO endpoints (name, provider, model, config, policy, source, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET
            provider = excluded.provider, model = excluded.model, config = excluded.config,
-           source = excluded.source, updated_at = excluded.updated_at",
+           policy = excluded.policy, source = excluded.source, updated_at = excluded.updated_at",
     )
     .bind(&endpoint.name)
     .bind(&endpoint.provider)
     .bind(&endpoint.model)
     .bind(config_json(endpoint)?)
+    .bind(policy_json(endpoint)?)
     .bind(endpoint.source.as_str())
     .bind(unix_ms(endpoint.created_at))
     .bind(unix_ms(endpoint.updated_at))
@@ -134,7 +144,7 @@ impl Store for SqliteStore {
 
     async fn list_endpoints(&self) -> StoreResult<Vec<StoredEndpoint>> {
         let rows = sqlx::query(
-            "SELECT name, provider, model, config, source, created_at, updated_at
+            "SELECT name, provider, model, config, policy, source, created_at, updated_at
              FROM endpoints ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -145,7 +155,7 @@ impl Store for SqliteStore {
 
     async fn get_endpoint(&self, name: &str) -> StoreResult<Option<StoredEndpoint>> {
         let row = sqlx::query(
-            "SELECT name, provider, model, config, source, created_at, updated_at
+            "SELECT name, provider, model, config, policy, source, created_at, updated_at
              FROM endpoints WHERE name = ?",
         )
         .bind(name)
@@ -157,14 +167,15 @@ impl Store for SqliteStore {
 
     async fn create_endpoint(&self, endpoint: &StoredEndpoint) -> StoreResult<()> {
         let result = sqlx::query(
-            "INSERT INTO endpoints (name, provider, model, config, source, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO endpoints (name, provider, model, config, policy, source, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(&endpoint.name)
         .bind(&endpoint.provider)
         .bind(&endpoint.model)
         .bind(config_json(endpoint)?)
+        .bind(policy_json(endpoint)?)
         .bind(endpoint.source.as_str())
         .bind(unix_ms(endpoint.created_at))
         .bind(unix_ms(endpoint.updated_at))
@@ -179,12 +190,13 @@ impl Store for SqliteStore {
 
     async fn update_endpoint(&self, endpoint: &StoredEndpoint) -> StoreResult<()> {
         let result = sqlx::query(
-            "UPDATE endpoints SET provider = ?, model = ?, config = ?, source = ?, updated_at = ?
-             WHERE name = ?",
+            "UPDATE endpoints SET provider = ?, model = ?, config = ?, policy = ?, source = ?,
+             updated_at = ? WHERE name = ?",
         )
         .bind(&endpoint.provider)
         .bind(&endpoint.model)
         .bind(config_json(endpoint)?)
+        .bind(policy_json(endpoint)?)
         .bind(endpoint.source.as_str())
         .bind(unix_ms(endpoint.updated_at))
         .bind(&endpoint.name)
@@ -298,10 +310,388 @@ impl Store for SqliteStore {
         Ok(result.rows_affected())
     }
 
+    // ---- gateway keys (see crate::access) ----
+
+    async fn create_gateway_key(&self, key: &StoredGatewayKey) -> StoreResult<()> {
+        let endpoints = key
+            .endpoints
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO gateway_keys (id, name, prefix, key_hash, endpoints,
+               requests_per_minute, tokens_per_minute, created_at, revoked_at, last_used_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.hash)
+        .bind(endpoints)
+        .bind(key.requests_per_minute.map(i64::from))
+        .bind(key.tokens_per_minute.map(i64::from))
+        .bind(unix_ms(key.created_at))
+        .bind(key.revoked_at.map(unix_ms))
+        .bind(key.last_used_at.map(unix_ms))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list_gateway_keys(&self) -> StoreResult<Vec<StoredGatewayKey>> {
+        let rows = sqlx::query(
+            "SELECT id, name, prefix, key_hash, endpoints, requests_per_minute, tokens_per_minute,
+               created_at, revoked_at, last_used_at
+             FROM gateway_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(gateway_key_from_row).collect()
+    }
+
+    async fn get_gateway_key(&self, id: &str) -> StoreResult<Option<StoredGatewayKey>> {
+        let row = sqlx::query(
+            "SELECT id, name, prefix, key_hash, endpoints, requests_per_minute, tokens_per_minute,
+               created_at, revoked_at, last_used_at
+             FROM gateway_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(gateway_key_from_row).transpose()
+    }
+
+    async fn revoke_gateway_key(&self, id: &str, at: SystemTime) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE gateway_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+        )
+        .bind(unix_ms(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn touch_gateway_keys(&self, used: &[(String, SystemTime)]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        for (id, at) in used {
+            sqlx::query(
+                "UPDATE gateway_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?)
+                 WHERE id = ?",
+            )
+            .bind(unix_ms(*at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    // ---- end gateway keys ----
+
+    // ---- request log (see crate::telemetry) ----
+
+    async fn insert_request_log(&self, entries: &[super::RequestLogEntry]) -> StoreResult<()> {
+        request_log::insert(&self.pool, entries).await
+    }
+
+    async fn query_usage(&self, query: &super::UsageQuery) -> StoreResult<Vec<super::UsageRow>> {
+        request_log::usage(&self.pool, query).await
+    }
+
+    async fn list_request_log(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<super::LoggedRequest>> {
+        request_log::list(&self.pool, from, to, before_id, limit).await
+    }
+
+    async fn prune_request_log(&self, older_than: SystemTime) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM request_log WHERE at < ?")
+            .bind(unix_ms(older_than))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(result.rows_affected())
+    }
+
+    // ---- end request log ----
+
     async fn close(&self) {
         self.pool.close().await;
     }
 }
+
+// ---- gateway keys (see crate::access) ----
+
+fn gateway_key_from_row(row: &SqliteRow) -> StoreResult<StoredGatewayKey> {
+    let id: String = row.try_get("id").map_err(db_error)?;
+    let endpoints: Option<String> = row.try_get("endpoints").map_err(db_error)?;
+    let endpoints = endpoints
+        .map(|text| serde_json::from_str::<Vec<String>>(&text))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("endpoints of gateway key '{id}': {e}")))?;
+    let limit = |column: &str| -> StoreResult<Option<u32>> {
+        let value: Option<i64> = row.try_get(column).map_err(db_error)?;
+        value
+            .map(|v| {
+                u32::try_from(v).map_err(|_| {
+                    StoreError::Corrupt(format!("{column} of gateway key '{id}' is out of range"))
+                })
+            })
+            .transpose()
+    };
+    let time = |column: &str| -> StoreResult<Option<SystemTime>> {
+        let value: Option<i64> = row.try_get(column).map_err(db_error)?;
+        Ok(value.map(from_unix_ms))
+    };
+    Ok(StoredGatewayKey {
+        name: row.try_get("name").map_err(db_error)?,
+        prefix: row.try_get("prefix").map_err(db_error)?,
+        hash: row.try_get("key_hash").map_err(db_error)?,
+        endpoints,
+        requests_per_minute: limit("requests_per_minute")?,
+        tokens_per_minute: limit("tokens_per_minute")?,
+        created_at: from_unix_ms(row.try_get("created_at").map_err(db_error)?),
+        revoked_at: time("revoked_at")?,
+        last_used_at: time("last_used_at")?,
+        id,
+    })
+}
+
+// ---- end gateway keys ----
+
+// ---- request log (see crate::telemetry) ----
+
+mod request_log {
+    use std::fmt::Write as _;
+    use std::time::SystemTime;
+
+    use sqlx::sqlite::{SqlitePool, SqliteRow};
+    use sqlx::{AssertSqlSafe, Row as _};
+
+    use super::db_error;
+    use crate::store::{
+        LoggedRequest, RequestLogEntry, StoreResult, UsageGroup, UsageQuery, UsageRow, unix_ms,
+    };
+
+    /// 21 columns: 100 rows stay far below SQLite's bound-parameter limit.
+    const ROWS_PER_STATEMENT: usize = 100;
+
+    const COLUMNS: &str = "request_id, at, endpoint, provider, model, operation, dialect, key_id, \
+         key_prefix, status, error_kind, error_message, latency_ms, ttft_ms, input_tokens, \
+         output_tokens, cached_input_tokens, cost_usd, attempts, fallbacks, cancelled";
+
+    fn to_i64(value: u64) -> i64 {
+        i64::try_from(value).unwrap_or(i64::MAX)
+    }
+
+    fn to_u64(value: i64) -> u64 {
+        u64::try_from(value).unwrap_or(0)
+    }
+
+    pub(super) async fn insert(pool: &SqlitePool, entries: &[RequestLogEntry]) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // One multi-row statement per chunk: a statement (and a round trip
+        // to sqlx's SQLite thread) per row cost more than the rows.
+        let mut tx = pool.begin().await.map_err(db_error)?;
+        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                "INSERT INTO request_log ({COLUMNS}) "
+            ));
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.request_id)
+                    .push_bind(e.at_ms)
+                    .push_bind(&e.endpoint)
+                    .push_bind(&e.provider)
+                    .push_bind(&e.model)
+                    .push_bind(&e.operation)
+                    .push_bind(&e.dialect)
+                    .push_bind(&e.key_id)
+                    .push_bind(&e.key_prefix)
+                    .push_bind(i64::from(e.status))
+                    .push_bind(&e.error_kind)
+                    .push_bind(&e.error_message)
+                    .push_bind(to_i64(e.latency_ms))
+                    .push_bind(e.ttft_ms.map(to_i64))
+                    .push_bind(e.input_tokens.map(to_i64))
+                    .push_bind(e.output_tokens.map(to_i64))
+                    .push_bind(e.cached_input_tokens.map(to_i64))
+                    .push_bind(e.cost_usd)
+                    .push_bind(i64::from(e.attempts))
+                    .push_bind(i64::from(e.fallbacks))
+                    .push_bind(e.cancelled);
+            });
+            insert.build().execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    fn group_column(group: UsageGroup) -> &'static str {
+        match group {
+            UsageGroup::Endpoint => "endpoint",
+            UsageGroup::Provider => "provider",
+            UsageGroup::Model => "model",
+            UsageGroup::Key => "COALESCE(key_id, '')",
+        }
+    }
+
+    pub(super) async fn usage(pool: &SqlitePool, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
+        // Column expressions come from closed enums, never from input.
+        let mut select = String::new();
+        let mut group = Vec::new();
+        if let Some(bucket) = query.bucket {
+            let ms = bucket.millis();
+            let _ = write!(select, "(at / {ms}) * {ms} AS g_bucket, ");
+            group.push("g_bucket".to_string());
+        }
+        let mut dims = query.group_by.clone();
+        dims.dedup();
+        for (i, dim) in dims.iter().enumerate() {
+            let _ = write!(select, "{} AS g_{i}, ", group_column(*dim));
+            group.push(format!("g_{i}"));
+        }
+        let group_clause = if group.is_empty() {
+            String::new()
+        } else {
+            format!("GROUP BY {0} ORDER BY {0}", group.join(", "))
+        };
+        let sql = format!(
+            "SELECT {select} COUNT(*) AS requests, \
+               COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS errors, \
+               COALESCE(SUM(input_tokens), 0) AS input_tokens, \
+               COALESCE(SUM(output_tokens), 0) AS output_tokens, \
+               COALESCE(SUM(cost_usd), 0.0) AS cost_usd, \
+               COALESCE(SUM(CASE WHEN cost_usd IS NULL \
+                 AND COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) > 0 \
+                 THEN 1 ELSE 0 END), 0) AS unpriced, \
+               AVG(latency_ms) AS avg_latency, MAX(latency_ms) AS max_latency, \
+               AVG(ttft_ms) AS avg_ttft, MAX(key_prefix) AS key_prefix \
+             FROM request_log WHERE at >= ? AND at < ? {group_clause}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(unix_ms(query.from))
+            .bind(unix_ms(query.to))
+            .fetch_all(pool)
+            .await
+            .map_err(db_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let requests: i64 = row.try_get("requests").map_err(db_error)?;
+            if requests == 0 && !group.is_empty() {
+                continue;
+            }
+            let mut usage = UsageRow {
+                requests: to_u64(requests),
+                errors: to_u64(row.try_get("errors").map_err(db_error)?),
+                input_tokens: to_u64(row.try_get("input_tokens").map_err(db_error)?),
+                output_tokens: to_u64(row.try_get("output_tokens").map_err(db_error)?),
+                cost_usd: row.try_get("cost_usd").map_err(db_error)?,
+                unpriced_requests: to_u64(row.try_get("unpriced").map_err(db_error)?),
+                avg_latency_ms: row
+                    .try_get::<Option<f64>, _>("avg_latency")
+                    .map_err(db_error)?
+                    .unwrap_or(0.0),
+                max_latency_ms: to_u64(
+                    row.try_get::<Option<i64>, _>("max_latency")
+                        .map_err(db_error)?
+                        .unwrap_or(0),
+                ),
+                avg_ttft_ms: row.try_get("avg_ttft").map_err(db_error)?,
+                ..UsageRow::default()
+            };
+            if query.bucket.is_some() {
+                usage.bucket_start_ms = Some(row.try_get("g_bucket").map_err(db_error)?);
+            }
+            for (i, dim) in dims.iter().enumerate() {
+                let value: String = row.try_get(format!("g_{i}").as_str()).map_err(db_error)?;
+                match dim {
+                    UsageGroup::Endpoint => usage.endpoint = Some(value),
+                    UsageGroup::Provider => usage.provider = Some(value),
+                    UsageGroup::Model => usage.model = Some(value),
+                    UsageGroup::Key => {
+                        usage.key_prefix = row.try_get("key_prefix").map_err(db_error)?;
+                        usage.key = Some(value);
+                    }
+                }
+            }
+            out.push(usage);
+        }
+        Ok(out)
+    }
+
+    fn entry_from_row(row: &SqliteRow) -> StoreResult<LoggedRequest> {
+        let get_u64 = |name: &str| -> StoreResult<Option<u64>> {
+            Ok(row
+                .try_get::<Option<i64>, _>(name)
+                .map_err(db_error)?
+                .map(to_u64))
+        };
+        Ok(LoggedRequest {
+            id: row.try_get("id").map_err(db_error)?,
+            entry: RequestLogEntry {
+                request_id: row.try_get("request_id").map_err(db_error)?,
+                at_ms: row.try_get("at").map_err(db_error)?,
+                endpoint: row.try_get("endpoint").map_err(db_error)?,
+                provider: row.try_get("provider").map_err(db_error)?,
+                model: row.try_get("model").map_err(db_error)?,
+                operation: row.try_get("operation").map_err(db_error)?,
+                dialect: row.try_get("dialect").map_err(db_error)?,
+                key_id: row.try_get("key_id").map_err(db_error)?,
+                key_prefix: row.try_get("key_prefix").map_err(db_error)?,
+                status: u16::try_from(row.try_get::<i64, _>("status").map_err(db_error)?)
+                    .unwrap_or(0),
+                error_kind: row.try_get("error_kind").map_err(db_error)?,
+                error_message: row.try_get("error_message").map_err(db_error)?,
+                latency_ms: get_u64("latency_ms")?.unwrap_or(0),
+                ttft_ms: get_u64("ttft_ms")?,
+                input_tokens: get_u64("input_tokens")?,
+                output_tokens: get_u64("output_tokens")?,
+                cached_input_tokens: get_u64("cached_input_tokens")?,
+                cost_usd: row.try_get("cost_usd").map_err(db_error)?,
+                attempts: u32::try_from(get_u64("attempts")?.unwrap_or(0)).unwrap_or(u32::MAX),
+                fallbacks: u32::try_from(get_u64("fallbacks")?.unwrap_or(0)).unwrap_or(u32::MAX),
+                cancelled: row.try_get("cancelled").map_err(db_error)?,
+            },
+        })
+    }
+
+    pub(super) async fn list(
+        pool: &SqlitePool,
+        from: SystemTime,
+        to: SystemTime,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<LoggedRequest>> {
+        let sql = format!(
+            "SELECT id, {COLUMNS} FROM request_log \
+             WHERE at >= ? AND at < ? AND id < ? ORDER BY id DESC LIMIT ?"
+        );
+        // Audited: only the constant column list is spliced in.
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(unix_ms(from))
+            .bind(unix_ms(to))
+            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+}
+
+// ---- end request log ----
 
 #[cfg(test)]
 mod tests {
@@ -314,6 +704,7 @@ mod tests {
             provider: "openai".into(),
             model: "gpt-4o-mini".into(),
             config: BTreeMap::from([("api_key".into(), "enc:v1:xyz".into())]),
+            policy: Default::default(),
             source,
             created_at: now,
             updated_at: now,

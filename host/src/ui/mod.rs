@@ -42,6 +42,8 @@ static ASSETS: &[Asset] = &[
     asset!("views/endpoints.js", JS),
     asset!("views/endpoint_form.js", JS),
     asset!("views/plugins.js", JS),
+    asset!("views/keys.js", JS),
+    asset!("views/usage.js", JS),
 ];
 
 /// Everything is same-origin: no CDN, no inline script, no framing.

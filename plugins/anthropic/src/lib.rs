@@ -64,37 +64,29 @@ impl Provider for Anthropic {
 
     fn info(&self) -> ProviderInfo {
         ProviderInfo {
-            id: "anthropic".into(),
-            display_name: "Anthropic".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Anthropic Messages API (Claude Opus, Sonnet, Haiku)".into(),
-            operations: vec![Operation::Chat, Operation::ChatStream],
-            native_dialect: Some(Dialect::Anthropic),
-            config_fields: vec![
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "An Anthropic API key (sk-ant-…), from console.anthropic.com.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "API root (without /v1); change it only to go through a proxy.",
-                ),
-                config::optional(
-                    "max_tokens",
-                    "Default max tokens",
-                    FieldKind::String,
-                    None,
-                    "max_tokens sent when the client sets none (Anthropic requires it); defaults to the model's maximum output.",
-                ),
-            ],
-            // No host.http_fetch calls: the plugin needs no egress.
-            egress_hosts: Vec::new(),
             models: self.models.clone(),
+            ..Describe::new(
+                "anthropic",
+                "Anthropic",
+                env!("CARGO_PKG_VERSION"),
+                "Anthropic Messages API (Claude Opus, Sonnet, Haiku)",
+            )
+            .native_dialect(Dialect::Anthropic)
+            .field(config::api_key(
+                "An Anthropic API key (sk-ant-…), from console.anthropic.com.",
+            ))
+            .field(config::base_url(
+                Some(DEFAULT_BASE_URL),
+                "API root (without /v1); change it only to go through a proxy.",
+            ))
+            .field(config::optional(
+                "max_tokens",
+                "Default max tokens",
+                FieldKind::String,
+                None,
+                "max_tokens sent when the client sets none (Anthropic requires it); defaults to the model's maximum output.",
+            ))
+            .build()
         }
     }
 
@@ -112,16 +104,11 @@ impl Provider for Anthropic {
         let base = endpoint.base_url("base_url", Some(DEFAULT_BASE_URL))?;
         // Accept a base URL given with the version (".../v1") as well.
         let base = base.strip_suffix("/v1").unwrap_or(&base);
-        let accept = if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
         Ok(
             http::RequestBuilder::post(http::join_url(base, "/v1/messages"))
                 .header("x-api-key", endpoint.require("api_key")?)
                 .header("anthropic-version", API_VERSION)
-                .header("accept", accept)
+                .header("accept", http::accept(stream, http::SSE))
                 .json(&body)
                 .build(),
         )
@@ -129,12 +116,9 @@ impl Provider for Anthropic {
 
     fn parse_chat_response(
         &self,
-        endpoint: &Endpoint,
+        _endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<ChatResponse, ProviderError> {
-        if !(200..300).contains(&response.status) {
-            return Err(self.parse_error(endpoint, &response));
-        }
         anthropic::parse_message(&response.body)
     }
 
@@ -190,7 +174,7 @@ portico_sdk::export_provider!(Anthropic);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{self, header, json_body, json_response};
+    use portico_sdk::testing::{self, *};
     use serde_json::json;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
@@ -207,7 +191,7 @@ mod tests {
 
     #[test]
     fn catalog_and_info() {
-        let models = catalog::parse(MODELS).unwrap();
+        let models = assert_catalog_rules(MODELS, &[]);
         assert!(models.len() >= 5);
         assert!(
             models
@@ -414,9 +398,8 @@ mod tests {
                        {"type":"tool_use","id":"toolu_01A","name":"get_weather","input":{"city":"Paris"}}],
             "stop_reason":"tool_use","stop_sequence":null,
             "usage":{"input_tokens":20,"cache_read_input_tokens":100,"cache_creation_input_tokens":0,"output_tokens":30}}"#;
-        let parsed = provider
-            .parse_chat_response(&ep, json_response(200, &[], upstream))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_chat(&provider, &ep, json_response(200, &[], upstream)).unwrap();
         assert_eq!(parsed.id, "msg_01XFDUDYJgAACzvnptvVoYEL");
         assert_eq!(parsed.text(), "Let me check.");
         assert_eq!(parsed.finish_reason, FinishReason::ToolCalls);
@@ -448,7 +431,7 @@ mod tests {
             r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
         );
         limited.headers.push(("retry-after".into(), "17".into()));
-        let err = provider.parse_chat_response(&ep, limited).unwrap_err();
+        let err = portico_sdk::parse_chat(&provider, &ep, limited).unwrap_err();
         assert_eq!(
             (err.kind, err.status, err.retry_after_ms),
             (ErrorKind::RateLimited, 429, Some(17_000))
@@ -477,8 +460,7 @@ mod tests {
         let err = provider.parse_error(&ep, &json_response(500, &[], "<html>oops</html>"));
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
         // A 200 that is not a message is an upstream failure.
-        let err = provider
-            .parse_chat_response(&ep, json_response(200, &[], "not json"))
+        let err = portico_sdk::parse_chat(&provider, &ep, json_response(200, &[], "not json"))
             .unwrap_err();
         assert_eq!(err.status, 502);
     }
@@ -551,22 +533,12 @@ mod tests {
     fn decodes_stream_split_at_every_byte_boundary() {
         let provider = Anthropic::new();
         let ep = endpoint(&[("api_key", "k")]);
-        let bytes = STREAM.as_bytes();
-        let expected = expected_stream_events();
-        for cut in 0..=bytes.len() {
-            let mut decoder = provider.stream_decoder(&ep);
-            let mut events = decoder.push(&bytes[..cut]).unwrap();
-            events.extend(decoder.push(&bytes[cut..]).unwrap());
-            events.extend(decoder.finish().unwrap());
-            assert_eq!(events, expected, "split at byte {cut}");
-        }
-        let mut decoder = provider.stream_decoder(&ep);
-        let mut events = Vec::new();
-        for byte in bytes {
-            events.extend(decoder.push(std::slice::from_ref(byte)).unwrap());
-        }
-        events.extend(decoder.finish().unwrap());
-        assert_eq!(events, expected, "byte by byte");
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &ep,
+            STREAM.as_bytes(),
+            &expected_stream_events(),
+        );
     }
 
     #[test]

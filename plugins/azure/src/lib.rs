@@ -43,60 +43,47 @@ impl Provider for Azure {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "azure".into(),
-            display_name: "Azure OpenAI".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Azure OpenAI deployments: chat completions and embeddings".into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: Some(Dialect::Openai),
-            config_fields: vec![
-                config::required(
-                    "endpoint",
-                    "Endpoint",
-                    FieldKind::Url,
-                    "The resource endpoint, e.g. https://my-resource.openai.azure.com.",
-                ),
-                config::required(
-                    "deployment",
-                    "Deployment",
-                    FieldKind::String,
-                    "The deployment name chosen when the model was deployed.",
-                ),
-                config::optional(
-                    "api_version",
-                    "API version",
-                    FieldKind::String,
-                    Some(DEFAULT_API_VERSION),
-                    "The api-version query parameter (a GA or preview version).",
-                ),
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "A key of the resource (Keys and Endpoint), or a Microsoft Entra ID access token when Authentication is entra.",
-                ),
-                config::choice(
-                    "auth",
-                    "Authentication",
-                    &["api-key", "entra"],
-                    "api-key sends the key as the api-key header; entra sends it as a bearer token.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    None,
-                    "Overrides the endpoint, e.g. to go through a proxy or an API Management gateway.",
-                ),
-            ],
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "azure",
+            "Azure OpenAI",
+            env!("CARGO_PKG_VERSION"),
+            "Azure OpenAI deployments: chat completions and embeddings",
+        )
+        .embeddings()
+        .native_dialect(Dialect::Openai)
+        .field(config::required(
+            "endpoint",
+            "Endpoint",
+            FieldKind::Url,
+            "The resource endpoint, e.g. https://my-resource.openai.azure.com.",
+        ))
+        .field(config::required(
+            "deployment",
+            "Deployment",
+            FieldKind::String,
+            "The deployment name chosen when the model was deployed.",
+        ))
+        .field(config::optional(
+            "api_version",
+            "API version",
+            FieldKind::String,
+            Some(DEFAULT_API_VERSION),
+            "The api-version query parameter (a GA or preview version).",
+        ))
+        .field(config::api_key(
+            "A key of the resource (Keys and Endpoint), or a Microsoft Entra ID access token when Authentication is entra.",
+        ))
+        .field(config::choice(
+            "auth",
+            "Authentication",
+            &["api-key", "entra"],
+            "api-key sends the key as the api-key header; entra sends it as a bearer token.",
+        ))
+        .field(config::base_url(
+            None,
+            "Overrides the endpoint, e.g. to go through a proxy or an API Management gateway.",
+        ))
+        .catalog(MODELS)
     }
 
     // Chat, streaming, embeddings and errors (content-filter rejections are
@@ -109,9 +96,7 @@ portico_sdk::export_provider!(Azure);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{
-        decode_split_everywhere, endpoint, header, json_body, json_response,
-    };
+    use portico_sdk::testing::*;
     use serde_json::json;
 
     const ENDPOINT: &str = "https://my-resource.openai.azure.com";
@@ -142,20 +127,8 @@ mod tests {
         assert_eq!(info.native_dialect, Some(Dialect::Openai));
         assert!(info.supports(Operation::Chat) && info.supports(Operation::ChatStream));
         assert!(info.supports(Operation::Embeddings));
-        let fields: Vec<(&str, FieldKind, bool, Option<&str>)> = info
-            .config_fields
-            .iter()
-            .map(|f| {
-                (
-                    f.name.as_str(),
-                    f.kind,
-                    f.required,
-                    f.default_value.as_deref(),
-                )
-            })
-            .collect();
         assert_eq!(
-            fields,
+            fields(&info),
             vec![
                 ("endpoint", FieldKind::Url, true, None),
                 ("deployment", FieldKind::String, true, None),
@@ -169,7 +142,7 @@ mod tests {
 
     #[test]
     fn catalog_is_valid() {
-        let models = catalog::parse(MODELS).unwrap();
+        let models = assert_catalog_rules(MODELS, &[]);
         for id in ["gpt-5", "gpt-4.1", "gpt-4o", "gpt-4o-mini", "o4-mini"] {
             let model = models.iter().find(|m| m.id == id).unwrap();
             assert!(
@@ -182,11 +155,6 @@ mod tests {
             .find(|m| m.id == "text-embedding-3-large")
             .unwrap();
         assert_eq!(large.embedding_dimensions, Some(3072));
-        assert!(
-            models
-                .iter()
-                .all(|m| m.capabilities.embeddings == m.embedding_dimensions.is_some())
-        );
     }
 
     #[test]
@@ -292,9 +260,8 @@ mod tests {
             "system_fingerprint": "fp_b2ffeb16ee",
             "usage": {"completion_tokens": 5, "prompt_tokens": 12, "total_tokens": 17}
         }"#;
-        let parsed = provider
-            .parse_chat_response(&ep(&[]), json_response(200, &[], body))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_chat(&provider, &ep(&[]), json_response(200, &[], body)).unwrap();
         assert_eq!(parsed.finish_reason, FinishReason::ContentFilter);
         assert_eq!(parsed.model, "gpt-4o-2024-08-06");
         assert_eq!(
@@ -312,9 +279,7 @@ mod tests {
             &[],
             r#"{"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.", "type": null, "param": "prompt", "code": "content_filter", "status": 400, "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {"violence": {"filtered": true, "severity": "medium"}}}}}"#,
         );
-        let err = provider
-            .parse_chat_response(&endpoint, filtered)
-            .unwrap_err();
+        let err = portico_sdk::parse_chat(&provider, &endpoint, filtered).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::InvalidRequest, 400));
         assert!(err.message.starts_with("The response was filtered"));
 
@@ -334,9 +299,7 @@ mod tests {
             &[],
             r#"{"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}"#,
         );
-        let err = provider
-            .parse_embeddings_response(&endpoint, denied)
-            .unwrap_err();
+        let err = portico_sdk::parse_embeddings(&provider, &endpoint, denied).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
 
         let missing = json_response(
@@ -376,9 +339,9 @@ mod tests {
         assert_eq!(body["input"], json!(["a", "b"]));
         assert_eq!(body["dimensions"], 256);
         let upstream = r#"{"data": [{"embedding": [0.5, -1.0], "index": 1, "object": "embedding"}, {"embedding": [0.25, 2.0], "index": 0, "object": "embedding"}], "model": "text-embedding-3-small", "object": "list", "usage": {"prompt_tokens": 2, "total_tokens": 2}}"#;
-        let parsed = provider
-            .parse_embeddings_response(&ep(&[]), json_response(200, &[], upstream))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_embeddings(&provider, &ep(&[]), json_response(200, &[], upstream))
+                .unwrap();
         assert_eq!(parsed.embeddings, vec![vec![0.25, 2.0], vec![0.5, -1.0]]);
     }
 
@@ -400,43 +363,42 @@ mod tests {
     fn decodes_azure_stream_split_anywhere() {
         let provider = Azure::new();
         let endpoint = ep(&[]);
-        let events =
-            decode_split_everywhere(|| provider.stream_decoder(&endpoint), STREAM.as_bytes())
-                .unwrap();
-        assert_eq!(
-            events,
-            vec![
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &endpoint,
+            STREAM.as_bytes(),
+            &[
                 StreamEvent::Start {
                     id: "chatcmpl-AZ2".into(),
-                    model: "gpt-4o-2024-08-06".into()
+                    model: "gpt-4o-2024-08-06".into(),
                 },
                 StreamEvent::TextDelta {
-                    text: "Grüezi ".into()
+                    text: "Grüezi ".into(),
                 },
                 StreamEvent::ToolCallStart {
                     index: 0,
                     id: "call_Az".into(),
-                    name: "lookup".into()
+                    name: "lookup".into(),
                 },
                 StreamEvent::ToolCallDelta {
                     index: 0,
-                    arguments: "{\"q\":".into()
+                    arguments: "{\"q\":".into(),
                 },
                 StreamEvent::ToolCallDelta {
                     index: 0,
-                    arguments: "\"x\"}".into()
+                    arguments: "\"x\"}".into(),
                 },
                 StreamEvent::Finish {
-                    reason: FinishReason::ToolCalls
+                    reason: FinishReason::ToolCalls,
                 },
                 StreamEvent::Usage {
                     usage: Usage {
                         input_tokens: 21,
                         output_tokens: 9,
-                        cached_input_tokens: Some(0)
-                    }
+                        cached_input_tokens: Some(0),
+                    },
                 },
-            ]
+            ],
         );
     }
 

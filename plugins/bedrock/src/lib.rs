@@ -130,58 +130,45 @@ impl Provider for Bedrock {
 
     fn info(&self) -> ProviderInfo {
         ProviderInfo {
-            id: "bedrock".into(),
-            display_name: "Amazon Bedrock".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "Amazon Bedrock Converse (Claude, Nova, Llama, Mistral…) and Titan / Cohere embeddings"
-                    .into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: None,
-            config_fields: vec![
-                config::required(
-                    "aws_access_key_id",
-                    "AWS access key ID",
-                    FieldKind::Secret,
-                    "Access key of an IAM identity allowed bedrock:InvokeModel / InvokeModelWithResponseStream.",
-                ),
-                config::required(
-                    "aws_secret_access_key",
-                    "AWS secret access key",
-                    FieldKind::Secret,
-                    "The secret of that access key.",
-                ),
-                config::optional(
-                    "aws_session_token",
-                    "AWS session token",
-                    FieldKind::Secret,
-                    None,
-                    "Only for temporary (STS) credentials.",
-                ),
-                ConfigField {
-                    default_value: Some(DEFAULT_REGION.into()),
-                    ..config::required(
-                        "region",
-                        "Region",
-                        FieldKind::String,
-                        "AWS region of the Bedrock runtime, e.g. us-east-1, eu-central-1.",
-                    )
-                },
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    None,
-                    "Defaults to https://bedrock-runtime.<region>.amazonaws.com; set it for a VPC endpoint or a proxy.",
-                ),
-            ],
-            // No host.http_fetch calls: the plugin needs no egress.
-            egress_hosts: Vec::new(),
             models: self.models.clone(),
+            ..Describe::new(
+                "bedrock",
+                "Amazon Bedrock",
+                env!("CARGO_PKG_VERSION"),
+                "Amazon Bedrock Converse (Claude, Nova, Llama, Mistral…) and Titan / Cohere embeddings",
+            )
+            .embeddings()
+            .field(config::required(
+                "aws_access_key_id",
+                "AWS access key ID",
+                FieldKind::Secret,
+                "Access key of an IAM identity allowed bedrock:InvokeModel / InvokeModelWithResponseStream.",
+            ))
+            .field(config::required(
+                "aws_secret_access_key",
+                "AWS secret access key",
+                FieldKind::Secret,
+                "The secret of that access key.",
+            ))
+            .field(config::optional(
+                "aws_session_token",
+                "AWS session token",
+                FieldKind::Secret,
+                None,
+                "Only for temporary (STS) credentials.",
+            ))
+            .field(config::required_default(
+                "region",
+                "Region",
+                FieldKind::String,
+                DEFAULT_REGION,
+                "AWS region of the Bedrock runtime, e.g. us-east-1, eu-central-1.",
+            ))
+            .field(config::base_url(
+                None,
+                "Defaults to https://bedrock-runtime.<region>.amazonaws.com; set it for a VPC endpoint or a proxy.",
+            ))
+            .build()
         }
     }
 
@@ -199,9 +186,6 @@ impl Provider for Bedrock {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<ChatResponse, ProviderError> {
-        if !(200..300).contains(&response.status) {
-            return Err(self.parse_error(endpoint, &response));
-        }
         let mut parsed = bedrock::parse_converse(&response.body)?;
         // Converse answers do not name the model; it is the endpoint's.
         parsed.model = endpoint.model.clone();
@@ -221,9 +205,6 @@ impl Provider for Bedrock {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        if !(200..300).contains(&response.status) {
-            return Err(self.parse_error(endpoint, &response));
-        }
         bedrock::parse_embeddings(&endpoint.model, &response.headers, &response.body)
     }
 
@@ -287,7 +268,7 @@ portico_sdk::export_provider!(Bedrock);
 mod tests {
     use super::*;
     use portico_sdk::eventstream::HeaderValue;
-    use portico_sdk::testing::{self, header, json_body, response};
+    use portico_sdk::testing::{self, *};
     use serde_json::{Value, json};
 
     const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
@@ -310,25 +291,13 @@ mod tests {
 
     #[test]
     fn catalog_and_info() {
-        let models = catalog::parse(MODELS).unwrap();
+        let models = assert_catalog_rules(MODELS, &[]);
         assert!(models.iter().any(|m| m.capabilities.embeddings));
         assert!(models.iter().any(|m| m.id.contains(':')));
         let info = Bedrock::new().info();
         assert_eq!(info.id, "bedrock");
-        let fields: Vec<(&str, FieldKind, bool, Option<&str>)> = info
-            .config_fields
-            .iter()
-            .map(|f| {
-                (
-                    f.name.as_str(),
-                    f.kind,
-                    f.required,
-                    f.default_value.as_deref(),
-                )
-            })
-            .collect();
         assert_eq!(
-            fields,
+            fields(&info),
             vec![
                 ("aws_access_key_id", FieldKind::Secret, true, None),
                 ("aws_secret_access_key", FieldKind::Secret, true, None),
@@ -474,27 +443,25 @@ mod tests {
         let answer = r#"{"output":{"message":{"role":"assistant","content":[{"text":"Hello!"}]}},
             "stopReason":"end_turn","usage":{"inputTokens":12,"outputTokens":3,"totalTokens":15},
             "metrics":{"latencyMs":321}}"#;
-        let parsed = provider
-            .parse_chat_response(&ep, response(200, &[], answer))
-            .unwrap();
+        let parsed = portico_sdk::parse_chat(&provider, &ep, response(200, &[], answer)).unwrap();
         assert_eq!(parsed.text(), "Hello!");
         assert_eq!(parsed.model, MODEL);
         assert_eq!(parsed.finish_reason, FinishReason::Stop);
         assert_eq!(parsed.usage.total(), 15);
 
-        let err = provider
-            .parse_chat_response(
-                &ep,
-                response(
-                    429,
-                    &[(
-                        "x-amzn-errortype",
-                        "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
-                    )],
-                    r#"{"message":"Too many requests, please wait before trying again."}"#,
-                ),
-            )
-            .unwrap_err();
+        let err = portico_sdk::parse_chat(
+            &provider,
+            &ep,
+            response(
+                429,
+                &[(
+                    "x-amzn-errortype",
+                    "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+                )],
+                r#"{"message":"Too many requests, please wait before trying again."}"#,
+            ),
+        )
+        .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::RateLimited, 429));
         let err = provider.parse_error(
             &ep,
@@ -539,16 +506,16 @@ mod tests {
         );
         assert!(header(&http, "authorization").is_some());
 
-        let parsed = provider
-            .parse_embeddings_response(
-                &ep,
-                response(
-                    200,
-                    &[],
-                    r#"{"embedding":[0.25,-0.5],"inputTextTokenCount":2}"#,
-                ),
-            )
-            .unwrap();
+        let parsed = portico_sdk::parse_embeddings(
+            &provider,
+            &ep,
+            response(
+                200,
+                &[],
+                r#"{"embedding":[0.25,-0.5],"inputTextTokenCount":2}"#,
+            ),
+        )
+        .unwrap();
         assert_eq!(parsed.embeddings, vec![vec![0.25f32, -0.5]]);
         assert_eq!(parsed.usage.input_tokens, 2);
 
@@ -660,22 +627,12 @@ mod tests {
     fn decodes_stream_split_at_every_byte_boundary() {
         let provider = Bedrock::new();
         let ep = endpoint(&credentials());
-        let bytes = stream_bytes(&recorded_stream());
-        let expected = expected_events();
-        for cut in 0..=bytes.len() {
-            let mut decoder = provider.stream_decoder(&ep);
-            let mut events = decoder.push(&bytes[..cut]).unwrap();
-            events.extend(decoder.push(&bytes[cut..]).unwrap());
-            events.extend(decoder.finish().unwrap());
-            assert_eq!(events, expected, "split at byte {cut}");
-        }
-        let mut decoder = provider.stream_decoder(&ep);
-        let mut events = Vec::new();
-        for byte in &bytes {
-            events.extend(decoder.push(std::slice::from_ref(byte)).unwrap());
-        }
-        events.extend(decoder.finish().unwrap());
-        assert_eq!(events, expected, "byte by byte");
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &ep,
+            &stream_bytes(&recorded_stream()),
+            &expected_events(),
+        );
     }
 
     #[test]

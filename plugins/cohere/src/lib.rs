@@ -46,36 +46,21 @@ impl Provider for Cohere {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "cohere".into(),
-            display_name: "Cohere".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Cohere v2 Chat and Embed (Command A, Command R, Embed v4/v3)".into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: None,
-            config_fields: vec![
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "A Cohere API key, from dashboard.cohere.com/api-keys.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "API root without /v2; change it only to go through a proxy or a private deployment.",
-                ),
-            ],
-            // No host.http_fetch calls: the plugin needs no egress.
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "cohere",
+            "Cohere",
+            env!("CARGO_PKG_VERSION"),
+            "Cohere v2 Chat and Embed (Command A, Command R, Embed v4/v3)",
+        )
+        .embeddings()
+        .field(config::api_key(
+            "A Cohere API key, from dashboard.cohere.com/api-keys.",
+        ))
+        .field(config::base_url(
+            Some(DEFAULT_BASE_URL),
+            "API root without /v2; change it only to go through a proxy or a private deployment.",
+        ))
+        .catalog(MODELS)
     }
 
     fn build_chat_request(
@@ -84,23 +69,15 @@ impl Provider for Cohere {
         request: ChatRequest,
         stream: bool,
     ) -> Result<HttpRequest, ProviderError> {
-        let accept = if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
         let body = cohere::chat_request_body(&request, stream);
-        Self::post(endpoint, "/v2/chat", accept, &body)
+        Self::post(endpoint, "/v2/chat", http::accept(stream, http::SSE), &body)
     }
 
     fn parse_chat_response(
         &self,
-        endpoint: &Endpoint,
+        _endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<ChatResponse, ProviderError> {
-        if response.status >= 300 {
-            return Err(self.parse_error(endpoint, &response));
-        }
         cohere::parse_chat_response(&response.body)
     }
 
@@ -118,9 +95,6 @@ impl Provider for Cohere {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        if response.status >= 300 {
-            return Err(self.parse_error(endpoint, &response));
-        }
         let mut parsed = cohere::parse_embed_response(&response.body)?;
         // Cohere's answer does not name the model.
         parsed.model = endpoint.model.clone();
@@ -163,7 +137,7 @@ portico_sdk::export_provider!(Cohere);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{self, header, json_body, json_response};
+    use portico_sdk::testing::{self, *};
     use serde_json::json;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
@@ -212,28 +186,24 @@ mod tests {
 
     #[test]
     fn catalog_is_valid() {
-        let models = catalog::parse(MODELS).unwrap();
-        for id in [
-            "command-a-03-2025",
-            "command-r-plus-08-2024",
-            "command-r-08-2024",
-            "command-r7b-12-2024",
-            "embed-v4.0",
-            "embed-english-v3.0",
-        ] {
-            assert!(models.iter().any(|m| m.id == id), "{id} missing");
-        }
-        for model in &models {
-            if model.capabilities.embeddings {
-                assert!(model.embedding_dimensions.is_some(), "{}", model.id);
-                assert_eq!(model.max_output_tokens, 0, "{}", model.id);
-            } else {
-                assert!(
-                    model.max_output_tokens > 0 && model.max_output_tokens < model.context_window,
-                    "{}",
-                    model.id
-                );
-            }
+        let models = assert_catalog_rules(
+            MODELS,
+            &[
+                "command-a-03-2025",
+                "command-r-plus-08-2024",
+                "command-r-08-2024",
+                "command-r7b-12-2024",
+                "embed-v4.0",
+                "embed-english-v3.0",
+            ],
+        );
+        // Chat models leave room for input.
+        for model in models.iter().filter(|m| !m.capabilities.embeddings) {
+            assert!(
+                model.max_output_tokens < model.context_window,
+                "{}",
+                model.id
+            );
         }
     }
 
@@ -298,12 +268,12 @@ mod tests {
                 "content":[{"type":"text","text":"Hello there"}]},
                 "usage":{"billed_units":{"input_tokens":4,"output_tokens":2},"tokens":{"input_tokens":70,"output_tokens":2}}}"#,
         );
-        let parsed = provider.parse_chat_response(&ep, ok).unwrap();
+        let parsed = portico_sdk::parse_chat(&provider, &ep, ok).unwrap();
         assert_eq!(parsed.text(), "Hello there");
         assert_eq!(parsed.usage.input_tokens, 4);
 
         let unauthorized = json_response(401, &[], r#"{"id":"e1","message":"invalid api token"}"#);
-        let err = provider.parse_chat_response(&ep, unauthorized).unwrap_err();
+        let err = portico_sdk::parse_chat(&provider, &ep, unauthorized).unwrap_err();
         assert_eq!(
             (err.kind, err.status, err.message.as_str()),
             (ErrorKind::Authentication, 401, "invalid api token")
@@ -317,13 +287,15 @@ mod tests {
         );
         let err = provider.parse_error(&ep, &json_response(503, &[], "upstream overloaded"));
         assert_eq!((err.kind, err.status), (ErrorKind::Overloaded, 503));
-        let err = provider
-            .parse_embeddings_response(&ep, json_response(500, &[], r#"{"message":"oops"}"#))
-            .unwrap_err();
+        let err = portico_sdk::parse_embeddings(
+            &provider,
+            &ep,
+            json_response(500, &[], r#"{"message":"oops"}"#),
+        )
+        .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
         assert_eq!(
-            provider
-                .parse_chat_response(&ep, json_response(200, &[], "<html>"))
+            portico_sdk::parse_chat(&provider, &ep, json_response(200, &[], "<html>"))
                 .unwrap_err()
                 .status,
             502
@@ -349,18 +321,18 @@ mod tests {
             json!({"model": "embed-v4.0", "texts": ["hello", "world"],
                    "input_type": "search_query", "embedding_types": ["float"]})
         );
-        let parsed = provider
-            .parse_embeddings_response(
-                &ep,
-                json_response(
-                    200,
-                    &[],
-                    r#"{"id":"x","embeddings":{"float":[[0.25,-0.5],[1,2]]},"texts":["hello","world"],
+        let parsed = portico_sdk::parse_embeddings(
+            &provider,
+            &ep,
+            json_response(
+                200,
+                &[],
+                r#"{"id":"x","embeddings":{"float":[[0.25,-0.5],[1,2]]},"texts":["hello","world"],
                         "meta":{"api_version":{"version":"2"},"billed_units":{"input_tokens":2}},
                         "response_type":"embeddings_by_type"}"#,
-                ),
-            )
-            .unwrap();
+            ),
+        )
+        .unwrap();
         assert_eq!(parsed.model, "embed-v4.0");
         assert_eq!(parsed.embeddings, vec![vec![0.25, -0.5], vec![1.0, 2.0]]);
         assert_eq!(parsed.usage.input_tokens, 2);
@@ -418,22 +390,12 @@ mod tests {
     fn decodes_stream_split_at_every_byte_boundary() {
         let provider = Cohere::new();
         let ep = endpoint(&[("api_key", "k")]);
-        let bytes = STREAM.as_bytes();
-        let expected = expected_stream_events();
-        for cut in 0..=bytes.len() {
-            let mut decoder = provider.stream_decoder(&ep);
-            let mut events = decoder.push(&bytes[..cut]).unwrap();
-            events.extend(decoder.push(&bytes[cut..]).unwrap());
-            events.extend(decoder.finish().unwrap());
-            assert_eq!(events, expected, "split at byte {cut}");
-        }
-        let mut decoder = provider.stream_decoder(&ep);
-        let mut events = Vec::new();
-        for byte in bytes {
-            events.extend(decoder.push(std::slice::from_ref(byte)).unwrap());
-        }
-        events.extend(decoder.finish().unwrap());
-        assert_eq!(events, expected, "byte by byte");
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &ep,
+            STREAM.as_bytes(),
+            &expected_stream_events(),
+        );
     }
 
     #[test]

@@ -42,43 +42,31 @@ impl Provider for Databricks {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "databricks".into(),
-            display_name: "Databricks".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "Databricks Model Serving endpoints: chat completions and embeddings (Foundation Model APIs, external and custom models)"
-                    .into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: Some(Dialect::Openai),
-            config_fields: vec![
-                config::required(
-                    "workspace_url",
-                    "Workspace URL",
-                    FieldKind::Url,
-                    "The workspace root, e.g. https://adb-1234567890123456.7.azuredatabricks.net or https://dbc-a1b2c3d4-e5f6.cloud.databricks.com.",
-                ),
-                config::required(
-                    "token",
-                    "Access token",
-                    FieldKind::Secret,
-                    "A personal access token (dapi…) or a service principal's OAuth token with Can Query on the serving endpoint.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    None,
-                    "Overrides the workspace URL, e.g. to go through a proxy.",
-                ),
-            ],
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "databricks",
+            "Databricks",
+            env!("CARGO_PKG_VERSION"),
+            "Databricks Model Serving endpoints: chat completions and embeddings (Foundation Model APIs, external and custom models)",
+        )
+        .embeddings()
+        .native_dialect(Dialect::Openai)
+        .field(config::required(
+            "workspace_url",
+            "Workspace URL",
+            FieldKind::Url,
+            "The workspace root, e.g. https://adb-1234567890123456.7.azuredatabricks.net or https://dbc-a1b2c3d4-e5f6.cloud.databricks.com.",
+        ))
+        .field(config::required(
+            "token",
+            "Access token",
+            FieldKind::Secret,
+            "A personal access token (dapi…) or a service principal's OAuth token with Can Query on the serving endpoint.",
+        ))
+        .field(config::base_url(
+            None,
+            "Overrides the workspace URL, e.g. to go through a proxy.",
+        ))
+        .catalog(MODELS)
     }
 
     portico_sdk::openai_compat_methods!(api);
@@ -98,9 +86,7 @@ fn embeddings_body(body: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{
-        decode_split_everywhere, endpoint, header, json_body, json_response,
-    };
+    use portico_sdk::testing::*;
     use serde_json::json;
 
     const WORKSPACE: &str = "https://adb-1234567890123456.7.azuredatabricks.net";
@@ -136,7 +122,7 @@ mod tests {
 
     #[test]
     fn catalog_is_valid() {
-        let models = catalog::parse(MODELS).unwrap();
+        let models = assert_catalog_rules(MODELS, &[]);
         assert!(models.iter().all(|m| m.id.starts_with("databricks-")));
         assert!(
             models
@@ -229,9 +215,9 @@ mod tests {
         );
         assert_eq!(json_body(&http), json!({"input": ["a", "b"]}));
         let upstream = r#"{"id": "0b3e6e9c", "object": "list", "model": "gte-large-en-v1.5", "data": [{"index": 0, "object": "embedding", "embedding": [0.5, 0.25]}, {"index": 1, "object": "embedding", "embedding": [-0.5, 1.0]}], "usage": {"prompt_tokens": 4, "total_tokens": 4}}"#;
-        let parsed = provider
-            .parse_embeddings_response(&endpoint, json_response(200, &[], upstream))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_embeddings(&provider, &endpoint, json_response(200, &[], upstream))
+                .unwrap();
         assert_eq!(parsed.embeddings, vec![vec![0.5, 0.25], vec![-0.5, 1.0]]);
         assert_eq!(parsed.usage.input_tokens, 4);
     }
@@ -240,8 +226,7 @@ mod tests {
     fn maps_databricks_errors() {
         let provider = Databricks::new();
         let endpoint = ep("databricks-meta-llama-3-3-70b-instruct", &[]);
-        let err = provider
-            .parse_chat_response(
+        let err = portico_sdk::parse_chat(&provider,
                 &endpoint,
                 json_response(
                     401,

@@ -7,7 +7,7 @@
 //! catalog.
 
 use portico_sdk::formats::openai::MaxTokensField;
-use portico_sdk::openai_compat::{Auth, ChatStreamDecoder, OpenAiCompat};
+use portico_sdk::openai_compat::{ChatStreamDecoder, OpenAiCompat};
 use portico_sdk::prelude::*;
 
 const DEFAULT_BASE_URL: &str = "https://api.fireworks.ai/inference/v1";
@@ -24,7 +24,6 @@ impl Provider for Fireworks {
     fn new() -> Self {
         let api = OpenAiCompat::new()
             .default_base_url(DEFAULT_BASE_URL)
-            .auth(Auth::bearer("api_key"))
             .max_tokens_field(MaxTokensField::MaxTokens)
             // Fireworks sends usage with the last chunk unasked.
             .stream_usage(false)
@@ -33,37 +32,19 @@ impl Provider for Fireworks {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "fireworks".into(),
-            display_name: "Fireworks AI".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "Fireworks AI: chat completions and embeddings of open models (Llama, DeepSeek, Qwen, Kimi, GPT-OSS)"
-                    .into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: Some(Dialect::Openai),
-            config_fields: vec![
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "A Fireworks API key (fw_…), from fireworks.ai/account/api-keys.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "API root; change it only to go through a proxy.",
-                ),
-            ],
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "fireworks",
+            "Fireworks AI",
+            env!("CARGO_PKG_VERSION"),
+            "Fireworks AI: chat completions and embeddings of open models (Llama, DeepSeek, Qwen, Kimi, GPT-OSS)",
+        )
+        .embeddings()
+        .native_dialect(Dialect::Openai)
+        .field(config::api_key(
+            "A Fireworks API key (fw_…), from fireworks.ai/account/api-keys.",
+        ))
+        .field(config::proxy_base_url(DEFAULT_BASE_URL))
+        .catalog(MODELS)
     }
 
     portico_sdk::openai_compat_methods!(api);
@@ -74,9 +55,7 @@ portico_sdk::export_provider!(Fireworks);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{
-        decode_split_everywhere, endpoint, header, json_body, json_response,
-    };
+    use portico_sdk::testing::*;
     use serde_json::json;
 
     const LLAMA: &str = "accounts/fireworks/models/llama-v3p1-70b-instruct";
@@ -107,7 +86,7 @@ mod tests {
 
     #[test]
     fn catalog_is_valid() {
-        let models = catalog::parse(MODELS).unwrap();
+        let models = assert_catalog_rules(MODELS, &[]);
         for model in models.iter().filter(|m| !m.capabilities.embeddings) {
             assert!(
                 model.id.starts_with("accounts/fireworks/models/"),
@@ -182,9 +161,9 @@ mod tests {
         let body = json_body(&http);
         assert_eq!(body["dimensions"], 128);
         let upstream = r#"{"data": [{"index": 0, "embedding": [0.125, 0.5], "object": "embedding"}], "model": "nomic-ai/nomic-embed-text-v1.5", "object": "list", "usage": {"prompt_tokens": 5, "total_tokens": 5}}"#;
-        let parsed = provider
-            .parse_embeddings_response(&endpoint, json_response(200, &[], upstream))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_embeddings(&provider, &endpoint, json_response(200, &[], upstream))
+                .unwrap();
         assert_eq!(parsed.embeddings, vec![vec![0.125, 0.5]]);
         assert_eq!(parsed.usage.input_tokens, 5);
     }
@@ -192,8 +171,7 @@ mod tests {
     #[test]
     fn maps_fireworks_errors() {
         let provider = Fireworks::new();
-        let err = provider
-            .parse_chat_response(
+        let err = portico_sdk::parse_chat(&provider,
                 &ep(LLAMA),
                 json_response(
                     401,
@@ -239,36 +217,35 @@ mod tests {
     fn decodes_stream_split_anywhere() {
         let provider = Fireworks::new();
         let endpoint = ep(LLAMA);
-        let events =
-            decode_split_everywhere(|| provider.stream_decoder(&endpoint), STREAM.as_bytes())
-                .unwrap();
-        assert_eq!(
-            events,
-            vec![
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &endpoint,
+            STREAM.as_bytes(),
+            &[
                 StreamEvent::Start {
                     id: "6c1e0f5d".into(),
-                    model: LLAMA.into()
+                    model: LLAMA.into(),
                 },
                 StreamEvent::ToolCallStart {
                     index: 0,
                     id: "call_fw1".into(),
-                    name: "get_weather".into()
+                    name: "get_weather".into(),
                 },
                 StreamEvent::ToolCallDelta {
                     index: 0,
-                    arguments: "{\"city\": \"Tōkyō\"}".into()
+                    arguments: "{\"city\": \"Tōkyō\"}".into(),
                 },
                 StreamEvent::Finish {
-                    reason: FinishReason::ToolCalls
+                    reason: FinishReason::ToolCalls,
                 },
                 StreamEvent::Usage {
                     usage: Usage {
                         input_tokens: 210,
                         output_tokens: 22,
-                        cached_input_tokens: None
-                    }
+                        cached_input_tokens: None,
+                    },
                 },
-            ]
+            ],
         );
     }
 }

@@ -71,36 +71,22 @@ impl Provider for Gemini {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "gemini".into(),
-            display_name: "Google Gemini".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Google Gemini API (Gemini 3, 2.5 and 2.0 models; embeddings)".into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: Some(Dialect::Gemini),
-            config_fields: vec![
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "A Gemini API key (AIza…), from aistudio.google.com/apikey.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "API root (without /v1beta); change it only to go through a proxy.",
-                ),
-            ],
-            // No host.http_fetch calls: the plugin needs no egress.
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "gemini",
+            "Google Gemini",
+            env!("CARGO_PKG_VERSION"),
+            "Google Gemini API (Gemini 3, 2.5 and 2.0 models; embeddings)",
+        )
+        .embeddings()
+        .native_dialect(Dialect::Gemini)
+        .field(config::api_key(
+            "A Gemini API key (AIza…), from aistudio.google.com/apikey.",
+        ))
+        .field(config::base_url(
+            Some(DEFAULT_BASE_URL),
+            "API root (without /v1beta); change it only to go through a proxy.",
+        ))
+        .catalog(MODELS)
     }
 
     fn build_chat_request(
@@ -148,9 +134,6 @@ impl Provider for Gemini {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        if response.status >= 300 {
-            return Err(gemini::parse_error(&response));
-        }
         let mut parsed = wire::parse_batch_embed_contents(&response.body)?;
         if parsed.model.is_empty() {
             parsed.model = endpoint.model.clone();
@@ -172,7 +155,7 @@ portico_sdk::export_provider!(Gemini);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{self, header, json_body, json_response};
+    use portico_sdk::testing::{self, *};
     use serde_json::json;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
@@ -220,31 +203,24 @@ mod tests {
 
     #[test]
     fn catalog_is_valid_and_complete() {
-        let models = catalog::parse(MODELS).unwrap();
-        for id in [
-            "gemini-2.5-pro",
-            "gemini-2.5-flash",
-            "gemini-2.5-flash-lite",
-            "gemini-2.0-flash",
-            "gemini-embedding-001",
-        ] {
-            assert!(models.iter().any(|m| m.id == id), "{id} missing");
-        }
-        for model in &models {
-            if model.capabilities.embeddings {
-                assert!(model.embedding_dimensions.is_some(), "{}", model.id);
-                assert_eq!(model.max_output_tokens, 0, "{}", model.id);
-            } else {
-                assert!(
-                    model.capabilities.tools && model.capabilities.vision,
-                    "{}",
-                    model.id
-                );
-                assert!(
-                    model.max_output_tokens > 0 && model.max_output_tokens < model.context_window
-                );
-                assert!(model.output_price_per_mtok >= model.input_price_per_mtok);
-            }
+        let models = assert_catalog_rules(
+            MODELS,
+            &[
+                "gemini-2.5-pro",
+                "gemini-2.5-flash",
+                "gemini-2.5-flash-lite",
+                "gemini-2.0-flash",
+                "gemini-embedding-001",
+            ],
+        );
+        for model in models.iter().filter(|m| !m.capabilities.embeddings) {
+            assert!(
+                model.capabilities.tools && model.capabilities.vision,
+                "{}",
+                model.id
+            );
+            assert!(model.max_output_tokens < model.context_window);
+            assert!(model.output_price_per_mtok >= model.input_price_per_mtok);
         }
     }
 
@@ -377,9 +353,8 @@ mod tests {
           "modelVersion": "gemini-2.5-flash",
           "responseId": "mFJGaO2SBvWV"
         }"#;
-        let parsed = provider
-            .parse_chat_response(&ep, json_response(200, &[], body))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_chat(&provider, &ep, json_response(200, &[], body)).unwrap();
         assert_eq!(parsed.id, "mFJGaO2SBvWV");
         assert_eq!(parsed.model, "gemini-2.5-flash");
         assert_eq!(parsed.text(), "Let me check.");
@@ -415,7 +390,7 @@ mod tests {
             r#"{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
                 "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}"#,
         );
-        let err = provider.parse_chat_response(&ep, bad_key).unwrap_err();
+        let err = portico_sdk::parse_chat(&provider, &ep, bad_key).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
 
         let not_found = json_response(
@@ -445,9 +420,7 @@ mod tests {
             &[],
             r#"{"error": {"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"}}"#,
         );
-        let err = provider
-            .parse_embeddings_response(&ep, internal)
-            .unwrap_err();
+        let err = portico_sdk::parse_embeddings(&provider, &ep, internal).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
 
         let overloaded = json_response(
@@ -461,7 +434,9 @@ mod tests {
         );
         let garbage = json_response(200, &[], "<html>proxy login</html>");
         assert_eq!(
-            provider.parse_chat_response(&ep, garbage).unwrap_err().kind,
+            portico_sdk::parse_chat(&provider, &ep, garbage)
+                .unwrap_err()
+                .kind,
             ErrorKind::Upstream
         );
     }
@@ -498,16 +473,16 @@ mod tests {
         };
         assert!(provider.build_embeddings_request(&ep, empty).is_err());
 
-        let parsed = provider
-            .parse_embeddings_response(
-                &ep,
-                json_response(
-                    200,
-                    &[],
-                    r#"{"embeddings": [{"values": [0.25, -0.5]}, {"values": [1, 0]}]}"#,
-                ),
-            )
-            .unwrap();
+        let parsed = portico_sdk::parse_embeddings(
+            &provider,
+            &ep,
+            json_response(
+                200,
+                &[],
+                r#"{"embeddings": [{"values": [0.25, -0.5]}, {"values": [1, 0]}]}"#,
+            ),
+        )
+        .unwrap();
         assert_eq!(parsed.embeddings, vec![vec![0.25, -0.5], vec![1.0, 0.0]]);
         assert_eq!(parsed.model, "gemini-2.5-flash");
     }
@@ -520,77 +495,59 @@ mod tests {
         "data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"get_weather\",\"args\": {\"city\": \"Paris\"}}}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 12,\"candidatesTokenCount\": 9,\"totalTokenCount\": 21},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"r-42\"}\r\n\r\n",
     );
 
-    fn decode(chunks: &[&[u8]]) -> Vec<StreamEvent> {
-        let mut decoder = Gemini::new().stream_decoder(&endpoint(&[]));
-        let mut events = Vec::new();
-        for chunk in chunks {
-            events.extend(decoder.push(chunk).unwrap());
-        }
-        events.extend(decoder.finish().unwrap());
-        events
-    }
-
     #[test]
     fn decodes_streams_split_at_every_byte() {
-        let bytes = STREAM.as_bytes();
-        let whole = decode(&[bytes]);
-        assert_eq!(
-            whole,
-            vec![
+        let provider = Gemini::new();
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &endpoint(&[]),
+            STREAM.as_bytes(),
+            &[
                 StreamEvent::Start {
                     id: "r-42".into(),
-                    model: "gemini-2.5-flash".into()
+                    model: "gemini-2.5-flash".into(),
                 },
                 StreamEvent::ThinkingDelta {
-                    text: "Thinking about \u{201c}Paris\u{201d}".into()
+                    text: "Thinking about \u{201c}Paris\u{201d}".into(),
                 },
                 StreamEvent::Usage {
                     usage: Usage {
                         input_tokens: 12,
                         output_tokens: 0,
-                        cached_input_tokens: None
-                    }
+                        cached_input_tokens: None,
+                    },
                 },
                 StreamEvent::TextDelta {
-                    text: "Checking".into()
+                    text: "Checking".into(),
                 },
                 StreamEvent::Usage {
                     usage: Usage {
                         input_tokens: 12,
                         output_tokens: 1,
-                        cached_input_tokens: None
-                    }
+                        cached_input_tokens: None,
+                    },
                 },
                 StreamEvent::ToolCallStart {
                     index: 0,
                     id: "call_r-42_0".into(),
-                    name: "get_weather".into()
+                    name: "get_weather".into(),
                 },
                 StreamEvent::ToolCallDelta {
                     index: 0,
-                    arguments: r#"{"city":"Paris"}"#.into()
+                    arguments: r#"{"city":"Paris"}"#.into(),
                 },
                 StreamEvent::Usage {
                     usage: Usage {
                         input_tokens: 12,
                         output_tokens: 9,
-                        cached_input_tokens: None
-                    }
+                        cached_input_tokens: None,
+                    },
                 },
                 StreamEvent::Finish {
-                    reason: FinishReason::ToolCalls
+                    reason: FinishReason::ToolCalls,
                 },
-            ]
+            ],
         );
-        for cut in 0..=bytes.len() {
-            assert_eq!(
-                decode(&[&bytes[..cut], &bytes[cut..]]),
-                whole,
-                "cut at {cut}"
-            );
-        }
-        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
-        assert_eq!(decode(&singles), whole, "byte by byte");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! `x_groq.usage` on the last stream chunk.
 
 use portico_sdk::formats::openai::MaxTokensField;
-use portico_sdk::openai_compat::{Auth, ChatStreamDecoder, OpenAiCompat};
+use portico_sdk::openai_compat::{ChatStreamDecoder, OpenAiCompat};
 use portico_sdk::prelude::*;
 
 const DEFAULT_BASE_URL: &str = "https://api.groq.com/openai/v1";
@@ -25,7 +25,6 @@ impl Provider for Groq {
     fn new() -> Self {
         let api = OpenAiCompat::new()
             .default_base_url(DEFAULT_BASE_URL)
-            .auth(Auth::bearer("api_key"))
             // Groq deprecated max_tokens in favour of this one.
             .max_tokens_field(MaxTokensField::MaxCompletionTokens)
             .stream_usage(true);
@@ -33,59 +32,23 @@ impl Provider for Groq {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "groq".into(),
-            display_name: "Groq".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Groq LPU inference: chat completions (Llama, GPT-OSS, Kimi, Qwen)".into(),
-            operations: vec![Operation::Chat, Operation::ChatStream],
-            native_dialect: Some(Dialect::Openai),
-            config_fields: vec![
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "A Groq API key (gsk_…), from console.groq.com/keys.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "API root; change it only to go through a proxy.",
-                ),
-            ],
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "groq",
+            "Groq",
+            env!("CARGO_PKG_VERSION"),
+            "Groq LPU inference: chat completions (Llama, GPT-OSS, Kimi, Qwen)",
+        )
+        .native_dialect(Dialect::Openai)
+        .field(config::api_key(
+            "A Groq API key (gsk_…), from console.groq.com/keys.",
+        ))
+        .field(config::proxy_base_url(DEFAULT_BASE_URL))
+        .catalog(MODELS)
     }
 
     // Chat, streaming and errors; embeddings keep the trait's "not
     // supported" default, as Groq has none.
-    fn build_chat_request(
-        &self,
-        endpoint: &Endpoint,
-        request: ChatRequest,
-        stream: bool,
-    ) -> Result<HttpRequest, ProviderError> {
-        self.api.build_chat_request(endpoint, request, stream)
-    }
-
-    fn parse_chat_response(
-        &self,
-        _endpoint: &Endpoint,
-        response: HttpResponse,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.api.parse_chat_response(&response)
-    }
-
-    fn parse_error(&self, _endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
-        self.api.parse_error(response)
-    }
-
-    fn stream_decoder(&self, _endpoint: &Endpoint) -> Self::StreamDecoder {
-        self.api.stream_decoder()
-    }
+    portico_sdk::openai_compat_methods!(api, chat);
 }
 
 portico_sdk::export_provider!(Groq);
@@ -93,9 +56,7 @@ portico_sdk::export_provider!(Groq);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{
-        decode_split_everywhere, endpoint, header, json_body, json_response,
-    };
+    use portico_sdk::testing::*;
     use serde_json::json;
 
     fn ep() -> Endpoint {
@@ -128,7 +89,7 @@ mod tests {
 
     #[test]
     fn catalog_flags_vision_on_llama4_only() {
-        let models = catalog::parse(MODELS).unwrap();
+        let models = assert_catalog_rules(MODELS, &[]);
         assert!(models.iter().all(|m| !m.capabilities.embeddings));
         let vision: Vec<&str> = models
             .iter()
@@ -177,8 +138,7 @@ mod tests {
     #[test]
     fn maps_groq_errors() {
         let provider = Groq::new();
-        let err = provider
-            .parse_chat_response(
+        let err = portico_sdk::parse_chat(&provider,
                 &ep(),
                 json_response(
                     401,
@@ -226,33 +186,32 @@ mod tests {
     fn decodes_stream_with_x_groq_usage() {
         let provider = Groq::new();
         let endpoint = ep();
-        let events =
-            decode_split_everywhere(|| provider.stream_decoder(&endpoint), STREAM.as_bytes())
-                .unwrap();
-        assert_eq!(
-            events,
-            vec![
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &endpoint,
+            STREAM.as_bytes(),
+            &[
                 StreamEvent::Start {
                     id: "chatcmpl-bc4c2b5f".into(),
-                    model: "llama-3.3-70b-versatile".into()
+                    model: "llama-3.3-70b-versatile".into(),
                 },
                 StreamEvent::TextDelta {
-                    text: "Hello".into()
+                    text: "Hello".into(),
                 },
                 StreamEvent::TextDelta {
-                    text: " wörld".into()
+                    text: " wörld".into(),
                 },
                 StreamEvent::Finish {
-                    reason: FinishReason::Stop
+                    reason: FinishReason::Stop,
                 },
                 StreamEvent::Usage {
                     usage: Usage {
                         input_tokens: 38,
                         output_tokens: 4,
-                        cached_input_tokens: None
-                    }
+                        cached_input_tokens: None,
+                    },
                 },
-            ]
+            ],
         );
     }
 

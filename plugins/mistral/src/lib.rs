@@ -6,7 +6,7 @@
 //! few fields Mistral names or constrains differently.
 
 use portico_sdk::formats::openai::MaxTokensField;
-use portico_sdk::openai_compat::{Auth, ChatStreamDecoder, OpenAiCompat};
+use portico_sdk::openai_compat::{ChatStreamDecoder, OpenAiCompat};
 use portico_sdk::prelude::*;
 use serde_json::Value;
 
@@ -24,7 +24,6 @@ impl Provider for Mistral {
     fn new() -> Self {
         let api = OpenAiCompat::new()
             .default_base_url(DEFAULT_BASE_URL)
-            .auth(Auth::bearer("api_key"))
             .max_tokens_field(MaxTokensField::MaxTokens)
             // Mistral puts usage on the last chunk by itself and its
             // schema has no stream_options.
@@ -35,37 +34,20 @@ impl Provider for Mistral {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "mistral".into(),
-            display_name: "Mistral AI".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Mistral AI chat completions and embeddings (Mistral Medium, Large, Small, Magistral, Codestral)".into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            // OpenAI-like but not OpenAI: fields only OpenAI knows are
-            // rejected, so the gateway must not treat it as a passthrough.
-            native_dialect: None,
-            config_fields: vec![
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "A Mistral API key, from console.mistral.ai/api-keys.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "API root; change it only to go through a proxy.",
-                ),
-            ],
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        // No native dialect: OpenAI-like but not OpenAI, fields only OpenAI
+        // knows are rejected, so the gateway must not pass requests through.
+        Describe::new(
+            "mistral",
+            "Mistral AI",
+            env!("CARGO_PKG_VERSION"),
+            "Mistral AI chat completions and embeddings (Mistral Medium, Large, Small, Magistral, Codestral)",
+        )
+        .embeddings()
+        .field(config::api_key(
+            "A Mistral API key, from console.mistral.ai/api-keys.",
+        ))
+        .field(config::proxy_base_url(DEFAULT_BASE_URL))
+        .catalog(MODELS)
     }
 
     portico_sdk::openai_compat_methods!(api);
@@ -147,9 +129,7 @@ pub fn mistral_tool_call_id(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{
-        decode_split_everywhere, endpoint, header, json_body, json_response,
-    };
+    use portico_sdk::testing::*;
     use serde_json::json;
 
     fn ep() -> Endpoint {
@@ -182,15 +162,15 @@ mod tests {
 
     #[test]
     fn catalog_is_valid() {
-        let models = catalog::parse(MODELS).unwrap();
-        for id in [
-            "mistral-medium-latest",
-            "mistral-large-latest",
-            "mistral-small-latest",
-            "codestral-latest",
-        ] {
-            assert!(models.iter().any(|m| m.id == id), "{id}");
-        }
+        let models = assert_catalog_rules(
+            MODELS,
+            &[
+                "mistral-medium-latest",
+                "mistral-large-latest",
+                "mistral-small-latest",
+                "codestral-latest",
+            ],
+        );
         let embed = models.iter().find(|m| m.id == "mistral-embed").unwrap();
         assert_eq!(embed.embedding_dimensions, Some(1024));
         assert!(
@@ -326,9 +306,9 @@ mod tests {
             json!({"model": "codestral-embed", "input": ["fn main() {}"], "encoding_format": "float", "output_dimension": 256})
         );
         let upstream = r#"{"id": "emb-1", "object": "list", "data": [{"object": "embedding", "embedding": [-0.015625, 0.0703125], "index": 0}], "model": "codestral-embed", "usage": {"prompt_tokens": 6, "total_tokens": 6, "completion_tokens": 0}}"#;
-        let parsed = provider
-            .parse_embeddings_response(&endpoint, json_response(200, &[], upstream))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_embeddings(&provider, &endpoint, json_response(200, &[], upstream))
+                .unwrap();
         assert_eq!(parsed.embeddings, vec![vec![-0.015625f32, 0.0703125]]);
         assert_eq!(parsed.usage.input_tokens, 6);
     }
@@ -341,9 +321,8 @@ mod tests {
                 "tool_calls": [{"id": "D681PevKs", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}, "index": 0}]},
                 "finish_reason": "tool_calls"}],
             "usage": {"prompt_tokens": 90, "total_tokens": 112, "completion_tokens": 22}}"#;
-        let parsed = provider
-            .parse_chat_response(&ep(), json_response(200, &[], body))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_chat(&provider, &ep(), json_response(200, &[], body)).unwrap();
         assert_eq!(parsed.finish_reason, FinishReason::ToolCalls);
         assert_eq!(
             parsed.content,
@@ -364,9 +343,7 @@ mod tests {
             &[],
             r#"{"message": "Unauthorized", "request_id": "3f1c0d2e"}"#,
         );
-        let err = provider
-            .parse_chat_response(&ep(), unauthorized)
-            .unwrap_err();
+        let err = portico_sdk::parse_chat(&provider, &ep(), unauthorized).unwrap_err();
         assert_eq!(
             (err.kind, err.status, err.message.as_str()),
             (ErrorKind::Authentication, 401, "Unauthorized")
@@ -404,39 +381,38 @@ mod tests {
     fn decodes_stream_split_anywhere() {
         let provider = Mistral::new();
         let endpoint = ep();
-        let events =
-            decode_split_everywhere(|| provider.stream_decoder(&endpoint), STREAM.as_bytes())
-                .unwrap();
-        assert_eq!(
-            events,
-            vec![
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &endpoint,
+            STREAM.as_bytes(),
+            &[
                 StreamEvent::Start {
                     id: "b1".into(),
-                    model: "mistral-small-latest".into()
+                    model: "mistral-small-latest".into(),
                 },
                 StreamEvent::TextDelta {
-                    text: "Je vérifie…".into()
+                    text: "Je vérifie…".into(),
                 },
                 StreamEvent::ToolCallStart {
                     index: 0,
                     id: "D681PevKs".into(),
-                    name: "weather".into()
+                    name: "weather".into(),
                 },
                 StreamEvent::ToolCallDelta {
                     index: 0,
-                    arguments: "{\"city\": \"Paris\"}".into()
+                    arguments: "{\"city\": \"Paris\"}".into(),
                 },
                 StreamEvent::Finish {
-                    reason: FinishReason::ToolCalls
+                    reason: FinishReason::ToolCalls,
                 },
                 StreamEvent::Usage {
                     usage: Usage {
                         input_tokens: 90,
                         output_tokens: 22,
-                        cached_input_tokens: None
-                    }
+                        cached_input_tokens: None,
+                    },
                 },
-            ]
+            ],
         );
     }
 }

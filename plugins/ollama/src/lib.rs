@@ -45,37 +45,25 @@ impl Provider for Ollama {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "ollama".into(),
-            display_name: "Ollama".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Local models served by Ollama (native /api/chat and /api/embed)".into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: None,
-            config_fields: vec![
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "Address of the Ollama server (without /api).",
-                ),
-                config::optional(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    None,
-                    "Sent as a Bearer token; only for an Ollama server behind an authenticating proxy.",
-                ),
-            ],
-            // No host.http_fetch calls: the plugin needs no egress.
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "ollama",
+            "Ollama",
+            env!("CARGO_PKG_VERSION"),
+            "Local models served by Ollama (native /api/chat and /api/embed)",
+        )
+        .embeddings()
+        .field(config::base_url(
+            Some(DEFAULT_BASE_URL),
+            "Address of the Ollama server (without /api).",
+        ))
+        .field(config::optional(
+            "api_key",
+            "API key",
+            FieldKind::Secret,
+            None,
+            "Sent as a Bearer token; only for an Ollama server behind an authenticating proxy.",
+        ))
+        .catalog(MODELS)
     }
 
     fn build_chat_request(
@@ -84,23 +72,20 @@ impl Provider for Ollama {
         request: ChatRequest,
         stream: bool,
     ) -> Result<HttpRequest, ProviderError> {
-        let accept = if stream {
-            "application/x-ndjson"
-        } else {
-            "application/json"
-        };
         let body = ollama::chat_request_body(&request, stream)?;
-        Self::post(endpoint, "/api/chat", accept, &body)
+        Self::post(
+            endpoint,
+            "/api/chat",
+            http::accept(stream, http::NDJSON),
+            &body,
+        )
     }
 
     fn parse_chat_response(
         &self,
-        endpoint: &Endpoint,
+        _endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<ChatResponse, ProviderError> {
-        if response.status >= 300 {
-            return Err(self.parse_error(endpoint, &response));
-        }
         ollama::parse_chat_response(&response.body)
     }
 
@@ -115,12 +100,9 @@ impl Provider for Ollama {
 
     fn parse_embeddings_response(
         &self,
-        endpoint: &Endpoint,
+        _endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        if response.status >= 300 {
-            return Err(self.parse_error(endpoint, &response));
-        }
         ollama::parse_embed_response(&response.body)
     }
 
@@ -160,7 +142,7 @@ portico_sdk::export_provider!(Ollama);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{self, header, json_body, response};
+    use portico_sdk::testing::{self, *};
     use serde_json::json;
 
     /// What Ollama itself answers with.
@@ -192,20 +174,8 @@ mod tests {
         );
         assert!(info.supports(Operation::Chat) && info.supports(Operation::ChatStream));
         assert!(info.supports(Operation::Embeddings));
-        let fields: Vec<(&str, FieldKind, bool, Option<&str>)> = info
-            .config_fields
-            .iter()
-            .map(|f| {
-                (
-                    f.name.as_str(),
-                    f.kind,
-                    f.required,
-                    f.default_value.as_deref(),
-                )
-            })
-            .collect();
         assert_eq!(
-            fields,
+            fields(&info),
             vec![
                 ("base_url", FieldKind::Url, false, Some(DEFAULT_BASE_URL)),
                 ("api_key", FieldKind::Secret, false, None),
@@ -215,22 +185,13 @@ mod tests {
 
     #[test]
     fn catalog_is_valid() {
-        let models = catalog::parse(MODELS).unwrap();
-        for id in ["llama3.2", "qwen3", "gpt-oss", "gemma3", "nomic-embed-text"] {
-            assert!(models.iter().any(|m| m.id == id), "{id} missing");
-        }
+        let models = assert_catalog_rules(
+            MODELS,
+            &["llama3.2", "qwen3", "gpt-oss", "gemma3", "nomic-embed-text"],
+        );
         for model in &models {
             assert_eq!(model.input_price_per_mtok, 0.0, "{}", model.id);
             assert_eq!(model.output_price_per_mtok, 0.0, "{}", model.id);
-            if model.capabilities.embeddings {
-                assert!(model.embedding_dimensions.is_some(), "{}", model.id);
-            } else {
-                assert!(
-                    model.max_output_tokens > 0 && model.max_output_tokens <= model.context_window,
-                    "{}",
-                    model.id
-                );
-            }
         }
     }
 
@@ -305,22 +266,22 @@ mod tests {
                "done_reason":"stop","done":true,"total_duration":5191566416,"load_duration":2154458,
                "prompt_eval_count":26,"prompt_eval_duration":383809000,"eval_count":3,"eval_duration":4799921000}"#,
         );
-        let parsed = provider.parse_chat_response(&ep, ok).unwrap();
+        let parsed = portico_sdk::parse_chat(&provider, &ep, ok).unwrap();
         assert_eq!(parsed.text(), "Hello!");
         assert_eq!(
             (parsed.usage.input_tokens, parsed.usage.output_tokens),
             (26, 3)
         );
-        let err = provider
-            .parse_chat_response(
-                &ep,
-                response(
-                    404,
-                    OLLAMA_JSON,
-                    r#"{"error":"model \"llama9\" not found, try pulling it first"}"#,
-                ),
-            )
-            .unwrap_err();
+        let err = portico_sdk::parse_chat(
+            &provider,
+            &ep,
+            response(
+                404,
+                OLLAMA_JSON,
+                r#"{"error":"model \"llama9\" not found, try pulling it first"}"#,
+            ),
+        )
+        .unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::NotFound, 404));
         assert!(err.message.contains("try pulling it first"));
         let mut limited = response(429, OLLAMA_JSON, r#"{"error":"too many requests"}"#);
@@ -335,9 +296,9 @@ mod tests {
             &response(500, OLLAMA_JSON, r#"{"error":"runner crashed"}"#),
         );
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
-        let err = provider
-            .parse_embeddings_response(&ep, response(200, OLLAMA_JSON, "not json"))
-            .unwrap_err();
+        let err =
+            portico_sdk::parse_embeddings(&provider, &ep, response(200, OLLAMA_JSON, "not json"))
+                .unwrap_err();
         assert_eq!(err.status, 502);
     }
 
@@ -357,8 +318,7 @@ mod tests {
             json_body(&http),
             json!({"model": "nomic-embed-text", "input": ["hello", "world"]})
         );
-        let parsed = provider
-            .parse_embeddings_response(
+        let parsed = portico_sdk::parse_embeddings(&provider,
                 &ep,
                 response(
                     200,
@@ -436,22 +396,13 @@ mod tests {
     fn decodes_stream_split_at_every_byte_boundary() {
         let provider = Ollama::new();
         let ep = endpoint(&[]);
-        let bytes = STREAM.as_bytes();
-        let expected = expected_stream_events();
-        for cut in 0..=bytes.len() {
-            let mut decoder = provider.stream_decoder(&ep);
-            let mut events = decoder.push(&bytes[..cut]).unwrap();
-            events.extend(decoder.push(&bytes[cut..]).unwrap());
-            events.extend(decoder.finish().unwrap());
-            assert_eq!(normalized(events), expected, "split at byte {cut}");
-        }
-        let mut decoder = provider.stream_decoder(&ep);
-        let mut events = Vec::new();
-        for byte in bytes {
-            events.extend(decoder.push(std::slice::from_ref(byte)).unwrap());
-        }
-        events.extend(decoder.finish().unwrap());
-        assert_eq!(normalized(events), expected, "byte by byte");
+        let events = decode_split_everywhere_normalized(
+            || provider.stream_decoder(&ep),
+            STREAM.as_bytes(),
+            normalized,
+        )
+        .unwrap();
+        assert_eq!(events, expected_stream_events());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! is the OpenAI-specific configuration, config fields and catalog.
 
 use portico_sdk::formats::openai::MaxTokensField;
-use portico_sdk::openai_compat::{Auth, ChatStreamDecoder, OpenAiCompat};
+use portico_sdk::openai_compat::{ChatStreamDecoder, OpenAiCompat};
 use portico_sdk::prelude::*;
 
 /// Default API root; endpoints may point `base_url` at a proxy instead.
@@ -24,7 +24,6 @@ impl Provider for OpenAi {
     fn new() -> Self {
         let api = OpenAiCompat::new()
             .default_base_url(DEFAULT_BASE_URL)
-            .auth(Auth::bearer("api_key"))
             .header_from_config("organization", "OpenAI-Organization")
             .header_from_config("project", "OpenAI-Project")
             // Every current OpenAI model accepts max_completion_tokens;
@@ -35,51 +34,36 @@ impl Provider for OpenAi {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "openai".into(),
-            display_name: "OpenAI".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "OpenAI Chat Completions and Embeddings (GPT-5, GPT-4.1, GPT-4o, o-series)".into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: Some(Dialect::Openai),
-            config_fields: vec![
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "An OpenAI API key (sk-…), from platform.openai.com/api-keys.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "API root; change it only to go through a proxy or an OpenAI-compatible gateway.",
-                ),
-                config::optional(
-                    "organization",
-                    "Organization ID",
-                    FieldKind::String,
-                    None,
-                    "Sent as OpenAI-Organization, for keys that belong to several organizations.",
-                ),
-                config::optional(
-                    "project",
-                    "Project ID",
-                    FieldKind::String,
-                    None,
-                    "Sent as OpenAI-Project, to bill usage to a specific project.",
-                ),
-            ],
-            // No host.http_fetch calls: the plugin needs no egress.
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "openai",
+            "OpenAI",
+            env!("CARGO_PKG_VERSION"),
+            "OpenAI Chat Completions and Embeddings (GPT-5, GPT-4.1, GPT-4o, o-series)",
+        )
+        .embeddings()
+        .native_dialect(Dialect::Openai)
+        .field(config::api_key(
+            "An OpenAI API key (sk-…), from platform.openai.com/api-keys.",
+        ))
+        .field(config::base_url(
+            Some(DEFAULT_BASE_URL),
+            "API root; change it only to go through a proxy or an OpenAI-compatible gateway.",
+        ))
+        .field(config::optional(
+            "organization",
+            "Organization ID",
+            FieldKind::String,
+            None,
+            "Sent as OpenAI-Organization, for keys that belong to several organizations.",
+        ))
+        .field(config::optional(
+            "project",
+            "Project ID",
+            FieldKind::String,
+            None,
+            "Sent as OpenAI-Project, to bill usage to a specific project.",
+        ))
+        .catalog(MODELS)
     }
 
     // Chat, streaming, embeddings and errors: the shared OpenAI flow.
@@ -91,7 +75,7 @@ portico_sdk::export_provider!(OpenAi);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{self, header, json_body, json_response};
+    use portico_sdk::testing::{self, *};
     use serde_json::json;
 
     fn endpoint(pairs: &[(&str, &str)]) -> Endpoint {
@@ -128,25 +112,22 @@ mod tests {
 
     #[test]
     fn catalog_is_valid_and_complete() {
-        let models = catalog::parse(MODELS).unwrap();
-        for id in [
-            "gpt-5",
-            "gpt-5-mini",
-            "gpt-4.1",
-            "gpt-4.1-mini",
-            "gpt-4.1-nano",
-            "gpt-4o",
-            "gpt-4o-mini",
-            "o3",
-            "o4-mini",
-            "text-embedding-3-small",
-            "text-embedding-3-large",
-        ] {
-            assert!(
-                models.iter().any(|m| m.id == id),
-                "{id} missing from models.toml"
-            );
-        }
+        let models = assert_catalog_rules(
+            MODELS,
+            &[
+                "gpt-5",
+                "gpt-5-mini",
+                "gpt-4.1",
+                "gpt-4.1-mini",
+                "gpt-4.1-nano",
+                "gpt-4o",
+                "gpt-4o-mini",
+                "o3",
+                "o4-mini",
+                "text-embedding-3-small",
+                "text-embedding-3-large",
+            ],
+        );
         let small = models
             .iter()
             .find(|m| m.id == "text-embedding-3-small")
@@ -157,22 +138,18 @@ mod tests {
             .find(|m| m.id == "text-embedding-3-large")
             .unwrap();
         assert_eq!(large.embedding_dimensions, Some(3072));
-        for model in &models {
-            if model.capabilities.embeddings {
-                assert_eq!(model.max_output_tokens, 0, "{}", model.id);
-            } else {
-                assert!(model.capabilities.tools, "{}", model.id);
-                assert!(
-                    model.max_output_tokens > 0 && model.max_output_tokens < model.context_window,
-                    "{}",
-                    model.id
-                );
-                assert!(
-                    model.output_price_per_mtok >= model.input_price_per_mtok,
-                    "{}",
-                    model.id
-                );
-            }
+        for model in models.iter().filter(|m| !m.capabilities.embeddings) {
+            assert!(model.capabilities.tools, "{}", model.id);
+            assert!(
+                model.max_output_tokens < model.context_window,
+                "{}",
+                model.id
+            );
+            assert!(
+                model.output_price_per_mtok >= model.input_price_per_mtok,
+                "{}",
+                model.id
+            );
         }
     }
 
@@ -296,9 +273,8 @@ mod tests {
             },
             "service_tier": "default"
         }"#;
-        let parsed = provider
-            .parse_chat_response(&ep, json_response(200, &[], body))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_chat(&provider, &ep, json_response(200, &[], body)).unwrap();
         assert_eq!(parsed.id, "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT");
         assert_eq!(parsed.model, "gpt-4o-mini-2024-07-18");
         assert_eq!(parsed.text(), "Hello! How can I assist you today?");
@@ -326,7 +302,7 @@ mod tests {
             &[],
             r#"{"error": {"message": "Incorrect API key provided: sk-abc***xyz.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}"#,
         );
-        let err = provider.parse_chat_response(&ep, unauthorized).unwrap_err();
+        let err = portico_sdk::parse_chat(&provider, &ep, unauthorized).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
         assert!(err.message.starts_with("Incorrect API key provided"));
 
@@ -336,8 +312,7 @@ mod tests {
             r#"{"error": {"message": "The model `gpt-9` does not exist or you do not have access to it.", "type": "invalid_request_error", "param": null, "code": "model_not_found"}}"#,
         );
         assert_eq!(
-            provider
-                .parse_chat_response(&ep, not_found)
+            portico_sdk::parse_chat(&provider, &ep, not_found)
                 .unwrap_err()
                 .kind,
             ErrorKind::NotFound
@@ -375,13 +350,12 @@ mod tests {
             &[],
             r#"{"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}"#,
         );
-        let err = provider.parse_embeddings_response(&ep, broken).unwrap_err();
+        let err = portico_sdk::parse_embeddings(&provider, &ep, broken).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Upstream, 502));
 
         let garbage = json_response(200, &[], "<html>proxy login</html>");
         assert_eq!(
-            provider
-                .parse_chat_response(&ep, garbage)
+            portico_sdk::parse_chat(&provider, &ep, garbage)
                 .unwrap_err()
                 .status,
             502
@@ -410,9 +384,9 @@ mod tests {
             {"object": "embedding", "index": 0, "embedding": [0.0023064255, -0.009327292]},
             {"object": "embedding", "index": 1, "embedding": [-0.0028842222, 0.011136869]}
         ], "model": "text-embedding-3-small", "usage": {"prompt_tokens": 2, "total_tokens": 2}}"#;
-        let parsed = provider
-            .parse_embeddings_response(&ep, json_response(200, &[], upstream))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_embeddings(&provider, &ep, json_response(200, &[], upstream))
+                .unwrap();
         assert_eq!(
             parsed.embeddings,
             vec![
@@ -482,22 +456,12 @@ mod tests {
     fn decodes_stream_split_at_every_byte_boundary() {
         let provider = OpenAi::new();
         let ep = endpoint(&[("api_key", "k")]);
-        let bytes = STREAM.as_bytes();
-        let expected = expected_stream_events();
-        for cut in 0..=bytes.len() {
-            let mut decoder = provider.stream_decoder(&ep);
-            let mut events = decoder.push(&bytes[..cut]).unwrap();
-            events.extend(decoder.push(&bytes[cut..]).unwrap());
-            events.extend(decoder.finish().unwrap());
-            assert_eq!(events, expected, "split at byte {cut}");
-        }
-        let mut decoder = provider.stream_decoder(&ep);
-        let mut events = Vec::new();
-        for byte in bytes {
-            events.extend(decoder.push(std::slice::from_ref(byte)).unwrap());
-        }
-        events.extend(decoder.finish().unwrap());
-        assert_eq!(events, expected, "byte by byte");
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &ep,
+            STREAM.as_bytes(),
+            &expected_stream_events(),
+        );
     }
 
     #[test]

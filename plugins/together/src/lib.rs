@@ -6,7 +6,7 @@
 //! SDK's OpenAI flow, the config fields and the catalog.
 
 use portico_sdk::formats::openai::MaxTokensField;
-use portico_sdk::openai_compat::{Auth, ChatStreamDecoder, OpenAiCompat};
+use portico_sdk::openai_compat::{ChatStreamDecoder, OpenAiCompat};
 use portico_sdk::prelude::*;
 
 const DEFAULT_BASE_URL: &str = "https://api.together.xyz/v1";
@@ -23,7 +23,6 @@ impl Provider for Together {
     fn new() -> Self {
         let api = OpenAiCompat::new()
             .default_base_url(DEFAULT_BASE_URL)
-            .auth(Auth::bearer("api_key"))
             .max_tokens_field(MaxTokensField::MaxTokens)
             // Together sends usage with the last chunk unasked.
             .stream_usage(false)
@@ -32,37 +31,19 @@ impl Provider for Together {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "together".into(),
-            display_name: "Together AI".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "Together AI serverless models: chat completions and embeddings (Llama, DeepSeek, Qwen, Kimi, GPT-OSS)"
-                    .into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: Some(Dialect::Openai),
-            config_fields: vec![
-                config::required(
-                    "api_key",
-                    "API key",
-                    FieldKind::Secret,
-                    "A Together API key, from api.together.ai/settings/api-keys.",
-                ),
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    Some(DEFAULT_BASE_URL),
-                    "API root; change it only to go through a proxy.",
-                ),
-            ],
-            egress_hosts: Vec::new(),
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "together",
+            "Together AI",
+            env!("CARGO_PKG_VERSION"),
+            "Together AI serverless models: chat completions and embeddings (Llama, DeepSeek, Qwen, Kimi, GPT-OSS)",
+        )
+        .embeddings()
+        .native_dialect(Dialect::Openai)
+        .field(config::api_key(
+            "A Together API key, from api.together.ai/settings/api-keys.",
+        ))
+        .field(config::proxy_base_url(DEFAULT_BASE_URL))
+        .catalog(MODELS)
     }
 
     portico_sdk::openai_compat_methods!(api);
@@ -73,9 +54,7 @@ portico_sdk::export_provider!(Together);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_sdk::testing::{
-        decode_split_everywhere, endpoint, header, json_body, json_response,
-    };
+    use portico_sdk::testing::*;
 
     fn ep(model: &str) -> Endpoint {
         endpoint(
@@ -103,7 +82,7 @@ mod tests {
 
     #[test]
     fn catalog_is_valid() {
-        let models = catalog::parse(MODELS).unwrap();
+        let models = assert_catalog_rules(MODELS, &[]);
         assert!(
             models
                 .iter()
@@ -168,9 +147,9 @@ mod tests {
         assert_eq!(http.url, "https://api.together.xyz/v1/embeddings");
         assert_eq!(json_body(&http)["model"], "BAAI/bge-large-en-v1.5");
         let upstream = r#"{"object": "list", "data": [{"object": "embedding", "embedding": [0.25, -0.5], "index": 0}], "model": "BAAI/bge-large-en-v1.5", "request_id": "8b5f1c"}"#;
-        let parsed = provider
-            .parse_embeddings_response(&endpoint, json_response(200, &[], upstream))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_embeddings(&provider, &endpoint, json_response(200, &[], upstream))
+                .unwrap();
         assert_eq!(parsed.embeddings, vec![vec![0.25, -0.5]]);
     }
 
@@ -178,8 +157,7 @@ mod tests {
     fn maps_together_errors() {
         let provider = Together::new();
         let endpoint = ep("meta-llama/Llama-3.3-70B-Instruct-Turbo");
-        let err = provider
-            .parse_chat_response(
+        let err = portico_sdk::parse_chat(&provider,
                 &endpoint,
                 json_response(
                     401,
@@ -217,29 +195,28 @@ mod tests {
     fn decodes_stream_split_anywhere() {
         let provider = Together::new();
         let endpoint = ep("meta-llama/Llama-3.3-70B-Instruct-Turbo");
-        let events =
-            decode_split_everywhere(|| provider.stream_decoder(&endpoint), STREAM.as_bytes())
-                .unwrap();
-        assert_eq!(
-            events,
-            vec![
+        assert_stream_decodes_at_every_split(
+            &provider,
+            &endpoint,
+            STREAM.as_bytes(),
+            &[
                 StreamEvent::Start {
                     id: "oBUtQrM-62bZhn".into(),
-                    model: "meta-llama/Llama-3.3-70B-Instruct-Turbo".into()
+                    model: "meta-llama/Llama-3.3-70B-Instruct-Turbo".into(),
                 },
                 StreamEvent::TextDelta { text: "Sol".into() },
                 StreamEvent::TextDelta { text: ".".into() },
                 StreamEvent::Finish {
-                    reason: FinishReason::Stop
+                    reason: FinishReason::Stop,
                 },
                 StreamEvent::Usage {
                     usage: Usage {
                         input_tokens: 45,
                         output_tokens: 2,
-                        cached_input_tokens: None
-                    }
+                        cached_input_tokens: None,
+                    },
                 },
-            ]
+            ],
         );
     }
 }

@@ -199,54 +199,41 @@ impl Provider for Vertex {
     }
 
     fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            id: "vertex".into(),
-            display_name: "Google Vertex AI".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "Gemini and text-embedding models on Google Cloud Vertex AI, with service-account auth"
-                    .into(),
-            operations: vec![
-                Operation::Chat,
-                Operation::ChatStream,
-                Operation::Embeddings,
-            ],
-            native_dialect: Some(Dialect::Gemini),
-            config_fields: vec![
-                config::required(
-                    "service_account_json",
-                    "Service account key (JSON)",
-                    FieldKind::SecretJson,
-                    "The JSON key file of a service account with the Vertex AI User role \
-                     (IAM → Service accounts → Keys → Add key → JSON).",
-                ),
-                config::required(
-                    "project",
-                    "Project ID",
-                    FieldKind::String,
-                    "The Google Cloud project to bill, e.g. my-project-123456.",
-                ),
-                ConfigField {
-                    default_value: Some(DEFAULT_LOCATION.into()),
-                    ..config::required(
-                        "location",
-                        "Location",
-                        FieldKind::String,
-                        "The region serving the model (us-central1, europe-west4, …), or global.",
-                    )
-                },
-                config::optional(
-                    "base_url",
-                    "Base URL",
-                    FieldKind::Url,
-                    None,
-                    "API root; defaults to https://{location}-aiplatform.googleapis.com \
-                     (https://aiplatform.googleapis.com for global).",
-                ),
-            ],
-            egress_hosts: vec![TOKEN_HOST.into()],
-            models: catalog::load(MODELS),
-        }
+        Describe::new(
+            "vertex",
+            "Google Vertex AI",
+            env!("CARGO_PKG_VERSION"),
+            "Gemini and text-embedding models on Google Cloud Vertex AI, with service-account auth",
+        )
+        .embeddings()
+        .native_dialect(Dialect::Gemini)
+        .field(config::required(
+            "service_account_json",
+            "Service account key (JSON)",
+            FieldKind::SecretJson,
+            "The JSON key file of a service account with the Vertex AI User role \
+             (IAM → Service accounts → Keys → Add key → JSON).",
+        ))
+        .field(config::required(
+            "project",
+            "Project ID",
+            FieldKind::String,
+            "The Google Cloud project to bill, e.g. my-project-123456.",
+        ))
+        .field(config::required_default(
+            "location",
+            "Location",
+            FieldKind::String,
+            DEFAULT_LOCATION,
+            "The region serving the model (us-central1, europe-west4, …), or global.",
+        ))
+        .field(config::base_url(
+            None,
+            "API root; defaults to https://{location}-aiplatform.googleapis.com \
+             (https://aiplatform.googleapis.com for global).",
+        ))
+        .egress_host(TOKEN_HOST)
+        .catalog(MODELS)
     }
 
     fn build_chat_request(
@@ -265,12 +252,9 @@ impl Provider for Vertex {
 
     fn parse_chat_response(
         &self,
-        endpoint: &Endpoint,
+        _endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<ChatResponse, ProviderError> {
-        if response.status >= 300 {
-            return Err(upstream_error(endpoint, &response));
-        }
         gemini::parse_chat_response(&response)
     }
 
@@ -297,9 +281,6 @@ impl Provider for Vertex {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        if response.status >= 300 {
-            return Err(upstream_error(endpoint, &response));
-        }
         let mut parsed = parse_predict(&response.body)?;
         parsed.model = endpoint.model.clone();
         Ok(parsed)
@@ -322,7 +303,7 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use portico_sdk::host;
-    use portico_sdk::testing::{self, header, json_body, json_response};
+    use portico_sdk::testing::{self, *};
 
     // A throwaway 2048-bit key made for these tests with
     // `openssl genpkey -algorithm RSA`; it protects nothing.
@@ -421,20 +402,8 @@ DdRvFRf0VcAOncEy0IqnJw==
         ] {
             assert!(info.supports(op), "{op:?}");
         }
-        let fields: Vec<(&str, FieldKind, bool, Option<&str>)> = info
-            .config_fields
-            .iter()
-            .map(|f| {
-                (
-                    f.name.as_str(),
-                    f.kind,
-                    f.required,
-                    f.default_value.as_deref(),
-                )
-            })
-            .collect();
         assert_eq!(
-            fields,
+            fields(&info),
             vec![
                 ("service_account_json", FieldKind::SecretJson, true, None),
                 ("project", FieldKind::String, true, None),
@@ -447,32 +416,25 @@ DdRvFRf0VcAOncEy0IqnJw==
 
     #[test]
     fn catalog_is_valid_and_complete() {
-        let models = catalog::parse(MODELS).unwrap();
-        for id in [
-            "gemini-2.5-pro",
-            "gemini-2.5-flash",
-            "gemini-2.5-flash-lite",
-            "gemini-2.0-flash",
-            "gemini-embedding-001",
-            "text-embedding-005",
-        ] {
-            assert!(models.iter().any(|m| m.id == id), "{id} missing");
-        }
-        for model in &models {
-            if model.capabilities.embeddings {
-                assert!(model.embedding_dimensions.is_some(), "{}", model.id);
-                assert_eq!(model.max_output_tokens, 0, "{}", model.id);
-            } else {
-                assert!(
-                    model.capabilities.tools && model.capabilities.vision,
-                    "{}",
-                    model.id
-                );
-                assert!(
-                    model.max_output_tokens > 0 && model.max_output_tokens < model.context_window
-                );
-                assert!(model.output_price_per_mtok >= model.input_price_per_mtok);
-            }
+        let models = assert_catalog_rules(
+            MODELS,
+            &[
+                "gemini-2.5-pro",
+                "gemini-2.5-flash",
+                "gemini-2.5-flash-lite",
+                "gemini-2.0-flash",
+                "gemini-embedding-001",
+                "text-embedding-005",
+            ],
+        );
+        for model in models.iter().filter(|m| !m.capabilities.embeddings) {
+            assert!(
+                model.capabilities.tools && model.capabilities.vision,
+                "{}",
+                model.id
+            );
+            assert!(model.max_output_tokens < model.context_window);
+            assert!(model.output_price_per_mtok >= model.input_price_per_mtok);
         }
     }
 
@@ -689,7 +651,7 @@ DdRvFRf0VcAOncEy0IqnJw==
             &[],
             r#"{"error": {"code": 401, "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.", "status": "UNAUTHENTICATED"}}"#,
         );
-        let err = provider.parse_chat_response(&ep, unauthorized).unwrap_err();
+        let err = portico_sdk::parse_chat(&provider, &ep, unauthorized).unwrap_err();
         assert_eq!((err.kind, err.status), (ErrorKind::Authentication, 401));
         assert!(host::cache_get(&key).is_none(), "401 drops the token");
     }
@@ -715,8 +677,7 @@ DdRvFRf0VcAOncEy0IqnJw==
             r#"{"error": {"code": 404, "message": "Publisher Model `projects/p/locations/us-central1/publishers/google/models/gemini-9` was not found or your project does not have access to it.", "status": "NOT_FOUND"}}"#,
         );
         assert_eq!(
-            provider
-                .parse_embeddings_response(&ep, not_found)
+            portico_sdk::parse_embeddings(&provider, &ep, not_found)
                 .unwrap_err()
                 .kind,
             ErrorKind::NotFound
@@ -745,9 +706,8 @@ DdRvFRf0VcAOncEy0IqnJw==
           "createTime": "2025-06-09T12:00:00.123456Z",
           "responseId": "vx-1"
         }"#;
-        let parsed = provider
-            .parse_chat_response(&ep, json_response(200, &[], body))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_chat(&provider, &ep, json_response(200, &[], body)).unwrap();
         assert_eq!(parsed.text(), "Bonjour !");
         assert_eq!(parsed.finish_reason, FinishReason::Length);
         assert_eq!(
@@ -807,9 +767,8 @@ DdRvFRf0VcAOncEy0IqnJw==
           ],
           "metadata": {"billableCharacterCount": 15}
         }"#;
-        let parsed = provider
-            .parse_embeddings_response(&ep, json_response(200, &[], answer))
-            .unwrap();
+        let parsed =
+            portico_sdk::parse_embeddings(&provider, &ep, json_response(200, &[], answer)).unwrap();
         assert_eq!(
             parsed.embeddings,
             vec![vec![0.5, -0.25, 0.125], vec![1.0, 0.0, -1.0]]
@@ -822,8 +781,7 @@ DdRvFRf0VcAOncEy0IqnJw==
             "<html>",
         ] {
             assert_eq!(
-                provider
-                    .parse_embeddings_response(&ep, json_response(200, &[], bad))
+                portico_sdk::parse_embeddings(&provider, &ep, json_response(200, &[], bad))
                     .unwrap_err()
                     .kind,
                 ErrorKind::Upstream,
@@ -838,17 +796,12 @@ DdRvFRf0VcAOncEy0IqnJw==
             "data: {\"candidates\": [{\"content\": {\"role\": \"model\",\"parts\": [{\"text\": \"Bon\"}]}}],\"usageMetadata\": {\"trafficType\": \"ON_DEMAND\"},\"modelVersion\": \"gemini-2.5-flash\",\"createTime\": \"2025-06-09T12:00:00Z\",\"responseId\": \"vx-2\"}\r\n\r\n",
             "data: {\"candidates\": [{\"content\": {\"role\": \"model\",\"parts\": [{\"text\": \"jour \u{2600}\"}]},\"finishReason\": \"STOP\"}],\"usageMetadata\": {\"promptTokenCount\": 5,\"candidatesTokenCount\": 2,\"totalTokenCount\": 7,\"trafficType\": \"ON_DEMAND\"},\"modelVersion\": \"gemini-2.5-flash\",\"createTime\": \"2025-06-09T12:00:00Z\",\"responseId\": \"vx-2\"}\r\n\r\n",
         );
-        let decode = |chunks: &[&[u8]]| {
-            let mut decoder = Vertex::new().stream_decoder(&endpoint(&[]));
-            let mut events = Vec::new();
-            for chunk in chunks {
-                events.extend(decoder.push(chunk).unwrap());
-            }
-            events.extend(decoder.finish().unwrap());
-            events
-        };
-        let bytes = stream.as_bytes();
-        let whole = decode(&[bytes]);
+        let provider = Vertex::new();
+        let whole = decode_split_everywhere(
+            || provider.stream_decoder(&endpoint(&[])),
+            stream.as_bytes(),
+        )
+        .unwrap();
         let text: String = whole
             .iter()
             .filter_map(|e| match e {
@@ -870,14 +823,5 @@ DdRvFRf0VcAOncEy0IqnJw==
                 cached_input_tokens: None
             }
         }));
-        for cut in 0..=bytes.len() {
-            assert_eq!(
-                decode(&[&bytes[..cut], &bytes[cut..]]),
-                whole,
-                "cut at {cut}"
-            );
-        }
-        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
-        assert_eq!(decode(&singles), whole);
     }
 }

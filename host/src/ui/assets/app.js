@@ -6,6 +6,8 @@ import { clear, errorAlert, h, hydrateIcons, icon, loading } from "./dom.js";
 import { endpointDetailView, endpointsView } from "./views/endpoints.js";
 import { endpointFormView } from "./views/endpoint_form.js";
 import { pluginsView } from "./views/plugins.js";
+import { keysView } from "./views/keys.js";
+import { usageView } from "./views/usage.js";
 
 const main = document.getElementById("main");
 
@@ -16,9 +18,11 @@ const ROUTES = [
   [/^\/endpoints\/([^/]+)\/edit$/, (m) => ["endpoints", endpointFormView, { name: decodeURIComponent(m[1]) }]],
   [/^\/endpoints\/([^/]+)$/, (m) => ["endpoints", endpointDetailView, { name: decodeURIComponent(m[1]) }]],
   [/^\/plugins\/?$/, () => ["plugins", pluginsView, {}]],
+  [/^\/keys\/?$/, () => ["keys", keysView, {}]],
+  [/^\/usage\/?$/, () => ["usage", usageView, {}]],
 ];
 
-const TITLES = { endpoints: "Endpoints", plugins: "Plugins" };
+const TITLES = { endpoints: "Endpoints", plugins: "Plugins", keys: "Keys", usage: "Usage" };
 
 // Each navigation gets a number; a slow view that finishes after the user
 // moved on is dropped instead of replacing the newer page.

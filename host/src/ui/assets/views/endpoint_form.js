@@ -1,13 +1,15 @@
 // Create and edit an endpoint: provider, model from the provider's catalog
 // (or a custom id), and the provider's config fields rendered by kind.
 
-import { createEndpoint, getEndpoint, listProviders, updateEndpoint } from "../api.js";
+import { createEndpoint, getEndpoint, listEndpoints, listProviders, updateEndpoint } from "../api.js";
 import { clear, h, icon, toast } from "../dom.js";
 import { capabilityBadges, initials, operationPills, priceLine, tokens } from "../format.js";
 
 const MASK = "********";
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CUSTOM = "__custom__";
+// The provider choice of a router: an endpoint that only routes to targets.
+const ROUTER = "";
 const enc = encodeURIComponent;
 
 /** A config-field-safe DOM id. */
@@ -123,9 +125,155 @@ function modelOption(model, checked) {
   );
 }
 
+/** Layout for the Routing section's own elements, set through the CSSOM
+ * (the page's CSP allows no inline style attributes). */
+function styled(el, css) {
+  Object.assign(el.style, css);
+  return el;
+}
+const GRID = { display: "grid", gridTemplateColumns: "repeat(auto-fill, minmax(190px, 1fr))", gap: "0 14px" };
+
+/** A number input for the Routing section; `value` may be null. */
+function numberField(id, label, value, help, { min = 0, placeholder = "" } = {}) {
+  const control = h("input", { id, name: id, type: "number", min: String(min), step: "1", inputmode: "numeric", placeholder, class: "mono" });
+  if (value !== undefined && value !== null) control.value = String(value);
+  return { el: fieldShell({ id, label, required: false, help, control }), control };
+}
+
+/** Reads an optional whole number; `undefined` when empty. */
+function readNumber(control) {
+  const v = control.value.trim();
+  return v === "" ? undefined : Number(v);
+}
+
+/**
+ * The "Routing" section: targets with weights, ordered fallbacks, retries,
+ * timeouts, circuit breaker and the endpoint's rate limits. `read()` returns
+ * the `policy` object the API takes; `errors()` the client-side problems.
+ */
+function routingSection(policy, endpointNames, lead) {
+  const p = policy || {};
+  const options = (selected) => [
+    h("option", { value: "" }, "Select an endpoint…"),
+    endpointNames.map((n) => h("option", { value: n, selected: n === selected }, n)),
+  ];
+  const targetRows = h("div", { class: "routing-rows", id: "routing-targets" });
+  const fallbackRows = h("div", { class: "routing-rows", id: "routing-fallbacks" });
+
+  function row(list, endpoint, weight) {
+    const index = list.children.length + 1;
+    const kind = list === targetRows ? "target" : "fallback";
+    const select = h("select", { class: "routing-endpoint", "aria-label": `${kind} ${index} endpoint` }, options(endpoint));
+    if (endpoint && !endpointNames.includes(endpoint)) select.append(h("option", { value: endpoint, selected: true }, `${endpoint} (missing)`));
+    const weightInput = kind === "target"
+      ? h("input", { class: "routing-weight mono", type: "number", min: "0", step: "1", value: String(weight ?? 1), "aria-label": `${kind} ${index} weight`, title: "Weight: share of the traffic" })
+      : null;
+    const remove = h("button", { type: "button", class: "icon-button", "aria-label": `Remove ${kind} ${index}`, title: "Remove" }, icon("trash"));
+    if (weightInput) styled(weightInput, { maxWidth: "96px" });
+    const el = styled(h("div", { class: "routing-row", dataset: { kind } }, select, weightInput, remove), { display: "flex", gap: "8px", alignItems: "center", marginBottom: "8px" });
+    remove.addEventListener("click", () => el.remove());
+    list.append(el);
+    return el;
+  }
+  for (const t of p.targets || []) row(targetRows, t.endpoint, t.weight);
+  for (const f of p.fallbacks || []) row(fallbackRows, f);
+  const addTarget = h("button", { type: "button", class: "button subtle", id: "add-target" }, icon("plus"), "Add target");
+  addTarget.addEventListener("click", () => row(targetRows, "", 1).querySelector("select").focus());
+  const addFallback = h("button", { type: "button", class: "button subtle", id: "add-fallback" }, icon("plus"), "Add fallback");
+  addFallback.addEventListener("click", () => row(fallbackRows, "").querySelector("select").focus());
+
+  const retry = p.retry || {};
+  const timeouts = p.timeouts || {};
+  const breaker = p.circuit_breaker || null;
+  const limits = p.limits || {};
+  const attempts = numberField("retry-max-attempts", "Attempts per target", retry.max_attempts ?? 1, "1 means no retry. Retries follow 429, 5xx, timeouts and connection errors.", { min: 1 });
+  const initial = numberField("retry-initial-backoff", "First backoff (ms)", retry.initial_backoff_ms ?? 200, "Doubles each retry, with random jitter.");
+  const maxBackoff = numberField("retry-max-backoff", "Longest backoff (ms)", retry.max_backoff_ms ?? 5000, "An upstream Retry-After longer than this moves on to the next target.");
+  const connect = numberField("timeout-connect", "Connect timeout (ms)", timeouts.connect_ms, "Empty: the gateway default.", { min: 1, placeholder: "default" });
+  const attempt = numberField("timeout-attempt", "Attempt timeout (ms)", timeouts.attempt_ms, "One try; a slower target counts as failed.", { min: 1, placeholder: "default" });
+  const total = numberField("timeout-total", "Total timeout (ms)", timeouts.total_ms, "The whole call, retries and fallbacks included.", { min: 1, placeholder: "none" });
+  const breakerOn = h("input", { type: "checkbox", id: "breaker-enabled", checked: !!breaker });
+  const threshold = numberField("breaker-threshold", "Failures to open", breaker?.failure_threshold ?? 5, "Consecutive failures that take a target out of rotation.", { min: 1 });
+  const cooldown = numberField("breaker-cooldown", "Cool-down (ms)", breaker?.cooldown_ms ?? 30000, "Then one probe call decides whether it is back.", { min: 1 });
+  const breakerFields = styled(h("div", { class: "routing-grid", id: "breaker-fields", hidden: !breaker }, threshold.el, cooldown.el), GRID);
+  // `hidden` alone loses to the grid display set above.
+  const showBreaker = () => {
+    breakerFields.hidden = !breakerOn.checked;
+    breakerFields.style.display = breakerOn.checked ? "grid" : "none";
+  };
+  breakerOn.addEventListener("change", showBreaker);
+  showBreaker();
+  const grid = (...children) => styled(h("div", { class: "routing-grid" }, ...children), GRID);
+  const rpm = numberField("limit-rpm", "Requests per minute", limits.requests_per_minute, "Empty: unlimited.", { min: 1, placeholder: "unlimited" });
+  const tpm = numberField("limit-tpm", "Tokens per minute", limits.tokens_per_minute, "Empty: unlimited.", { min: 1, placeholder: "unlimited" });
+
+  const configured = JSON.stringify(p) !== "{}" && (p.targets?.length || p.fallbacks?.length || (p.retry?.max_attempts ?? 1) > 1 || p.circuit_breaker || Object.values(p.timeouts || {}).some((v) => v !== null) || Object.values(p.limits || {}).some((v) => v !== null));
+  const body = h(
+      "div",
+      { class: "card-body" },
+      lead,
+      h("h3", {}, "Targets"),
+      h("p", { class: "help" }, "Each call goes to one target, picked by weight. None: this endpoint itself. Targets must be plain endpoints (without targets or fallbacks of their own)."),
+      targetRows,
+      addTarget,
+      h("h3", {}, "Fallbacks"),
+      h("p", { class: "help" }, "Tried in order when the target answers 429 or 5xx, times out or cannot be reached. A stream falls back only before its first byte."),
+      fallbackRows,
+      addFallback,
+      h("h3", {}, "Retries"),
+      grid(attempts.el, initial.el, maxBackoff.el),
+      h("h3", {}, "Timeouts"),
+      grid(connect.el, attempt.el, total.el),
+      h("h3", {}, "Circuit breaker"),
+      h("label", { class: "checkbox", for: "breaker-enabled" }, breakerOn, " Take a failing target out of rotation for a cool-down"),
+      breakerFields,
+      h("h3", {}, "Rate limits"),
+      grid(rpm.el, tpm.el),
+    );
+  // Collapsed unless the endpoint already has routing: most endpoints need none.
+  const el = h(
+    "details",
+    { class: "card form-section", id: "routing-section", open: Boolean(configured) || lead.querySelector("input").checked },
+    h("summary", { class: "card-header" }, h("div", {}, h("h2", { id: "routing-title" }, "Routing"), h("p", { class: "sub" }, "Optional. Split traffic over other endpoints, fall back when one fails, retry, time out, and take failing targets out of rotation."))),
+    body,
+  );
+
+  function read() {
+    const targets = [...targetRows.children].map((r) => ({ endpoint: r.querySelector("select").value, weight: Number(r.querySelector("input").value || 0) })).filter((t) => t.endpoint);
+    const fallbacks = [...fallbackRows.children].map((r) => r.querySelector("select").value).filter(Boolean);
+    const policy = {
+      targets,
+      fallbacks,
+      retry: { max_attempts: readNumber(attempts.control) ?? 1, initial_backoff_ms: readNumber(initial.control) ?? 200, max_backoff_ms: readNumber(maxBackoff.control) ?? 5000 },
+      timeouts: { connect_ms: readNumber(connect.control) ?? null, attempt_ms: readNumber(attempt.control) ?? null, total_ms: readNumber(total.control) ?? null },
+      circuit_breaker: breakerOn.checked ? { failure_threshold: readNumber(threshold.control) ?? 5, cooldown_ms: readNumber(cooldown.control) ?? 30000 } : null,
+      limits: { requests_per_minute: readNumber(rpm.control) ?? null, tokens_per_minute: readNumber(tpm.control) ?? null },
+    };
+    return policy;
+  }
+
+  function errors() {
+    const out = [];
+    const whole = [attempts, initial, maxBackoff, connect, attempt, total, threshold, cooldown, rpm, tpm];
+    for (const { control } of whole) {
+      const v = readNumber(control);
+      if (v !== undefined && (!Number.isInteger(v) || v < Number(control.min))) out.push([control.id, `Enter a whole number of at least ${control.min}.`]);
+    }
+    const policy = read();
+    if (policy.targets.length && policy.targets.every((t) => !t.weight)) out.push(["routing-targets", "At least one target needs a weight above 0."]);
+    return out;
+  }
+
+  return { el, read, errors, hasTargets: () => read().targets.length > 0 };
+}
+
 export async function endpointFormView({ name } = {}) {
   const editing = name !== undefined;
-  const [providers, endpoint] = await Promise.all([listProviders(), editing ? getEndpoint(name) : Promise.resolve(null)]);
+  const [providers, endpoint, allEndpoints] = await Promise.all([
+    listProviders(),
+    editing ? getEndpoint(name) : Promise.resolve(null),
+    listEndpoints().catch(() => []),
+  ]);
   providers.sort((a, b) => a.display_name.localeCompare(b.display_name));
 
   const title = editing ? "Edit endpoint" : "New endpoint";
@@ -166,6 +314,8 @@ export async function endpointFormView({ name } = {}) {
 
   // ---- form state ----
   let provider = providers.find((p) => p.id === endpoint?.provider) || providers.find((p) => p.id === "openai") || providers[0];
+  // A router endpoint has no provider of its own.
+  let isRouter = editing && endpoint.provider === ROUTER;
   let nameTouched = editing;
   let configControls = new Map();
 
@@ -197,9 +347,17 @@ export async function endpointFormView({ name } = {}) {
     { id: "endpoint-provider", name: "provider" },
     providers.map((p) => h("option", { value: p.id, selected: p.id === provider.id }, p.display_name)),
   );
+  // A router has no provider: the provider, model and connection give way
+  // to the targets in the Routing section.
+  const routerToggle = h("input", { type: "checkbox", id: "endpoint-router", checked: isRouter });
+  const routerField = h(
+    "div",
+    { class: "field" },
+    h("label", { class: "checkbox", for: "endpoint-router" }, routerToggle, " No provider of its own: route to other endpoints only (set the targets under Routing)"),
+  );
   const providerSummary = h("div", { class: "provider-summary", id: "provider-summary", "aria-live": "polite" });
   const providerField = fieldShell({ id: "endpoint-provider", label: "Provider", required: true, control: providerSelect, extra: providerSummary });
-  const missingProvider = editing && !providers.some((p) => p.id === endpoint.provider)
+  const missingProvider = editing && !isRouter && !providers.some((p) => p.id === endpoint.provider)
     ? h("div", { class: "alert warn" }, icon("alert"), h("div", {}, h("strong", {}, `The plugin for “${endpoint.provider}” is not loaded`), "Pick another provider, or load the plugin and reload this page."))
     : null;
 
@@ -317,6 +475,11 @@ export async function endpointFormView({ name } = {}) {
     }
     modelList.querySelector("#model-empty").hidden = shown > 0;
   });
+  routerToggle.addEventListener("change", () => {
+    isRouter = routerToggle.checked;
+    setFieldError("endpoint-provider", "");
+    showRouterMode();
+  });
   providerSelect.addEventListener("change", () => {
     provider = providers.find((p) => p.id === providerSelect.value) || provider;
     setFieldError("endpoint-provider", "");
@@ -382,6 +545,11 @@ export async function endpointFormView({ name } = {}) {
       if (!value) errors.push(["endpoint-name", "Give the endpoint a name."]);
       else if (!NAME_RE.test(value)) errors.push(["endpoint-name", "Use letters, digits, “.”, “-” and “_”, starting with a letter or digit (at most 128)."]);
     }
+    errors.push(...routing.errors());
+    if (isRouter) {
+      if (!routing.hasTargets()) errors.push(["endpoint-provider", "A router endpoint needs at least one target (see Routing), or pick a provider."]);
+      return errors;
+    }
     if (!selectedModel()) errors.push(["model", "Choose a model, or enter a custom model ID."]);
     for (const { field, control } of configControls.values()) {
       const v = control.value.trim();
@@ -407,6 +575,19 @@ export async function endpointFormView({ name } = {}) {
     return errors;
   }
 
+  // ---- routing ----
+  const otherNames = (allEndpoints || []).filter((e) => e.name !== name && e.provider && !(e.policy?.targets?.length || e.policy?.fallbacks?.length)).map((e) => e.name);
+  // An endpoint with a provider may name itself (e.g. to split traffic between itself and another).
+  const routing = routingSection(endpoint?.policy, editing && endpoint.provider ? [name, ...otherNames] : otherNames, routerField);
+
+  function showRouterMode() {
+    for (const id of ["model-section", "config-section"]) {
+      const section = form.querySelector(`#${id}`);
+      if (section) section.hidden = isRouter;
+    }
+    providerField.hidden = isRouter;
+  }
+
   // ---- submit ----
   const fromFile = editing && endpoint.source === "file";
   const submit = h("button", { type: "submit", class: "button primary", id: "endpoint-submit", disabled: fromFile }, icon(editing ? "check" : "plus"), editing ? "Save changes" : "Create endpoint");
@@ -427,7 +608,7 @@ export async function endpointFormView({ name } = {}) {
     ),
     h(
       "section",
-      { class: "card form-section", "aria-labelledby": "model-title" },
+      { class: "card form-section", "aria-labelledby": "model-title", id: "model-section" },
       h("div", { class: "card-header" }, h("div", {}, h("h2", { id: "model-title" }, "Model"), modelSub)),
       h(
         "div",
@@ -439,10 +620,11 @@ export async function endpointFormView({ name } = {}) {
     ),
     h(
       "section",
-      { class: "card form-section", "aria-labelledby": "config-title" },
+      { class: "card form-section", "aria-labelledby": "config-title", id: "config-section" },
       h("div", { class: "card-header" }, h("div", {}, h("h2", { id: "config-title" }, "Connection"), configSub)),
       configBody,
     ),
+    routing.el,
     h(
       "div",
       { class: "form-footer" },
@@ -466,7 +648,8 @@ export async function endpointFormView({ name } = {}) {
       const v = control.dataset.kind === "secret_json" ? control.value : control.value.trim();
       if (v.trim() !== "") config[key] = v;
     }
-    const payload = { provider: provider.id, model: selectedModel(), config };
+    const policy = routing.read();
+    const payload = isRouter ? { provider: ROUTER, model: "", config: {}, policy } : { provider: provider.id, model: selectedModel(), config, policy };
     const endpointName = editing ? name : nameInput.value.trim();
     submit.disabled = true;
     submit.setAttribute("aria-busy", "true");
@@ -490,6 +673,7 @@ export async function endpointFormView({ name } = {}) {
   renderProviderSummary();
   renderModels();
   renderConfig();
+  showRouterMode();
 
   return h("div", { class: "page narrow" }, header, form);
 }

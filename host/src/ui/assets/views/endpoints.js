@@ -92,6 +92,17 @@ function emptyState(providers) {
   );
 }
 
+/** A short description of an endpoint's routing, or null for none. */
+function routingSummary(policy) {
+  const targets = policy?.targets || [];
+  const fallbacks = policy?.fallbacks || [];
+  if (!targets.length && !fallbacks.length) return null;
+  const parts = [];
+  if (targets.length) parts.push(targets.map((t) => `${t.endpoint} ×${t.weight}`).join(", "));
+  if (fallbacks.length) parts.push(`then ${fallbacks.join(" → ")}`);
+  return parts.join(" ");
+}
+
 function endpointRow(endpoint, providers) {
   const provider = providers.get(endpoint.provider);
   const model = catalogModel(provider, endpoint.model);
@@ -114,16 +125,20 @@ function endpointRow(endpoint, providers) {
     h(
       "td",
       { "data-label": "Provider", dataset: { col: "provider" } },
-      provider
-        ? [h("div", { class: "cell-title" }, provider.display_name), h("div", { class: "cell-sub mono" }, provider.id)]
-        : [h("div", { class: "cell-title mono" }, endpoint.provider), h("span", { class: "pill warn" }, "Plugin not loaded")],
+      !endpoint.provider
+        ? [h("div", { class: "cell-title" }, "Router"), h("div", { class: "cell-sub" }, "routes to other endpoints")]
+        : provider
+          ? [h("div", { class: "cell-title" }, provider.display_name), h("div", { class: "cell-sub mono" }, provider.id)]
+          : [h("div", { class: "cell-title mono" }, endpoint.provider), h("span", { class: "pill warn" }, "Plugin not loaded")],
     ),
     h(
       "td",
       { "data-label": "Model", dataset: { col: "model" } },
-      model
-        ? [h("div", { class: "cell-title" }, model.display_name), h("div", { class: "cell-sub mono" }, model.id)]
-        : [h("div", { class: "cell-title mono" }, endpoint.model), h("div", { class: "cell-sub" }, "Custom model")],
+      !endpoint.provider
+        ? [h("div", { class: "cell-title mono" }, routingSummary(endpoint.policy) || "—"), h("div", { class: "cell-sub" }, "Targets")]
+        : model
+          ? [h("div", { class: "cell-title" }, model.display_name), h("div", { class: "cell-sub mono" }, model.id), routingSummary(endpoint.policy) ? h("div", { class: "cell-sub mono", dataset: { col: "routing" } }, routingSummary(endpoint.policy)) : null]
+          : [h("div", { class: "cell-title mono" }, endpoint.model), h("div", { class: "cell-sub" }, "Custom model"), routingSummary(endpoint.policy) ? h("div", { class: "cell-sub mono", dataset: { col: "routing" } }, routingSummary(endpoint.policy)) : null],
     ),
     h("td", { "data-label": "Capabilities", dataset: { col: "capabilities" } }, model ? capabilityBadges(model.capabilities) : h("span", { class: "muted small" }, "Not in catalog")),
     h("td", { "data-label": "Source", dataset: { col: "source" } }, sourcePill(endpoint.source)),
@@ -223,6 +238,24 @@ function stat(label, value, unit) {
   return h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: "value" }, String(value)), h("div", { class: "unit" }, unit));
 }
 
+/** The non-default parts of an endpoint's policy, as description rows. */
+function policyRows(policy) {
+  const p = policy || {};
+  const rows = [];
+  const add = (label, value) => rows.push(h("dt", {}, label), h("dd", { class: "mono", dataset: { policy: label } }, value));
+  if (p.targets?.length) add("Targets", p.targets.map((t) => `${t.endpoint} (weight ${t.weight})`).join(", "));
+  if (p.fallbacks?.length) add("Fallbacks", p.fallbacks.join(" → "));
+  if (p.retry && p.retry.max_attempts > 1) add("Retries", `${p.retry.max_attempts} attempts, backoff ${p.retry.initial_backoff_ms}–${p.retry.max_backoff_ms} ms`);
+  const t = p.timeouts || {};
+  const timeouts = [t.connect_ms && `connect ${t.connect_ms} ms`, t.attempt_ms && `attempt ${t.attempt_ms} ms`, t.total_ms && `total ${t.total_ms} ms`].filter(Boolean);
+  if (timeouts.length) add("Timeouts", timeouts.join(", "));
+  if (p.circuit_breaker) add("Circuit breaker", `open after ${p.circuit_breaker.failure_threshold} failures, ${p.circuit_breaker.cooldown_ms} ms cool-down`);
+  const l = p.limits || {};
+  const limits = [l.requests_per_minute && `${l.requests_per_minute} requests/min`, l.tokens_per_minute && `${l.tokens_per_minute} tokens/min`].filter(Boolean);
+  if (limits.length) add("Rate limits", limits.join(", "));
+  return rows;
+}
+
 export async function endpointDetailView({ name }) {
   const [endpoint, providerList] = await Promise.all([getEndpoint(name), listProviders()]);
   const provider = providerMap(providerList).get(endpoint.provider);
@@ -258,11 +291,14 @@ export async function endpointDetailView({ name }) {
         h(
           "dd",
           {},
-          provider
-            ? h("span", {}, provider.display_name, " ", h("span", { class: "muted mono small" }, provider.id))
-            : h("span", {}, h("span", { class: "mono" }, endpoint.provider), " ", h("span", { class: "pill warn" }, "Plugin not loaded")),
+          !endpoint.provider
+            ? h("span", {}, "None (router)")
+            : provider
+              ? h("span", {}, provider.display_name, " ", h("span", { class: "muted mono small" }, provider.id))
+              : h("span", {}, h("span", { class: "mono" }, endpoint.provider), " ", h("span", { class: "pill warn" }, "Plugin not loaded")),
         ),
         configRows,
+        policyRows(endpoint.policy),
         h("dt", {}, "Created"),
         h("dd", {}, timeEl(endpoint.created_at)),
         h("dt", {}, "Updated"),
