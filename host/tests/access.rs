@@ -2,13 +2,12 @@
 //! socket, the real openai plugin (plugins/openai.wasm) and a fake OpenAI
 //! upstream that records the credentials it receives.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use portico::endpoints::EndpointDef;
 use portico::policy::RateLimits;
 use portico::registry::Registry;
@@ -16,30 +15,20 @@ use portico::routing::UpstreamTimeouts;
 use portico::runtime::{PluginRuntime, RuntimeConfig};
 use portico::server::{self, App, AppOptions};
 use serde_json::{Value, json};
-
-fn openai_plugin() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/openai.wasm");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-plugins first",
-        path.display()
-    );
-    path
-}
+use support::FakeOpenAi;
 
 async fn openai_registry(work: &Path) -> Arc<Registry> {
-    let plugins = work.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(openai_plugin(), plugins.join("openai.wasm")).unwrap();
     let runtime = PluginRuntime::new(
         RuntimeConfig {
-            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("access-plugin-cache")),
+            cache_dir: Some(support::plugin_cache("access")),
             ..RuntimeConfig::default()
         },
         reqwest::Client::new(),
     )
     .unwrap();
-    let registry = Registry::load_dir(runtime, plugins).await.unwrap();
+    let registry = Registry::load_dir(runtime, support::openai_plugins_dir(work))
+        .await
+        .unwrap();
     assert!(
         registry.get("openai").is_some(),
         "{:?}",
@@ -48,61 +37,12 @@ async fn openai_registry(work: &Path) -> Arc<Registry> {
     registry
 }
 
-/// A fake OpenAI upstream: every chat uses 20 tokens; it records the
-/// `Authorization` header it gets.
-struct FakeUpstream {
-    base_url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl FakeUpstream {
-    async fn start() -> FakeUpstream {
-        async fn chat(
-            State(seen): State<Arc<Mutex<Vec<String>>>>,
-            headers: HeaderMap,
-        ) -> Json<Value> {
-            let all: Vec<String> = headers
-                .iter()
-                .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or_default()))
-                .collect();
-            seen.lock().unwrap().push(all.join("\n"));
-            Json(json!({
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
-            }))
-        }
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let router = axum::Router::new()
-            .route("/v1/chat/completions", axum::routing::post(chat))
-            .with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        FakeUpstream {
-            base_url,
-            seen,
-            server,
-        }
-    }
-}
-
-impl Drop for FakeUpstream {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 struct Running {
     app: App,
     base: String,
     server: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
-    upstream: FakeUpstream,
+    upstream: FakeOpenAi,
 }
 
 impl Running {
@@ -138,7 +78,7 @@ impl Running {
             base,
             server,
             client: reqwest::Client::new(),
-            upstream: FakeUpstream::start().await,
+            upstream: FakeOpenAi::start(12, 8).await,
         };
         for name in ["a", "b"] {
             let (status, body) = running
@@ -295,11 +235,12 @@ async fn keys_are_required_accepted_refused_and_revoked() {
     );
 
     // The upstream got the endpoint's credential, never the gateway key.
-    let seen = gw.upstream.seen.lock().unwrap().clone();
+    let seen = gw.upstream.headers();
     assert!(!seen.is_empty());
     for headers in &seen {
-        assert!(headers.contains("Bearer sk-upstream-secret"), "{headers}");
-        assert!(!headers.contains(&key[..10]), "{headers}");
+        let all: Vec<&str> = headers.values().filter_map(|v| v.to_str().ok()).collect();
+        assert!(all.contains(&"Bearer sk-upstream-secret"), "{headers:?}");
+        assert!(!all.iter().any(|v| v.contains(&key[..10])), "{headers:?}");
     }
 
     // Anthropic and Gemini clients present the key their way and get
@@ -428,7 +369,7 @@ impl Running {
             base,
             server,
             client: reqwest::Client::new(),
-            upstream: FakeUpstream::start().await,
+            upstream: FakeOpenAi::start(12, 8).await,
         }
     }
 }

@@ -3,32 +3,21 @@
 //! plugin (plugins/openai.wasm; run scripts/build-plugins first) and a fake
 //! OpenAI upstream that records the API keys it receives.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use portico::registry::Registry;
 use portico::routing::UpstreamTimeouts;
 use portico::runtime::{PluginRuntime, RuntimeConfig};
 use portico::server::{self, App, AppOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::FakeOpenAi;
 
 // ---------------------------------------------------------------- helpers
-
-/// The built openai plugin; fails (does not skip) when it is missing.
-fn openai_plugin() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/openai.wasm");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-plugins first",
-        path.display()
-    );
-    path
-}
 
 /// A compiled-plugin cache shared by the tests, filled once per process so
 /// the tests do not each compile the plugin (seconds in a debug build).
@@ -36,7 +25,7 @@ fn shared_cache() -> PathBuf {
     static CACHE: OnceLock<PathBuf> = OnceLock::new();
     CACHE
         .get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-api-plugin-cache");
+            let dir = support::plugin_cache("admin-api");
             let cache = dir.clone();
             // Own thread and runtime: callers are inside a Tokio runtime.
             std::thread::spawn(move || {
@@ -53,7 +42,7 @@ fn shared_cache() -> PathBuf {
                         reqwest::Client::new(),
                     )
                     .unwrap();
-                    runtime.load_file(&openai_plugin()).await.unwrap();
+                    runtime.load_file(&support::openai_plugin()).await.unwrap();
                 })
             })
             .join()
@@ -67,7 +56,7 @@ fn shared_cache() -> PathBuf {
 async fn openai_registry(work: &Path) -> Arc<Registry> {
     let plugins = work.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(openai_plugin(), plugins.join("openai.wasm")).unwrap();
+    std::fs::copy(support::openai_plugin(), plugins.join("openai.wasm")).unwrap();
     let runtime = PluginRuntime::new(
         RuntimeConfig {
             cache_dir: Some(shared_cache()),
@@ -238,60 +227,6 @@ impl Running {
     }
 }
 
-/// A fake OpenAI upstream recording the `Authorization` header of each
-/// chat call.
-struct FakeUpstream {
-    base_url: String,
-    keys: Arc<Mutex<Vec<String>>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl FakeUpstream {
-    async fn start() -> FakeUpstream {
-        async fn chat(
-            State(keys): State<Arc<Mutex<Vec<String>>>>,
-            headers: HeaderMap,
-        ) -> Json<Value> {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            keys.lock().unwrap().push(auth);
-            Json(json!({
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-            }))
-        }
-        let keys = Arc::new(Mutex::new(Vec::new()));
-        let router = axum::Router::new()
-            .route("/v1/chat/completions", axum::routing::post(chat))
-            .with_state(keys.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        FakeUpstream {
-            base_url,
-            keys,
-            server,
-        }
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.keys.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeUpstream {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 /// Polls `check` until it holds (the file watcher works in the background).
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -352,7 +287,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[tokio::test]
 async fn create_list_get_update_delete_take_effect_without_restart() {
     let work = tempfile::tempdir().unwrap();
-    let upstream = FakeUpstream::start().await;
+    let upstream = FakeOpenAi::start(1, 1).await;
     let gw = Running::start(work.path(), options()).await;
 
     let (status, created) = gw
@@ -378,7 +313,7 @@ async fn create_list_get_update_delete_take_effect_without_restart() {
     let (status, answer) = gw.chat("chat").await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["choices"][0]["message"]["content"], "hello");
-    assert_eq!(upstream.keys(), vec!["Bearer sk-first-secret"]);
+    assert_eq!(upstream.authorizations(), vec!["Bearer sk-first-secret"]);
 
     let (status, list) = gw.get("/api/v1/endpoints").await;
     assert_eq!(status, 200);
@@ -427,7 +362,10 @@ async fn create_list_get_update_delete_take_effect_without_restart() {
     assert_eq!(updated["config"]["api_key"], "********");
     let (status, _) = gw.chat("chat").await;
     assert_eq!(status, 200);
-    assert_eq!(upstream.keys().last().unwrap(), "Bearer sk-second-secret");
+    assert_eq!(
+        upstream.authorizations().last().unwrap(),
+        "Bearer sk-second-secret"
+    );
 
     let (status, body) = gw.delete("/api/v1/endpoints/chat").await;
     assert_eq!(status, 204);

@@ -4,8 +4,9 @@
 //! scripted faults. Checks what the hooks are told (`Served`: the target
 //! used, attempts, fallbacks) and what each upstream received.
 
+mod support;
+
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -146,16 +147,6 @@ async fn chat(
 
 // ----------------------------------------------------------------- gateway
 
-fn openai_plugin() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/openai.wasm");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-plugins first",
-        path.display()
-    );
-    path
-}
-
 #[derive(Default)]
 struct Records(Mutex<Vec<CallRecord>>);
 
@@ -174,14 +165,10 @@ struct Harness {
 impl Harness {
     async fn new(defs: Vec<EndpointDef>) -> Harness {
         let work = tempfile::tempdir().unwrap();
-        let plugins = work.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        std::fs::copy(openai_plugin(), plugins.join("openai.wasm")).unwrap();
+        let plugins = support::openai_plugins_dir(work.path());
         let runtime = PluginRuntime::new(
             RuntimeConfig {
-                cache_dir: Some(
-                    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("resilience-cache"),
-                ),
+                cache_dir: Some(support::plugin_cache("resilience")),
                 ..RuntimeConfig::default()
             },
             reqwest::Client::new(),
