@@ -103,6 +103,33 @@ async fn writer_flushes_by_size_by_time_and_on_close() {
     store.close().await;
 }
 
+#[tokio::test]
+async fn a_dropped_log_still_writes_what_it_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let log = RequestLog::spawn(
+        store.clone(),
+        WriterOptions {
+            capacity: 100,
+            batch_size: 50,
+            interval: Duration::from_secs(3600),
+        },
+    );
+    for n in 0..3 {
+        log.submit(entry(n, T0));
+    }
+    drop(log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while total(&store).await.requests < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entries held by a dropped log were lost"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.close().await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_full_queue_drops_and_counts_instead_of_blocking() {
     let dir = tempfile::tempdir().unwrap();

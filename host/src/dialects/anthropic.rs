@@ -52,17 +52,15 @@ async fn messages(
     };
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let mut encoder = anthropic::EventEncoder::new(id, client.endpoint);
-    stream_response(events, "text/event-stream", move |item| {
-        let mut out = Vec::new();
+    stream_response(events, "text/event-stream", move |item, out| {
         let frames = match item {
             StreamItem::Event(event) => encoder.encode(&event),
             StreamItem::End => encoder.finish(),
             StreamItem::Error(error) => vec![("error", anthropic::error_body(&error))],
         };
         for (name, data) in frames {
-            push_sse(&mut out, Some(name), &data);
+            push_sse(out, Some(name), &data);
         }
-        out
     })
 }
 

@@ -129,26 +129,24 @@ async fn stream_generate(
     } else {
         "application/json"
     };
-    stream_response(events, content_type, move |item| {
+    stream_response(events, content_type, move |item, out| {
         let (chunks, last) = match item {
             StreamItem::Event(event) => (encoder.encode(&event), false),
             StreamItem::End => (encoder.finish(), true),
             StreamItem::Error(error) => (vec![gemini::error_body(&error)], true),
         };
-        let mut out = Vec::new();
         for chunk in &chunks {
             if sse {
-                push_sse(&mut out, None, chunk);
+                push_sse(out, None, chunk);
             } else {
                 out.extend_from_slice(if array_started { b",\r\n" } else { b"[" });
                 array_started = true;
-                let _ = serde_json::to_writer(&mut out, chunk);
+                let _ = serde_json::to_writer(&mut *out, chunk);
             }
         }
         if last && !sse {
             out.extend_from_slice(if array_started { b"]" } else { b"[]" });
         }
-        out
     })
 }
 

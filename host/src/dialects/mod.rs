@@ -49,12 +49,15 @@ pub enum StreamItem {
     End,
 }
 
-/// Streams `events` to the client as they arrive. `render` turns each step
-/// into the bytes of the dialect's framing (possibly none).
+/// Most stream events rendered into one write to the client.
+const MAX_EVENTS_PER_WRITE: usize = 64;
+
+/// Streams `events` to the client as they arrive. `render` appends each
+/// step's bytes in the dialect's framing (possibly none).
 pub fn stream_response(
     events: EventStream,
     content_type: &'static str,
-    mut render: impl FnMut(StreamItem) -> Vec<u8> + Send + 'static,
+    mut render: impl FnMut(StreamItem, &mut Vec<u8>) + Send + 'static,
 ) -> Response {
     let frames = events
         .map(|item| match item {
@@ -64,8 +67,18 @@ pub fn stream_response(
                 StreamItem::Error(error)
             }
         })
-        .chain(futures::stream::once(async { StreamItem::End }))
-        .map(move |item| Ok::<_, Infallible>(Bytes::from(render(item))))
+        .chain(futures::stream::once(futures::future::ready(StreamItem::End)))
+        // Events already waiting (one upstream chunk often decodes into
+        // several) go out in one write instead of a system call and a
+        // client wake-up each; nothing waits for more to arrive.
+        .ready_chunks(MAX_EVENTS_PER_WRITE)
+        .map(move |items| {
+            let mut frame = Vec::new();
+            for item in items {
+                render(item, &mut frame);
+            }
+            Ok::<_, Infallible>(Bytes::from(frame))
+        })
         .filter(|frame| futures::future::ready(!matches!(frame, Ok(b) if b.is_empty())));
     let mut response = Response::new(Body::from_stream(frames));
     let headers = response.headers_mut();

@@ -73,23 +73,19 @@ async fn chat_completions(
 /// events, ending with `[DONE]`; a mid-stream failure becomes an `error`
 /// event (OpenAI's own convention), after which the stream ends.
 fn sse_response(events: EventStream, mut encoder: openai::ChunkEncoder) -> Response {
-    stream_response(events, "text/event-stream", move |item| {
-        let mut out = Vec::new();
-        match item {
-            StreamItem::Event(event) => {
-                for chunk in encoder.encode(&event) {
-                    push_sse(&mut out, None, &chunk);
-                }
-            }
-            StreamItem::Error(error) => push_sse(&mut out, None, &openai::error_body(&error)),
-            StreamItem::End => {
-                for chunk in encoder.finish() {
-                    push_sse(&mut out, None, &chunk);
-                }
-                out.extend_from_slice(b"data: [DONE]\n\n");
+    stream_response(events, "text/event-stream", move |item, out| match item {
+        StreamItem::Event(event) => {
+            for chunk in encoder.encode(&event) {
+                push_sse(out, None, &chunk);
             }
         }
-        out
+        StreamItem::Error(error) => push_sse(out, None, &openai::error_body(&error)),
+        StreamItem::End => {
+            for chunk in encoder.finish() {
+                push_sse(out, None, &chunk);
+            }
+            out.extend_from_slice(b"data: [DONE]\n\n");
+        }
     })
 }
 
@@ -221,8 +217,7 @@ async fn responses(
         responses_api::ResponsesEventEncoder::new(id.clone(), created, endpoint.clone(), echo);
     let mut answer = ChatResponseBuilder::default();
     let mut sequence_after_error = 0u64;
-    stream_response(events, "text/event-stream", move |item| {
-        let mut out = Vec::new();
+    stream_response(events, "text/event-stream", move |item, out| {
         let frames = match item {
             StreamItem::Event(event) => {
                 answer.push(&event);
@@ -256,9 +251,8 @@ async fn responses(
             }
         };
         for (name, data) in frames {
-            push_sse(&mut out, Some(name), &data);
+            push_sse(out, Some(name), &data);
         }
-        out
     })
 }
 

@@ -269,7 +269,7 @@ impl Gateway {
         served: &mut Served,
     ) -> Result<ChatResponse, ProviderError> {
         match self
-            .resilient(ctx, def, &Call::Chat(request), served)
+            .resilient(ctx, def, &mut Call::Chat(request), served)
             .await?
         {
             Answer::Chat(response) => Ok(response),
@@ -287,7 +287,7 @@ impl Gateway {
         served: &mut Served,
     ) -> Result<EmbeddingsResponse, ProviderError> {
         match self
-            .resilient(ctx, def, &Call::Embeddings(request), served)
+            .resilient(ctx, def, &mut Call::Embeddings(request), served)
             .await?
         {
             Answer::Embeddings(response) => Ok(response),
@@ -308,7 +308,7 @@ impl Gateway {
         served: &mut Served,
     ) -> Result<EventStream, ProviderError> {
         match self
-            .resilient(ctx, def, &Call::ChatStream(request), served)
+            .resilient(ctx, def, &mut Call::ChatStream(request), served)
             .await?
         {
             Answer::Stream(events) => Ok(events),
@@ -398,7 +398,7 @@ impl Gateway {
         &self,
         ctx: &CallContext,
         def: &Arc<EndpointDef>,
-        call: &Call,
+        call: &mut Call,
         served: &mut Served,
     ) -> Result<Answer, ProviderError> {
         let policy = &def.policy;
@@ -531,7 +531,7 @@ impl Gateway {
         &self,
         ctx: &CallContext,
         target: &EndpointDef,
-        call: &Call,
+        call: &mut Call,
         client: &reqwest::Client,
         budget: Duration,
         served: &mut Served,
@@ -540,29 +540,34 @@ impl Gateway {
         let route = self
             .route(target, call.operation())
             .map_err(Failed::unsent)?;
+        // The target's model stands in for the client's while the request
+        // is built (put back after: a fallback target has its own), which
+        // spares a deep copy of the messages per attempt.
+        let stream = matches!(call, Call::ChatStream(_));
         let upstream = match call {
             Call::Chat(request) | Call::ChatStream(request) => {
-                let mut request = request.clone();
-                request.model = route.endpoint.model.clone();
-                route
+                let client_model =
+                    std::mem::replace(&mut request.model, route.endpoint.model.clone());
+                let built = route
                     .plugin
-                    .build_chat_request(
-                        &route.endpoint,
-                        &request,
-                        matches!(call, Call::ChatStream(_)),
-                    )
-                    .await
+                    .build_chat_request(&route.endpoint, request, stream)
+                    .await;
+                request.model = client_model;
+                built
             }
             Call::Embeddings(request) => {
-                let mut request = request.clone();
-                request.model = route.endpoint.model.clone();
-                route
+                let client_model =
+                    std::mem::replace(&mut request.model, route.endpoint.model.clone());
+                let built = route
                     .plugin
-                    .build_embeddings_request(&route.endpoint, &request)
-                    .await
+                    .build_embeddings_request(&route.endpoint, request)
+                    .await;
+                request.model = client_model;
+                built
             }
         }
         .map_err(|e| Failed::unsent(e.into_provider_error()))?;
+        let call = &*call;
         served.attempts += 1;
         let exchange = async {
             let response = self.send(ctx, client, upstream, budget).await?;

@@ -82,11 +82,11 @@ pub fn pick_weighted(weights: &[u32], unit: f64) -> Option<usize> {
     None
 }
 
-/// A random number in `[0, 1)`, from the OS generator (via a v4 UUID).
+/// A random number in `[0, 1)` for weighted picks and jitter: a fast
+/// thread-local generator, since nothing here needs to be unpredictable
+/// (and a system call per request would show in the benchmark).
 pub fn random_unit() -> f64 {
-    let (bits, _) = uuid::Uuid::new_v4().as_u64_pair();
-    // 53 random bits: every value exactly representable.
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    fastrand::f64()
 }
 
 /// May a call go to a target now?

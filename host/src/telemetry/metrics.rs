@@ -43,6 +43,25 @@ struct Shared {
     cost: CostTotals,
 }
 
+/// Drains recorded histogram samples into their buckets every few seconds.
+/// The recorder buffers every sample until upkeep runs; without this, a
+/// gateway nobody scrapes would keep every latency it ever measured.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("portico-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "metrics upkeep thread not started; histograms drain only when /metrics is read");
+    }
+}
+
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide metrics: recorder handle and the cost counter.
 #[derive(Clone)]
 pub struct GatewayMetrics(Arc<Shared>);
@@ -70,8 +89,9 @@ impl GatewayMetrics {
                             tracing::warn!(%error, "Prometheus recorder not installed; /metrics shows only the cost counter");
                         })
                         .ok();
-                    if handle.is_some() {
+                    if let Some(handle) = &handle {
                         describe();
+                        spawn_upkeep(handle.clone());
                     }
                     Arc::new(Shared {
                         handle,

@@ -1,18 +1,20 @@
-//! The batched request log writer. The request path only does a
-//! non-blocking `try_send` into a bounded channel; a background task writes
-//! the entries to the store in one transaction every `batch_size` entries or
-//! every `interval`, whichever comes first.
+//! The batched request log writer. The request path only appends the entry
+//! to a shared buffer under a short lock; a background task writes the
+//! buffer to the store in one transaction every `interval`, or as soon as
+//! `batch_size` entries wait. The writer is only woken when a batch fills,
+//! not per entry: a wake-up per request (another thread, a futex) cost
+//! more than the row itself.
 //!
-//! When the channel is full (the store cannot keep up), the entry is
-//! dropped: it is counted in `portico_request_log_dropped_total` and logged
-//! (at most once a minute). The request itself is never slowed down and the
-//! metrics still count the call.
+//! When the buffer holds `capacity` entries (the store cannot keep up),
+//! new entries are dropped: counted in `portico_request_log_dropped_total`
+//! and logged (at most once a minute). The request itself is never slowed
+//! down and the metrics still count the call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, oneshot};
 
 use crate::store::{RequestLogEntry, Store};
 
@@ -36,106 +38,171 @@ impl Default for WriterOptions {
     }
 }
 
-enum Message {
-    Entry(Box<RequestLogEntry>),
-    /// Write what was queued before this message, then answer.
-    Flush(oneshot::Sender<()>),
-}
-
 /// The sending side of the request log, shared by every request.
 pub struct RequestLog {
-    tx: mpsc::Sender<Message>,
+    shared: Arc<Shared>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+struct Shared {
+    pending: std::sync::Mutex<Pending>,
+    /// Wakes the writer: a batch is full, a flush is asked, or closing.
+    wake: Notify,
+    options: WriterOptions,
     dropped: AtomicU64,
-    /// When a drop was last logged, to keep a full queue from flooding
+    /// When a drop was last logged, to keep a full buffer from flooding
     /// the log.
     last_drop_warning: std::sync::Mutex<Option<Instant>>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    entries: Vec<RequestLogEntry>,
+    /// Flushes waiting for everything queued before them to be written.
+    flushes: Vec<oneshot::Sender<()>>,
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl RequestLog {
     /// Starts the writer task on the current Tokio runtime.
     pub fn spawn(store: Arc<dyn Store>, options: WriterOptions) -> Self {
-        let (tx, rx) = mpsc::channel(options.capacity.max(1));
-        let task = tokio::spawn(write_loop(store, rx, options));
-        RequestLog {
-            tx,
+        let shared = Arc::new(Shared {
+            pending: std::sync::Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            options: WriterOptions {
+                capacity: options.capacity.max(1),
+                batch_size: options.batch_size.max(1),
+                ..options
+            },
             dropped: AtomicU64::new(0),
             last_drop_warning: std::sync::Mutex::new(None),
+        });
+        let task = tokio::spawn(write_loop(store, shared.clone()));
+        RequestLog {
+            shared,
             task: Mutex::new(Some(task)),
         }
     }
 
     /// Queues an entry without waiting; drops (and counts) it when the
-    /// queue is full or the writer has stopped.
+    /// buffer is full or the writer has stopped.
     pub fn submit(&self, entry: RequestLogEntry) {
-        if self.tx.try_send(Message::Entry(Box::new(entry))).is_err() {
-            let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            ::metrics::counter!("portico_request_log_dropped_total").increment(1);
-            let mut last = self
-                .last_drop_warning
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                *last = Some(Instant::now());
-                tracing::warn!(
-                    dropped_total = total,
-                    "request log queue full or closed: entries dropped (metrics still count them)"
-                );
+        let shared = &*self.shared;
+        let queued = {
+            let mut pending = shared.lock();
+            if pending.closed || pending.entries.len() >= shared.options.capacity {
+                None
+            } else {
+                pending.entries.push(entry);
+                Some(pending.entries.len())
             }
+        };
+        match queued {
+            Some(len) => {
+                if len == shared.options.batch_size {
+                    shared.wake.notify_one();
+                }
+            }
+            None => self.count_drop(),
+        }
+    }
+
+    fn count_drop(&self) {
+        let shared = &*self.shared;
+        let total = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        ::metrics::counter!("portico_request_log_dropped_total").increment(1);
+        let mut last = shared
+            .last_drop_warning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                dropped_total = total,
+                "request log queue full or closed: entries dropped (metrics still count them)"
+            );
         }
     }
 
     /// Entries dropped so far.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until everything queued before this call is written.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Flush(done)).await.is_ok() {
-            let _ = wait.await;
+        {
+            let mut pending = self.shared.lock();
+            if pending.closed {
+                return;
+            }
+            pending.flushes.push(done);
         }
+        self.shared.wake.notify_one();
+        let _ = wait.await;
     }
 
     /// Writes what is queued and stops the writer; later entries are
     /// dropped.
     pub async fn close(&self) {
         self.flush().await;
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
         if let Some(task) = self.task.lock().await.take() {
-            task.abort();
             let _ = task.await;
         }
     }
 }
 
-async fn write_loop(
-    store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Message>,
-    options: WriterOptions,
-) {
-    let mut batch: Vec<RequestLogEntry> = Vec::with_capacity(options.batch_size);
-    let mut tick = tokio::time::interval(options.interval);
+/// A log dropped without `close` still writes what it holds, and its
+/// writer task ends instead of ticking forever.
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+async fn write_loop(store: Arc<dyn Store>, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.options.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch: Vec<RequestLogEntry> = Vec::with_capacity(shared.options.batch_size);
     loop {
         tokio::select! {
-            message = rx.recv() => match message {
-                Some(Message::Entry(entry)) => {
-                    batch.push(*entry);
-                    if batch.len() >= options.batch_size {
-                        write(&store, &mut batch).await;
-                    }
-                }
-                Some(Message::Flush(done)) => {
-                    write(&store, &mut batch).await;
-                    let _ = done.send(());
-                }
-                None => {
-                    write(&store, &mut batch).await;
-                    return;
-                }
-            },
-            _ = tick.tick() => write(&store, &mut batch).await,
+            _ = shared.wake.notified() => {}
+            _ = tick.tick() => {}
+        }
+        // Drain in batches so one transaction stays bounded, and answer the
+        // flushes that were waiting before the drain began.
+        let (flushes, closed) = {
+            let mut pending = shared.lock();
+            (std::mem::take(&mut pending.flushes), pending.closed)
+        };
+        loop {
+            {
+                let mut pending = shared.lock();
+                let take = pending.entries.len().min(shared.options.batch_size);
+                batch.extend(pending.entries.drain(..take));
+            }
+            if batch.is_empty() {
+                break;
+            }
+            write(&store, &mut batch).await;
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+        if closed {
+            return;
         }
     }
 }

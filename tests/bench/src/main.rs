@@ -14,7 +14,7 @@ use std::time::Duration;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  portico-bench upstream --listen ADDR [--chunks N] [--chunk-interval-us US] [--threads N]\n  portico-bench run   (configured by BENCH_* variables, see scripts/bench)"
+        "usage:\n  portico-bench upstream --listen ADDR [--chunks N] [--chunk-interval-us US] [--threads N]\n  portico-bench run   (configured by BENCH_* variables, see scripts/bench)\n  portico-bench load --url URL --body-file FILE [--rate N] [--secs S]"
     );
     std::process::exit(2)
 }
@@ -76,6 +76,36 @@ fn main() -> anyhow::Result<()> {
                     signal = interrupted() => anyhow::bail!("interrupted by {signal}"),
                 }
             }),
+        // One open-loop latency measurement against any URL, for profiling
+        // a single hop by hand: `load --url URL --body-file F --rate N --secs S`.
+        Some("load") => {
+            let url = flag("--url").unwrap_or_else(|| usage());
+            let body = std::fs::read(flag("--body-file").unwrap_or_else(|| usage()))?;
+            let rate: f64 = flag("--rate")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(200.0);
+            let secs: f64 = flag("--secs")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(5.0);
+            let target = load::Target {
+                url,
+                body: body.into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+            };
+            let summary = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(load::fixed_rate(
+                    target,
+                    rate,
+                    Duration::from_secs(1),
+                    Duration::from_secs_f64(secs),
+                ));
+            println!("{summary:?}");
+            Ok(())
+        }
         _ => usage(),
     }
 }
