@@ -543,30 +543,24 @@ impl Gateway {
         // The target's model stands in for the client's while the request
         // is built (put back after: a fallback target has its own), which
         // spares a deep copy of the messages per attempt.
+        let client_model = std::mem::replace(call.model_mut(), route.endpoint.model.clone());
         let stream = matches!(call, Call::ChatStream(_));
-        let upstream = match call {
+        let built = match &*call {
             Call::Chat(request) | Call::ChatStream(request) => {
-                let client_model =
-                    std::mem::replace(&mut request.model, route.endpoint.model.clone());
-                let built = route
+                route
                     .plugin
                     .build_chat_request(&route.endpoint, request, stream)
-                    .await;
-                request.model = client_model;
-                built
+                    .await
             }
             Call::Embeddings(request) => {
-                let client_model =
-                    std::mem::replace(&mut request.model, route.endpoint.model.clone());
-                let built = route
+                route
                     .plugin
                     .build_embeddings_request(&route.endpoint, request)
-                    .await;
-                request.model = client_model;
-                built
+                    .await
             }
-        }
-        .map_err(|e| Failed::unsent(e.into_provider_error()))?;
+        };
+        *call.model_mut() = client_model;
+        let upstream = built.map_err(|e| Failed::unsent(e.into_provider_error()))?;
         let call = &*call;
         served.attempts += 1;
         let exchange = async {
@@ -715,6 +709,14 @@ impl Call {
             Call::Chat(_) => Operation::Chat,
             Call::ChatStream(_) => Operation::ChatStream,
             Call::Embeddings(_) => Operation::Embeddings,
+        }
+    }
+
+    /// The model the request names.
+    fn model_mut(&mut self) -> &mut String {
+        match self {
+            Call::Chat(request) | Call::ChatStream(request) => &mut request.model,
+            Call::Embeddings(request) => &mut request.model,
         }
     }
 }

@@ -151,10 +151,9 @@ impl RequestLog {
         let _ = wait.await;
     }
 
-    /// Writes what is queued and stops the writer; later entries are
-    /// dropped.
+    /// Writes what is queued and stops the writer (it drains everything
+    /// before it ends); later entries are dropped.
     pub async fn close(&self) {
-        self.flush().await;
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
         if let Some(task) = self.task.lock().await.take() {
