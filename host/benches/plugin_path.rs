@@ -146,7 +146,7 @@ fn plugin_path(c: &mut Criterion) {
 
     c.bench_function("host_json/serialize_chat_request", |b| {
         b.iter(|| {
-            serde_json::to_string(&request)
+            portico_model::json::to_string(&request)
                 .map(|s| s.len())
                 .unwrap_or(0)
         })

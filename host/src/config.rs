@@ -59,6 +59,11 @@ pub struct Cli {
     /// finish after the listener closes; what is still running then is cut.
     #[arg(long, env = "PORTICO_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Threads serving HTTP, each with its own event loop and listening
+    /// socket, so a request runs start to end on one thread (0: one per
+    /// CPU core).
+    #[arg(long, env = "PORTICO_SERVE_THREADS", default_value_t = 0)]
+    pub serve_threads: usize,
     /// Log format on stderr.
     #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use axum::{Extension, Router};
 use tower_http::trace::TraceLayer;
 
@@ -17,7 +16,7 @@ use crate::config::Cli;
 use crate::dialects;
 use crate::endpoints::{EndpointManager, EndpointTable, FileWatchGuard};
 use crate::registry::Registry;
-use crate::routing::{Gateway, UpstreamTimeouts};
+use crate::routing::{Gateway, UpstreamClients, UpstreamTimeouts};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::secrets::{self, Cipher};
 use crate::store::{self, Store};
@@ -119,7 +118,7 @@ impl App {
 pub async fn build(
     options: AppOptions,
     registry: Arc<Registry>,
-    http: reqwest::Client,
+    http: UpstreamClients,
 ) -> anyhow::Result<App> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("creating data dir {}", options.data_dir.display()))?;
@@ -203,8 +202,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.plugins_dir)
         .with_context(|| format!("creating plugins dir {}", cli.plugins_dir.display()))?;
 
-    let http = crate::routing::upstream_client(Duration::from_secs(cli.connect_timeout_secs))
-        .context("building the HTTP client")?;
+    let connect_timeout = Duration::from_secs(cli.connect_timeout_secs);
+    let http =
+        crate::routing::upstream_client(connect_timeout).context("building the HTTP client")?;
+    let upstream = UpstreamClients::new(connect_timeout).context("building the HTTP client")?;
 
     let runtime = PluginRuntime::new(
         RuntimeConfig {
@@ -245,7 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if options.admin_token.is_none() && !cli.listen.ip().is_loopback() {
         tracing::warn!(address = %cli.listen, "the management API is reachable from the network without an admin token: set --admin-token");
     }
-    let app = build(options, registry, http).await?;
+    let app = build(options, registry, upstream).await?;
     app.access.set_required(cli.require_keys);
     if cli.require_keys {
         tracing::info!(
@@ -262,36 +263,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Duration::from_secs(cli.request_log_retention_days.saturating_mul(86_400)),
     );
 
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("binding {}", cli.listen))?;
-    tracing::info!(address = %cli.listen, "Portico gateway listening");
-    let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
-    // Without TCP_NODELAY each small stream frame after the first waits for
-    // the client's delayed ACK (~40 ms a chunk).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on a client connection");
-        }
-    });
-    let server = axum::serve(listener, app.router.clone()).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stopping.send(true);
-    });
+    let threads = match cli.serve_threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let serving = serving::start(cli.listen, threads, app.router.clone())?;
+    tracing::info!(address = %cli.listen, threads, "Portico gateway listening");
+    shutdown_signal().await;
     let grace = Duration::from_secs(cli.shutdown_grace_secs);
-    // The listener closes at the signal; in-flight requests and streams get
+    // The listeners close at the signal; in-flight requests and streams get
     // `grace` to finish, then whatever still runs is cut so the process
     // exits in bounded time (an orchestrator's SIGKILL would lose more).
-    let deadline = async move {
-        let _ = stop_requested.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        served = server => served.context("serving HTTP")?,
-        () = deadline => tracing::warn!(
+    if tokio::time::timeout(grace, serving.stop()).await.is_err() {
+        tracing::warn!(
             grace_secs = grace.as_secs(),
             "shutdown grace period over; cutting the requests still in flight"
-        ),
+        );
     }
     app.close().await;
     tracing::info!("stopped");
@@ -340,6 +327,117 @@ fn prune_responses_periodically(store: Arc<dyn Store>, retention: Duration) -> A
             }
         }
     }))
+}
+
+/// Serving threads: one single-threaded runtime and one listening socket
+/// each. A connection, its requests, their plugin calls and their upstream
+/// connections (see [`UpstreamClients`]) all stay on the thread that
+/// accepted it, so a request never waits for another thread to wake up:
+/// at moderate load those wake-ups cost more than the request's own work.
+/// Background work (request log, reloads, pruning) runs on the main runtime.
+mod serving {
+    use std::net::SocketAddr;
+
+    use anyhow::Context;
+    use axum::Router;
+    use axum::serve::ListenerExt as _;
+    use tokio::sync::{oneshot, watch};
+
+    pub struct Serving {
+        stopping: watch::Sender<bool>,
+        finished: Vec<oneshot::Receiver<()>>,
+    }
+
+    impl Serving {
+        /// Closes the listeners and waits for in-flight requests to finish.
+        pub async fn stop(self) {
+            let _ = self.stopping.send(true);
+            for finished in self.finished {
+                // An error means the thread is gone: nothing left to wait for.
+                let _ = finished.await;
+            }
+        }
+    }
+
+    pub fn start(addr: SocketAddr, threads: usize, router: Router) -> anyhow::Result<Serving> {
+        let listeners = bind(addr, threads.max(1)).with_context(|| format!("binding {addr}"))?;
+        let (stopping, stop) = watch::channel(false);
+        let mut finished = Vec::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a serving runtime")?;
+            let (done, done_rx) = oneshot::channel();
+            let (router, mut stop) = (router.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("portico-serve-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let listener = match tokio::net::TcpListener::from_std(listener) {
+                            Ok(listener) => listener,
+                            Err(error) => {
+                                tracing::error!(%error, "cannot serve on a listening socket");
+                                return;
+                            }
+                        };
+                        // Without TCP_NODELAY each small stream frame after
+                        // the first waits for the client's delayed ACK.
+                        let listener = listener.tap_io(|tcp| {
+                            if let Err(error) = tcp.set_nodelay(true) {
+                                tracing::debug!(%error, "cannot set TCP_NODELAY on a client connection");
+                            }
+                        });
+                        let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|stopping| *stopping).await;
+                        });
+                        if let Err(error) = served.await {
+                            tracing::error!(%error, "serving HTTP failed");
+                        }
+                    });
+                    let _ = done.send(());
+                })
+                .context("starting a serving thread")?;
+            finished.push(done_rx);
+        }
+        Ok(Serving { stopping, finished })
+    }
+
+    /// One listening socket per thread where the kernel balances
+    /// connections between sockets on one port (Linux `SO_REUSEPORT`);
+    /// elsewhere one socket that every thread accepts from.
+    fn bind(addr: SocketAddr, threads: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+        let first = listen(addr, cfg!(target_os = "linux"))?;
+        // Port 0: the others join the port the first one got.
+        let addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        while listeners.len() < threads {
+            let next = if cfg!(target_os = "linux") {
+                listen(addr, true)?
+            } else {
+                listeners[0].try_clone()?
+            };
+            listeners.push(next);
+        }
+        Ok(listeners)
+    }
+
+    fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // As tokio's own bind: a restart need not wait out TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        #[cfg(target_os = "linux")]
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = reuse_port;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -63,7 +63,7 @@ impl Running {
                 },
             },
             registry,
-            reqwest::Client::new(),
+            support::upstream_clients(),
         )
         .await
         .unwrap();
@@ -354,7 +354,7 @@ impl Running {
                 },
             },
             registry,
-            reqwest::Client::new(),
+            support::upstream_clients(),
         )
         .await
         .unwrap();

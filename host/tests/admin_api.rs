@@ -111,7 +111,7 @@ async fn try_build(work: &Path, opts: Options) -> anyhow::Result<App> {
             },
         },
         registry,
-        reqwest::Client::new(),
+        support::upstream_clients(),
     )
     .await
 }

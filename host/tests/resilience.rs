@@ -179,7 +179,7 @@ impl Harness {
         let gateway = Gateway::new(
             registry,
             Arc::new(EndpointTable::new(defs)),
-            reqwest::Client::new(),
+            support::upstream_clients(),
             UpstreamTimeouts {
                 request: Duration::from_secs(10),
                 stream_idle: Duration::from_secs(10),

@@ -119,7 +119,7 @@ fn payload<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, ProviderErr
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ProviderError> {
-    serde_json::to_string(value)
+    portico_model::json::to_string(value)
         .map_err(|e| ProviderError::internal(format!("cannot serialize plugin answer: {e}")))
 }
 

@@ -95,8 +95,10 @@ pub fn push_sse(out: &mut Vec<u8>, event: Option<&str>, data: &Value) {
         out.push(b'\n');
     }
     out.extend_from_slice(b"data: ");
-    // Serializing a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, data);
+    // Writing a Value cannot fail (its keys are strings).
+    if let Ok(text) = portico_model::json::to_string(data) {
+        out.extend_from_slice(text.as_bytes());
+    }
     out.extend_from_slice(b"\n\n");
 }
 

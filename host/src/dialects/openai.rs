@@ -217,6 +217,7 @@ async fn responses(
         responses_api::ResponsesEventEncoder::new(id.clone(), created, endpoint.clone(), echo);
     let mut answer = ChatResponseBuilder::default();
     let mut sequence_after_error = 0u64;
+    let background = gateway.clone();
     stream_response(events, "text/event-stream", move |item, out| {
         let frames = match item {
             StreamItem::Event(event) => {
@@ -231,7 +232,7 @@ async fn responses(
                     // The last event is written now; storing must not
                     // delay it, and a failure is logged (the client has
                     // its answer).
-                    tokio::spawn(async move {
+                    background.spawn_background(async move {
                         if let Err(error) =
                             save_conversation(&*store, &id, &endpoint, &conversation).await
                         {

@@ -3,7 +3,7 @@
 //!
 //! Client dialects turn their requests into the neutral model and call
 //! [`Gateway`]; the gateway resolves the endpoint, lets the plugin build the
-//! upstream request, performs it with the shared reqwest client, and lets
+//! upstream request, performs it with this thread's reqwest client, and lets
 //! the plugin translate the answer back. Streams are decoded chunk by chunk
 //! as upstream bytes arrive; dropping the returned stream (client gone)
 //! drops the upstream response, which cancels the upstream request.
@@ -12,11 +12,10 @@ use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse, Operation};
 use portico_model::{
     ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, ProviderError,
@@ -50,7 +49,7 @@ pub struct UpstreamTimeouts {
 pub struct Gateway {
     pub registry: Arc<Registry>,
     pub endpoints: Arc<EndpointTable>,
-    http: reqwest::Client,
+    http: UpstreamClients,
     timeouts: UpstreamTimeouts,
     /// Where Responses API conversations are kept for
     /// `previous_response_id`; `None` disables storing them.
@@ -58,8 +57,9 @@ pub struct Gateway {
     hooks: Vec<Arc<dyn CallHooks>>,
     /// Circuit breakers by target endpoint name.
     breakers: resilience::Breakers,
-    /// Clients for endpoints with their own connect timeout, by timeout (ms).
-    clients: Mutex<HashMap<u64, reqwest::Client>>,
+    /// Where work that must outlive a request runs (the runtime the gateway
+    /// was built on, which outlives the serving threads' runtimes).
+    background: Option<tokio::runtime::Handle>,
 }
 
 /// An endpoint bound to the plugin version that will serve this request.
@@ -72,7 +72,7 @@ impl Gateway {
     pub fn new(
         registry: Arc<Registry>,
         endpoints: Arc<EndpointTable>,
-        http: reqwest::Client,
+        http: UpstreamClients,
         timeouts: UpstreamTimeouts,
     ) -> Self {
         Self {
@@ -83,7 +83,19 @@ impl Gateway {
             conversations: None,
             hooks: Vec::new(),
             breakers: resilience::Breakers::default(),
-            clients: Mutex::new(HashMap::new()),
+            background: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Runs `task` to completion even if the serving thread that started
+    /// it stops first (at shutdown, a serving runtime drops its tasks).
+    pub fn spawn_background<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match &self.background {
+            Some(handle) => drop(handle.spawn(task)),
+            None => drop(tokio::spawn(task)),
         }
     }
 
@@ -406,7 +418,7 @@ impl Gateway {
             .timeouts
             .total_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
-        let client = self.client(policy.timeouts.connect_ms);
+        let client = self.http.get(policy.timeouts.connect_ms);
         let attempt_limit = policy
             .timeouts
             .attempt_ms
@@ -632,29 +644,6 @@ impl Gateway {
         }
     }
 
-    /// The HTTP client for a connect timeout: reqwest sets it per client,
-    /// so endpoints with their own get a client of their own (kept, so
-    /// connections are pooled), built like the shared one.
-    fn client(&self, connect_ms: Option<u64>) -> reqwest::Client {
-        let Some(ms) = connect_ms else {
-            return self.http.clone();
-        };
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(&ms) {
-            return client.clone();
-        }
-        match upstream_client(Duration::from_millis(ms)) {
-            Ok(client) => {
-                clients.insert(ms, client.clone());
-                client
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot build an HTTP client; using the shared one");
-                self.http.clone()
-            }
-        }
-    }
-
     /// Performs the upstream request, with the call's request id.
     async fn send(
         &self,
@@ -669,7 +658,11 @@ impl Gateway {
                 request.method
             ))
         })?;
-        let mut builder = client.request(method, &request.url);
+        let mut builder = match cached_url(&request.url) {
+            Some(url) => client.request(method, url),
+            // reqwest reports the invalid URL when sending.
+            None => client.request(method, &request.url),
+        };
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
@@ -683,7 +676,86 @@ impl Gateway {
     }
 }
 
-/// The HTTP client for upstream calls (and plugins' `http-fetch`).
+/// Most upstream URLs kept parsed per thread.
+const MAX_CACHED_URLS: usize = 1024;
+
+thread_local! {
+    static PARSED_URLS: std::cell::RefCell<HashMap<String, reqwest::Url>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// `text` parsed, from a per-thread cache: plugins build the same few URLs
+/// over and over, and parsing one (host name normalization included) costs
+/// more than the rest of building the request. `None` if it is invalid.
+fn cached_url(text: &str) -> Option<reqwest::Url> {
+    PARSED_URLS.with_borrow_mut(|urls| {
+        if let Some(url) = urls.get(text) {
+            return Some(url.clone());
+        }
+        let url = reqwest::Url::parse(text).ok()?;
+        if urls.len() >= MAX_CACHED_URLS {
+            urls.clear();
+        }
+        urls.insert(text.to_string(), url.clone());
+        Some(url)
+    })
+}
+
+/// Upstream HTTP clients, one per thread (and per connect timeout, which
+/// reqwest sets per client). A pooled connection's I/O is driven by the
+/// runtime that opened it: with one runtime per serving thread, a request
+/// that reused another thread's connection would wait for that thread to
+/// wake up, which costs more than the request's own work at moderate load.
+/// So each thread pools its own upstream connections, as nginx workers do.
+#[derive(Clone, Debug)]
+pub struct UpstreamClients {
+    /// Tells this set's clients apart in the thread-local cache.
+    id: u64,
+    connect_timeout: Duration,
+    /// Used if a client cannot be built (it was built once already, so this
+    /// does not happen in practice).
+    fallback: reqwest::Client,
+}
+
+thread_local! {
+    /// This thread's clients, by (set id, connect timeout in ms).
+    static THREAD_CLIENTS: std::cell::RefCell<HashMap<(u64, u64), reqwest::Client>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+impl UpstreamClients {
+    pub fn new(connect_timeout: Duration) -> reqwest::Result<Self> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Ok(Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            connect_timeout,
+            fallback: upstream_client(connect_timeout)?,
+        })
+    }
+
+    /// This thread's client for `connect_ms` (the default timeout if `None`).
+    pub fn get(&self, connect_ms: Option<u64>) -> reqwest::Client {
+        let timeout = connect_ms.map_or(self.connect_timeout, Duration::from_millis);
+        let key = (self.id, timeout.as_millis() as u64);
+        THREAD_CLIENTS.with_borrow_mut(|clients| {
+            if let Some(client) = clients.get(&key) {
+                return client.clone();
+            }
+            match upstream_client(timeout) {
+                Ok(client) => {
+                    clients.insert(key, client.clone());
+                    client
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot build an HTTP client; using the shared one");
+                    self.fallback.clone()
+                }
+            }
+        })
+    }
+}
+
+/// An HTTP client for upstream calls (and plugins' `http-fetch`).
 pub fn upstream_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -852,19 +924,13 @@ async fn read_whole(
 
 /// Feeds upstream chunks to the plugin's decoder as they arrive and yields
 /// its events. Ends after the decoder's `finish`, or at the first error.
-fn decode_stream(
-    body: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
-    decoder: StreamDecoder,
-    idle: Duration,
-) -> EventStream {
-    struct State<B> {
-        body: Pin<Box<B>>,
-        decoder: StreamDecoder,
-        pending: VecDeque<StreamEvent>,
-        done: bool,
-    }
-    let state = State {
+fn decode_stream<B>(body: B, decoder: StreamDecoder, idle: Duration) -> EventStream
+where
+    B: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+{
+    let state = DecodeState {
         body: Box::pin(body),
+        held: None,
         decoder,
         pending: VecDeque::new(),
         done: false,
@@ -877,16 +943,23 @@ fn decode_stream(
             if state.done {
                 return None;
             }
-            let next = match tokio::time::timeout(idle, state.body.next()).await {
+            let item = match state.held.take() {
+                Some(item) => Ok(item),
+                None => tokio::time::timeout(idle, state.body.next()).await,
+            };
+            let next = match item {
                 Err(_) => Err(ProviderError {
                     status: 504,
                     ..ProviderError::bad_upstream("the upstream stream stalled")
                 }),
-                Ok(Some(Ok(chunk))) => state
-                    .decoder
-                    .push(&chunk)
-                    .await
-                    .map_err(PluginError::into_provider_error),
+                Ok(Some(Ok(chunk))) => {
+                    let chunk = state.gather(chunk).await;
+                    state
+                        .decoder
+                        .push(&chunk)
+                        .await
+                        .map_err(PluginError::into_provider_error)
+                }
                 Ok(Some(Err(error))) => Err(ProviderError::bad_upstream(format!(
                     "the upstream stream broke: {error}"
                 ))),
@@ -910,6 +983,51 @@ fn decode_stream(
         }
     });
     Box::pin(stream)
+}
+
+/// Most body bytes gathered into one decoder call.
+const MAX_GATHERED_BYTES: usize = 64 << 10;
+
+struct DecodeState<B> {
+    body: Pin<Box<B>>,
+    /// The end of the body or an error met while gathering, handled next.
+    held: Option<Option<reqwest::Result<Bytes>>>,
+    decoder: StreamDecoder,
+    pending: VecDeque<StreamEvent>,
+    done: bool,
+}
+
+impl<B: Stream<Item = reqwest::Result<Bytes>>> DecodeState<B> {
+    /// `first` and the body chunks already on their way after it. hyper
+    /// hands over one HTTP chunk per poll, and the connection task that
+    /// decodes the next one from what it already read runs on this thread
+    /// (see [`UpstreamClients`]), so yielding once lets it deliver. A burst
+    /// of upstream events then costs one plugin call and one client write
+    /// instead of one each; nothing waits for bytes not yet received.
+    async fn gather(&mut self, first: Bytes) -> Bytes {
+        let mut gathered: Option<bytes::BytesMut> = None;
+        let mut yielded = false;
+        while gathered.as_ref().map_or(first.len(), |g| g.len()) < MAX_GATHERED_BYTES {
+            match self.body.next().now_or_never() {
+                Some(Some(Ok(more))) => {
+                    gathered
+                        .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
+                        .extend_from_slice(&more);
+                    yielded = false;
+                }
+                Some(end_or_error) => {
+                    self.held = Some(end_or_error);
+                    break;
+                }
+                None if yielded => break,
+                None => {
+                    tokio::task::yield_now().await;
+                    yielded = true;
+                }
+            }
+        }
+        gathered.map_or(first, bytes::BytesMut::freeze)
+    }
 }
 
 /// Reports a streamed call to the hooks once: when the stream ends, fails,

@@ -720,7 +720,7 @@ impl Plugin {
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, PluginError> {
-    serde_json::to_string(value).map_err(|e| {
+    portico_model::json::to_string(value).map_err(|e| {
         PluginError::Provider(ProviderError::internal(format!(
             "cannot encode request: {e}"
         )))

@@ -99,3 +99,9 @@ impl Drop for FakeOpenAi {
         self.server.abort();
     }
 }
+
+/// Upstream clients for a gateway under test.
+pub fn upstream_clients() -> portico::routing::UpstreamClients {
+    portico::routing::UpstreamClients::new(std::time::Duration::from_secs(10))
+        .expect("building the HTTP client")
+}

@@ -11,7 +11,9 @@
 
 pub mod error;
 pub mod formats;
+pub mod json;
 pub mod plugin;
+mod tagged;
 
 pub use error::{ErrorKind, ProviderError};
 
@@ -118,8 +120,8 @@ impl Message {
     }
 }
 
-/// A piece of a turn.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A piece of a turn. (Deserialized by hand, in `tagged`.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     Text {
@@ -296,8 +298,8 @@ impl ChatResponse {
 /// Order: one `Start`; then any number of deltas, where a tool call is a
 /// `ToolCallStart` followed by `ToolCallDelta`s with the same `index`;
 /// then `Finish`; `Usage` may come anywhere (providers differ) and may
-/// repeat, the last one wins.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// repeat, the last one wins. (Deserialized by hand, in `tagged`.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
     Start {
