@@ -928,9 +928,14 @@ fn decode_stream<B>(body: B, decoder: StreamDecoder, idle: Duration) -> EventStr
 where
     B: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
 {
-    let state = DecodeState {
-        body: Box::pin(body),
-        held: None,
+    struct State<B: Stream> {
+        body: Gathering<B>,
+        decoder: StreamDecoder,
+        pending: VecDeque<StreamEvent>,
+        done: bool,
+    }
+    let state = State {
+        body: Gathering::new(body),
         decoder,
         pending: VecDeque::new(),
         done: false,
@@ -943,23 +948,16 @@ where
             if state.done {
                 return None;
             }
-            let item = match state.held.take() {
-                Some(item) => Ok(item),
-                None => tokio::time::timeout(idle, state.body.next()).await,
-            };
-            let next = match item {
+            let next = match tokio::time::timeout(idle, state.body.next()).await {
                 Err(_) => Err(ProviderError {
                     status: 504,
                     ..ProviderError::bad_upstream("the upstream stream stalled")
                 }),
-                Ok(Some(Ok(chunk))) => {
-                    let chunk = state.gather(chunk).await;
-                    state
-                        .decoder
-                        .push(&chunk)
-                        .await
-                        .map_err(PluginError::into_provider_error)
-                }
+                Ok(Some(Ok(chunk))) => state
+                    .decoder
+                    .push(&chunk)
+                    .await
+                    .map_err(PluginError::into_provider_error),
                 Ok(Some(Err(error))) => Err(ProviderError::bad_upstream(format!(
                     "the upstream stream broke: {error}"
                 ))),
@@ -985,26 +983,42 @@ where
     Box::pin(stream)
 }
 
-/// Most body bytes gathered into one decoder call.
+/// Most body bytes gathered into one chunk.
 const MAX_GATHERED_BYTES: usize = 64 << 10;
 
-struct DecodeState<B> {
+/// An upstream body whose chunks come with the ones already on their way
+/// after them. hyper hands over one HTTP chunk per poll, and the connection
+/// task that decodes the next one from what it already read runs on this
+/// thread (see [`UpstreamClients`]), so yielding once lets it deliver. A
+/// burst of upstream events then costs one plugin call and one client
+/// write instead of one each; nothing waits for bytes not yet received.
+struct Gathering<B: Stream> {
     body: Pin<Box<B>>,
-    /// The end of the body or an error met while gathering, handled next.
-    held: Option<Option<reqwest::Result<Bytes>>>,
-    decoder: StreamDecoder,
-    pending: VecDeque<StreamEvent>,
-    done: bool,
+    /// The end of the body or an error met while gathering, returned next.
+    held: Option<Option<B::Item>>,
 }
 
-impl<B: Stream<Item = reqwest::Result<Bytes>>> DecodeState<B> {
-    /// `first` and the body chunks already on their way after it. hyper
-    /// hands over one HTTP chunk per poll, and the connection task that
-    /// decodes the next one from what it already read runs on this thread
-    /// (see [`UpstreamClients`]), so yielding once lets it deliver. A burst
-    /// of upstream events then costs one plugin call and one client write
-    /// instead of one each; nothing waits for bytes not yet received.
-    async fn gather(&mut self, first: Bytes) -> Bytes {
+impl<B, E> Gathering<B>
+where
+    B: Stream<Item = Result<Bytes, E>>,
+{
+    fn new(body: B) -> Self {
+        Gathering {
+            body: Box::pin(body),
+            held: None,
+        }
+    }
+
+    /// The next chunk (with those already available after it), error or
+    /// end; cancel-safe while waiting for the first.
+    async fn next(&mut self) -> Option<Result<Bytes, E>> {
+        if let Some(item) = self.held.take() {
+            return item;
+        }
+        let first = match self.body.next().await {
+            Some(Ok(first)) => first,
+            other => return other,
+        };
         let mut gathered: Option<bytes::BytesMut> = None;
         let mut yielded = false;
         while gathered.as_ref().map_or(first.len(), |g| g.len()) < MAX_GATHERED_BYTES {
@@ -1026,7 +1040,7 @@ impl<B: Stream<Item = reqwest::Result<Bytes>>> DecodeState<B> {
                 }
             }
         }
-        gathered.map_or(first, bytes::BytesMut::freeze)
+        Some(Ok(gathered.map_or(first, bytes::BytesMut::freeze)))
     }
 }
 
@@ -1131,5 +1145,74 @@ impl Drop for ObservedStream {
     fn drop(&mut self) {
         let cancelled = self.report.is_some() && self.error.is_none();
         self.finish(cancelled);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(
+        items: Vec<Result<&'static str, &'static str>>,
+    ) -> Gathering<impl Stream<Item = Result<Bytes, &'static str>>> {
+        Gathering::new(futures::stream::iter(
+            items
+                .into_iter()
+                .map(|item| item.map(|text| Bytes::from_static(text.as_bytes()))),
+        ))
+    }
+
+    #[tokio::test]
+    async fn gathers_chunks_already_received() {
+        let mut body = chunks(vec![
+            Ok("data: 1\n\n"),
+            Ok("data: 2\n\n"),
+            Ok("data: 3\n\n"),
+        ]);
+        assert_eq!(
+            body.next().await,
+            Some(Ok(Bytes::from_static(b"data: 1\n\ndata: 2\n\ndata: 3\n\n")))
+        );
+        assert_eq!(body.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn an_error_after_data_comes_next() {
+        let mut body = chunks(vec![Ok("a"), Ok("b"), Err("broken"), Ok("never")]);
+        assert_eq!(body.next().await, Some(Ok(Bytes::from_static(b"ab"))));
+        assert_eq!(body.next().await, Some(Err("broken")));
+    }
+
+    #[tokio::test]
+    async fn does_not_wait_for_chunks_not_yet_received() {
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<Bytes, ()>>();
+        let mut body = Gathering::new(receiver);
+        sender
+            .unbounded_send(Ok(Bytes::from_static(b"first")))
+            .unwrap();
+        let later = sender.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            later
+                .unbounded_send(Ok(Bytes::from_static(b"second")))
+                .unwrap();
+        });
+        drop(sender);
+        assert_eq!(body.next().await, Some(Ok(Bytes::from_static(b"first"))));
+        assert_eq!(body.next().await, Some(Ok(Bytes::from_static(b"second"))));
+        assert_eq!(body.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn gathers_at_most_a_bounded_amount() {
+        let big = Bytes::from(vec![b'x'; 40 << 10]);
+        let mut body = Gathering::new(futures::stream::iter(
+            std::iter::repeat_n(big, 4).map(Ok::<_, ()>),
+        ));
+        let mut sizes = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            sizes.push(chunk.len());
+        }
+        assert_eq!(sizes, vec![80 << 10, 80 << 10]);
     }
 }
