@@ -113,6 +113,61 @@ static ESCAPE: [u8; 256] = {
     table
 };
 
+/// The integer methods of a `Serializer`, all alike: `$body` gets the
+/// serializer and the value.
+macro_rules! integers {
+    (|$serializer:ident, $value:ident| $body:expr) => {
+        integers!(@each |$serializer, $value| $body;
+            serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+            serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+            serialize_u64: u64, serialize_u128: u128);
+    };
+    (@each |$serializer:ident, $value:ident| $body:expr; $($method:ident: $ty:ty),*) => {
+        $(
+            fn $method(self, $value: $ty) -> Result<(), Error> {
+                let $serializer = self;
+                $body
+            }
+        )*
+    };
+}
+
+/// A compound whose items are comma-separated values.
+macro_rules! elements {
+    ($trait:ident :: $method:ident) => {
+        impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Error> {
+                Compound::end(self)
+            }
+        }
+    };
+}
+
+/// A compound whose items are `"key":value` fields.
+macro_rules! fields {
+    ($trait:ident) => {
+        impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = Error;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Error> {
+                self.field(key, value)
+            }
+            fn end(self) -> Result<(), Error> {
+                Compound::end(self)
+            }
+        }
+    };
+}
+
 struct Writer<'a> {
     out: &'a mut String,
 }
@@ -147,46 +202,10 @@ impl<'a, 'b> ser::Serializer for &'a mut Writer<'b> {
         self.out.push_str(if value { "true" } else { "false" });
         Ok(())
     }
-    fn serialize_i8(self, value: i8) -> Result<(), Error> {
-        self.integer(value);
+    integers!(|writer, value| {
+        writer.integer(value);
         Ok(())
-    }
-    fn serialize_i16(self, value: i16) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
-    fn serialize_i32(self, value: i32) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
-    fn serialize_i64(self, value: i64) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
-    fn serialize_i128(self, value: i128) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
-    fn serialize_u8(self, value: u8) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
-    fn serialize_u16(self, value: u16) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
-    fn serialize_u32(self, value: u32) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
-    fn serialize_u64(self, value: u64) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
-    fn serialize_u128(self, value: u128) -> Result<(), Error> {
-        self.integer(value);
-        Ok(())
-    }
+    });
     fn serialize_f32(self, value: f32) -> Result<(), Error> {
         self.float(value, value.is_finite());
         Ok(())
@@ -340,49 +359,11 @@ impl<'a, 'b> Compound<'a, 'b> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
+// Arrays, tuples and tuple variants: elements separated by commas.
+elements!(SerializeSeq::serialize_element);
+elements!(SerializeTuple::serialize_element);
+elements!(SerializeTupleStruct::serialize_field);
+elements!(SerializeTupleVariant::serialize_field);
 
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
@@ -403,35 +384,8 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
+fields!(SerializeStruct);
+fields!(SerializeStructVariant);
 
 /// Object keys: strings, and what serde_json also accepts as keys
 /// (numbers, booleans and chars, written as strings).
@@ -470,36 +424,7 @@ impl ser::Serializer for MapKey<'_> {
     fn serialize_bool(self, value: bool) -> Result<(), Error> {
         self.quoted(if value { "true" } else { "false" })
     }
-    fn serialize_i8(self, value: i8) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_i16(self, value: i16) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_i32(self, value: i32) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_i64(self, value: i64) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_i128(self, value: i128) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_u8(self, value: u8) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_u16(self, value: u16) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_u32(self, value: u32) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_u64(self, value: u64) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
-    fn serialize_u128(self, value: u128) -> Result<(), Error> {
-        self.quoted(itoa::Buffer::new().format(value))
-    }
+    integers!(|key, value| key.quoted(itoa::Buffer::new().format(value)));
     fn serialize_f32(self, _value: f32) -> Result<(), Error> {
         Err(key_must_be_a_string())
     }
