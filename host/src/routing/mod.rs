@@ -932,18 +932,24 @@ where
         body: Gathering<B>,
         decoder: StreamDecoder,
         pending: VecDeque<StreamEvent>,
+        /// The error that ends the stream, once the events before it are out.
+        failed: Option<ProviderError>,
         done: bool,
     }
     let state = State {
         body: Gathering::new(body),
         decoder,
         pending: VecDeque::new(),
+        failed: None,
         done: false,
     };
     let stream = futures::stream::unfold(state, move |mut state| async move {
         loop {
             if let Some(event) = state.pending.pop_front() {
                 return Some((Ok(event), state));
+            }
+            if let Some(error) = state.failed.take() {
+                return Some((Err(error), state));
             }
             if state.done {
                 return None;
@@ -953,11 +959,23 @@ where
                     status: 504,
                     ..ProviderError::bad_upstream("the upstream stream stalled")
                 }),
-                Ok(Some(Ok(chunk))) => state
-                    .decoder
-                    .push(&chunk)
-                    .await
-                    .map_err(PluginError::into_provider_error),
+                // One push per upstream chunk, as received: a decoder that
+                // fails drops the events of the same push, so events that
+                // came before an upstream error in an earlier chunk still
+                // reach the client ahead of it.
+                Ok(Some(Ok(chunks))) => {
+                    let mut pushed = Ok(Vec::new());
+                    for chunk in chunks {
+                        match state.decoder.push(&chunk).await {
+                            Ok(events) => state.pending.extend(events),
+                            Err(error) => {
+                                pushed = Err(error.into_provider_error());
+                                break;
+                            }
+                        }
+                    }
+                    pushed
+                }
                 Ok(Some(Err(error))) => Err(ProviderError::bad_upstream(format!(
                     "the upstream stream broke: {error}"
                 ))),
@@ -974,8 +992,7 @@ where
                 Ok(events) => state.pending.extend(events),
                 Err(error) => {
                     state.done = true;
-                    state.pending.clear();
-                    return Some((Err(error), state));
+                    state.failed = Some(error);
                 }
             }
         }
@@ -983,15 +1000,15 @@ where
     Box::pin(stream)
 }
 
-/// Most body bytes gathered into one chunk.
+/// Most body bytes gathered at once.
 const MAX_GATHERED_BYTES: usize = 64 << 10;
 
-/// An upstream body whose chunks come with the ones already on their way
-/// after them. hyper hands over one HTTP chunk per poll, and the connection
-/// task that decodes the next one from what it already read runs on this
-/// thread (see [`UpstreamClients`]), so yielding once lets it deliver. A
-/// burst of upstream events then costs one plugin call and one client
-/// write instead of one each; nothing waits for bytes not yet received.
+/// An upstream body read as the chunks already received, together. hyper
+/// hands over one HTTP chunk per poll, and the connection task that decodes
+/// the next one from what it already read runs on this thread (see
+/// [`UpstreamClients`]), so yielding once lets it deliver. A burst of
+/// upstream events then goes to the client in one write instead of one
+/// each; nothing waits for bytes not yet received.
 struct Gathering<B: Stream> {
     body: Pin<Box<B>>,
     /// The end of the body or an error met while gathering, returned next.
@@ -1009,24 +1026,24 @@ where
         }
     }
 
-    /// The next chunk (with those already available after it), error or
-    /// end; cancel-safe while waiting for the first.
-    async fn next(&mut self) -> Option<Result<Bytes, E>> {
+    /// The next chunks (at least one, and those already received after
+    /// it), an error or the end; cancel-safe while waiting for the first.
+    async fn next(&mut self) -> Option<Result<Vec<Bytes>, E>> {
         if let Some(item) = self.held.take() {
-            return item;
+            return item.map(|chunk| chunk.map(|chunk| vec![chunk]));
         }
-        let first = match self.body.next().await {
-            Some(Ok(first)) => first,
-            other => return other,
+        let first = match self.body.next().await? {
+            Ok(first) => first,
+            Err(error) => return Some(Err(error)),
         };
-        let mut gathered: Option<bytes::BytesMut> = None;
+        let mut size = first.len();
+        let mut chunks = vec![first];
         let mut yielded = false;
-        while gathered.as_ref().map_or(first.len(), |g| g.len()) < MAX_GATHERED_BYTES {
+        while size < MAX_GATHERED_BYTES {
             match self.body.next().now_or_never() {
                 Some(Some(Ok(more))) => {
-                    gathered
-                        .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
-                        .extend_from_slice(&more);
+                    size += more.len();
+                    chunks.push(more);
                     yielded = false;
                 }
                 Some(end_or_error) => {
@@ -1040,7 +1057,7 @@ where
                 }
             }
         }
-        Some(Ok(gathered.map_or(first, bytes::BytesMut::freeze)))
+        Some(Ok(chunks))
     }
 }
 
@@ -1171,7 +1188,11 @@ mod tests {
         ]);
         assert_eq!(
             body.next().await,
-            Some(Ok(Bytes::from_static(b"data: 1\n\ndata: 2\n\ndata: 3\n\n")))
+            Some(Ok(vec![
+                Bytes::from_static(b"data: 1\n\n"),
+                Bytes::from_static(b"data: 2\n\n"),
+                Bytes::from_static(b"data: 3\n\n")
+            ]))
         );
         assert_eq!(body.next().await, None);
     }
@@ -1179,7 +1200,10 @@ mod tests {
     #[tokio::test]
     async fn an_error_after_data_comes_next() {
         let mut body = chunks(vec![Ok("a"), Ok("b"), Err("broken"), Ok("never")]);
-        assert_eq!(body.next().await, Some(Ok(Bytes::from_static(b"ab"))));
+        assert_eq!(
+            body.next().await,
+            Some(Ok(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]))
+        );
         assert_eq!(body.next().await, Some(Err("broken")));
     }
 
@@ -1198,8 +1222,14 @@ mod tests {
                 .unwrap();
         });
         drop(sender);
-        assert_eq!(body.next().await, Some(Ok(Bytes::from_static(b"first"))));
-        assert_eq!(body.next().await, Some(Ok(Bytes::from_static(b"second"))));
+        assert_eq!(
+            body.next().await,
+            Some(Ok(vec![Bytes::from_static(b"first")]))
+        );
+        assert_eq!(
+            body.next().await,
+            Some(Ok(vec![Bytes::from_static(b"second")]))
+        );
         assert_eq!(body.next().await, None);
     }
 
@@ -1210,8 +1240,8 @@ mod tests {
             std::iter::repeat_n(big, 4).map(Ok::<_, ()>),
         ));
         let mut sizes = Vec::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            sizes.push(chunk.len());
+        while let Some(Ok(chunks)) = body.next().await {
+            sizes.push(chunks.iter().map(Bytes::len).sum::<usize>());
         }
         assert_eq!(sizes, vec![80 << 10, 80 << 10]);
     }
