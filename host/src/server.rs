@@ -202,17 +202,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.plugins_dir)
         .with_context(|| format!("creating plugins dir {}", cli.plugins_dir.display()))?;
 
-    let connect_timeout = Duration::from_secs(cli.connect_timeout_secs);
-    let http =
-        crate::routing::upstream_client(connect_timeout).context("building the HTTP client")?;
-    let upstream = UpstreamClients::new(connect_timeout).context("building the HTTP client")?;
+    let upstream = UpstreamClients::new(Duration::from_secs(cli.connect_timeout_secs))
+        .context("building the HTTP client")?;
 
     let runtime = PluginRuntime::new(
         RuntimeConfig {
             cache_dir: Some(cli.data_dir.join("plugin-cache")),
             ..RuntimeConfig::default()
         },
-        http.clone(),
+        upstream.shared(),
     )?;
     let registry = Registry::load_dir(runtime, cli.plugins_dir.clone()).await?;
     let _watch = registry.watch().context("watching the plugins dir")?;

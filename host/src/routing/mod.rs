@@ -712,9 +712,10 @@ pub struct UpstreamClients {
     /// Tells this set's clients apart in the thread-local cache.
     id: u64,
     connect_timeout: Duration,
-    /// Used if a client cannot be built (it was built once already, so this
-    /// does not happen in practice).
-    fallback: reqwest::Client,
+    /// One client for all threads: plugins' `http-fetch`, and the fallback
+    /// if a thread's client cannot be built (this one was, so in practice
+    /// that does not happen).
+    shared: reqwest::Client,
 }
 
 thread_local! {
@@ -729,8 +730,13 @@ impl UpstreamClients {
         Ok(Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             connect_timeout,
-            fallback: upstream_client(connect_timeout)?,
+            shared: upstream_client(connect_timeout)?,
         })
+    }
+
+    /// The client shared by all threads, for calls off the serving path.
+    pub fn shared(&self) -> reqwest::Client {
+        self.shared.clone()
     }
 
     /// This thread's client for `connect_ms` (the default timeout if `None`).
@@ -748,7 +754,7 @@ impl UpstreamClients {
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot build an HTTP client; using the shared one");
-                    self.fallback.clone()
+                    self.shared.clone()
                 }
             }
         })
