@@ -8,6 +8,7 @@
 //! ever see bytes this host wrote; a bad entry is ignored and rewritten.
 
 use std::hash::Hasher;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -80,25 +81,36 @@ pub(crate) fn compile(
 }
 
 /// `Ok(None)` when there is no entry; `Err` when it exists but is unusable.
+///
+/// The entry is checked by streaming it through the digest, then mapped
+/// from the file rather than read into memory: only the code pages a plugin
+/// actually runs become resident, where a copy kept every page of every
+/// plugin (about 2 MB each) in the process.
 fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let Some(split) = bytes.len().checked_sub(TRAILER_LEN) else {
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let Some(split) = len.checked_sub(TRAILER_LEN as u64) else {
         return Err("truncated".into());
     };
-    let (artifact, trailer) = bytes.split_at(split);
-    if &trailer[32..] != TRAILER_MAGIC || trailer[..32] != Sha256::digest(artifact)[..] {
+    let mut digest = Sha256::new();
+    std::io::copy(&mut (&mut file).take(split), &mut digest).map_err(|e| e.to_string())?;
+    let mut trailer = [0u8; TRAILER_LEN];
+    file.read_exact(&mut trailer).map_err(|e| e.to_string())?;
+    if &trailer[32..] != TRAILER_MAGIC || trailer[..32] != digest.finalize()[..] {
         return Err("checksum mismatch".into());
     }
-    // SAFETY: `deserialize` requires bytes produced by `serialize` of a
-    // compatible engine. The checksum above proves these are the bytes this
-    // host wrote (the cache dir is the host's own, not user input), and the
-    // engine hash in the file name, re-checked by wasmtime, covers
-    // compatibility.
-    unsafe { Component::deserialize(engine, artifact) }
+    // SAFETY: `deserialize_file` requires a file produced by `serialize` of
+    // a compatible engine, left unchanged while mapped. The checksum above
+    // proves these are the bytes this host wrote (the cache dir is the
+    // host's own, not user input, and entries are only ever replaced by
+    // rename, never rewritten in place), and the engine hash in the file
+    // name, re-checked by wasmtime, covers compatibility. The trailer after
+    // the artifact is outside every section wasmtime reads.
+    unsafe { Component::deserialize_file(engine, path) }
         .map(Some)
         .map_err(|e| format!("{e:#}"))
 }
