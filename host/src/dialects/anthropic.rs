@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use portico_model::formats::anthropic;
 use portico_model::{ErrorKind, ProviderError};
@@ -36,10 +35,9 @@ async fn messages(
     let ctx = caller.context(Dialect::Anthropic);
     if !client.stream {
         return match gateway.chat(&ctx, &client.endpoint, client.request).await {
-            Ok(response) => Json(passthrough_or(response, |r| {
-                anthropic::message_body(r, &client.endpoint)
-            }))
-            .into_response(),
+            Ok(response) => {
+                passthrough_or(response, |r| anthropic::message_body(r, &client.endpoint))
+            }
             Err(error) => error_response(&error),
         };
     }

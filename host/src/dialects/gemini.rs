@@ -96,10 +96,7 @@ async fn generate(gateway: &Gateway, ctx: &CallContext, endpoint: &str, body: &[
         Err(error) => return error_response(&error),
     };
     match gateway.chat(ctx, endpoint, request).await {
-        Ok(response) => Json(passthrough_or(response, |r| {
-            gemini::generate_content_body(r, endpoint)
-        }))
-        .into_response(),
+        Ok(response) => passthrough_or(response, |r| gemini::generate_content_body(r, endpoint)),
         Err(error) => error_response(&error),
     }
 }

@@ -114,16 +114,24 @@ pub fn json_error(status: u16, body: Value, retry_after_ms: Option<u64>) -> Resp
     response
 }
 
-/// The answer body: the upstream body unchanged when the gateway kept it
-/// (the client speaks the provider's native dialect, so fields the neutral
-/// model does not know survive), else the translation `render` makes.
+/// The answer: the upstream body unchanged, as the same bytes, when the
+/// gateway kept it (the client speaks the provider's native dialect, so
+/// fields the neutral model does not know survive), else the translation
+/// `render` makes.
 pub fn passthrough_or(
     response: ChatResponse,
     render: impl FnOnce(&ChatResponse) -> Value,
-) -> Value {
+) -> Response {
     match response.raw {
-        Some(raw) if raw.is_object() => raw,
-        _ => render(&response),
+        Some(raw) if raw.is_object() => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            raw.into_string(),
+        )
+            .into_response(),
+        _ => axum::Json(render(&response)).into_response(),
     }
 }
 

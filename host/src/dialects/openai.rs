@@ -60,10 +60,9 @@ async fn chat_completions(
         }
     } else {
         match gateway.chat(&ctx, &client.endpoint, client.request).await {
-            Ok(response) => Json(passthrough_or(response, |r| {
+            Ok(response) => passthrough_or(response, |r| {
                 openai::chat_completion_body(r, &client.endpoint, created)
-            }))
-            .into_response(),
+            }),
             Err(error) => error_response(&error),
         }
     }

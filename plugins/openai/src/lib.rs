@@ -288,8 +288,11 @@ mod tests {
             }
         );
         assert_eq!(
-            parsed.raw.as_ref().and_then(|r| r.get("service_tier")),
-            Some(&json!("default"))
+            parsed
+                .raw
+                .and_then(|r| r.parse())
+                .map(|r| r["service_tier"].clone()),
+            Some(json!("default"))
         );
     }
 

@@ -302,7 +302,13 @@ impl<'a, 'b> ser::Serializer for &'a mut Writer<'b> {
         self.out.push('{');
         Ok(Compound::new(self, "}"))
     }
-    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a, 'b>, Error> {
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Compound<'a, 'b>, Error> {
+        if name == RAW_VALUE_TOKEN {
+            return Ok(Compound {
+                verbatim: true,
+                ..Compound::new(self, "")
+            });
+        }
         self.serialize_map(Some(len))
     }
     fn serialize_struct_variant(
@@ -319,11 +325,18 @@ impl<'a, 'b> ser::Serializer for &'a mut Writer<'b> {
     }
 }
 
+/// serde_json's `RawValue` serializes as a struct of this name whose one
+/// field is its JSON text, which serde_json writes as is; so does this
+/// writer (checked by the tests against serde_json).
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
 /// An array, object or variant being written; `close` ends it.
 struct Compound<'a, 'b> {
     writer: &'a mut Writer<'b>,
     first: bool,
     close: &'static str,
+    /// A `RawValue`: its field is JSON text, written unquoted.
+    verbatim: bool,
 }
 
 impl<'a, 'b> Compound<'a, 'b> {
@@ -332,6 +345,7 @@ impl<'a, 'b> Compound<'a, 'b> {
             writer,
             first: true,
             close,
+            verbatim: false,
         }
     }
 
@@ -347,6 +361,12 @@ impl<'a, 'b> Compound<'a, 'b> {
     }
 
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Error> {
+        if self.verbatim {
+            return value.serialize(MapKey {
+                out: &mut *self.writer.out,
+                verbatim: true,
+            });
+        }
         self.comma();
         write_str(self.writer.out, key);
         self.writer.out.push(':');
@@ -372,6 +392,7 @@ impl ser::SerializeMap for Compound<'_, '_> {
         self.comma();
         key.serialize(MapKey {
             out: &mut *self.writer.out,
+            verbatim: false,
         })?;
         self.writer.out.push(':');
         Ok(())
@@ -388,9 +409,11 @@ fields!(SerializeStruct);
 fields!(SerializeStructVariant);
 
 /// Object keys: strings, and what serde_json also accepts as keys
-/// (numbers, booleans and chars, written as strings).
+/// (numbers, booleans and chars, written as strings). With `verbatim`, the
+/// text of a `RawValue` instead, written as it is.
 struct MapKey<'a> {
     out: &'a mut String,
+    verbatim: bool,
 }
 
 fn key_must_be_a_string() -> Error {
@@ -399,7 +422,11 @@ fn key_must_be_a_string() -> Error {
 
 impl MapKey<'_> {
     fn quoted(self, text: &str) -> Result<(), Error> {
-        write_str(self.out, text);
+        if self.verbatim {
+            self.out.push_str(text);
+        } else {
+            write_str(self.out, text);
+        }
         Ok(())
     }
 }
@@ -520,7 +547,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::{ChatRequest, ContentPart, Message, StreamEvent, Usage};
+    use crate::{ChatRequest, ChatResponse, ContentPart, Message, RawJson, StreamEvent, Usage};
 
     fn same_as_serde_json<T: Serialize + ?Sized>(value: &T) {
         assert_eq!(
@@ -654,5 +681,26 @@ mod tests {
                 cached_input_tokens: None,
             },
         });
+    }
+
+    #[test]
+    fn raw_json_is_written_verbatim_like_serde_json() {
+        let body = br#" {"z":1, "a":[true,"\u00e9"],"n":1.50} "#;
+        let response = ChatResponse {
+            id: "r".into(),
+            raw: RawJson::from_body(body),
+            ..Default::default()
+        };
+        same_as_serde_json(&response);
+        let text = to_string(&response).unwrap();
+        assert!(
+            text.ends_with(r#""raw":{"z":1, "a":[true,"\u00e9"],"n":1.50}}"#),
+            "{text}"
+        );
+        // And it reads back as the same text.
+        let back: ChatResponse = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, response);
+        assert_eq!(RawJson::from_body(b"{\"a\":"), None);
+        assert_eq!(RawJson::from_body(b"[1] [2]"), None);
     }
 }

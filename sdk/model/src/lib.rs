@@ -277,7 +277,51 @@ pub struct ChatResponse {
     pub usage: Usage,
     /// The upstream body, kept for passthrough to a native-dialect client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<Value>,
+    pub raw: Option<RawJson>,
+}
+
+/// JSON text carried verbatim: an upstream body kept for passthrough. It
+/// crosses the plugin boundary and reaches the client as the same bytes,
+/// never parsed into a tree and written out again. On the wire it is the
+/// JSON value itself, so the model's schema is unchanged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl RawJson {
+    /// The body as kept: `None` unless it is one well-formed JSON value
+    /// (surrounding whitespace dropped).
+    pub fn from_body(body: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(body).ok()?.trim_ascii();
+        serde_json::value::RawValue::from_string(text.to_owned())
+            .ok()
+            .map(RawJson)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn is_object(&self) -> bool {
+        self.get().starts_with('{')
+    }
+
+    /// The text as a tree, for the rare reader of one field.
+    pub fn parse(&self) -> Option<Value> {
+        serde_json::from_str(self.get()).ok()
+    }
+
+    pub fn into_string(self) -> String {
+        String::from(Box::<str>::from(self.0))
+    }
+}
+
+/// Same text, same value: bodies are kept byte for byte.
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 impl ChatResponse {

@@ -737,7 +737,13 @@ fn parses_chat_completion() {
             },
         ]
     );
-    assert_eq!(response.raw, Some(body));
+    assert_eq!(
+        response
+            .raw
+            .as_ref()
+            .and_then(portico_model::RawJson::parse),
+        Some(body)
+    );
 
     let refusal = json!({"choices": [{"message": {"content": null, "refusal": "I can't."}, "finish_reason": "stop"}]});
     let response = openai::parse_chat_completion(refusal.to_string().as_bytes()).unwrap();

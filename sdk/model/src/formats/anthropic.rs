@@ -19,7 +19,7 @@ use super::common;
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, ErrorKind, FinishReason, ImageSource, Message,
-    ProviderError, Role, StreamEvent, Tool, ToolChoice, Usage,
+    ProviderError, RawJson, Role, StreamEvent, Tool, ToolChoice, Usage,
 };
 
 /// Value of the `anthropic-version` header the provider side speaks.
@@ -1164,7 +1164,7 @@ pub fn parse_message(body: &[u8]) -> Result<ChatResponse, ProviderError> {
             .map(finish_reason)
             .unwrap_or_default(),
         usage: usage.neutral(),
-        raw: Some(value),
+        raw: RawJson::from_body(body),
     })
 }
 
@@ -2625,7 +2625,7 @@ mod tests {
             }
             other => panic!("expected a tool call, got {other:?}"),
         }
-        assert_eq!(response.raw, Some(body));
+        assert_eq!(response.raw.as_ref().and_then(RawJson::parse), Some(body));
 
         for (reason, expected) in [
             ("end_turn", FinishReason::Stop),

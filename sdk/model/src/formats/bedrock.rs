@@ -21,7 +21,8 @@ use super::common;
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, Role, StreamEvent, ToolChoice, Usage,
+    FinishReason, ImageSource, Message, ProviderError, RawJson, Role, StreamEvent, ToolChoice,
+    Usage,
 };
 
 /// Most texts one Cohere Embed call on Bedrock accepts.
@@ -328,7 +329,7 @@ pub fn parse_converse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
             .map(finish_reason)
             .unwrap_or_default(),
         usage: value.get("usage").map(usage).unwrap_or_default(),
-        raw: Some(value),
+        raw: RawJson::from_body(body),
     })
 }
 
@@ -999,7 +1000,7 @@ mod tests {
                 cached_input_tokens: Some(100)
             }
         );
-        assert_eq!(response.raw, Some(body));
+        assert_eq!(response.raw.as_ref().and_then(RawJson::parse), Some(body));
 
         for (reason, expected) in [
             ("end_turn", FinishReason::Stop),

@@ -24,7 +24,8 @@ use super::common;
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, Role, StreamEvent, ToolChoice, Usage,
+    FinishReason, ImageSource, Message, ProviderError, RawJson, Role, StreamEvent, ToolChoice,
+    Usage,
 };
 
 /// `input_type` sent when the neutral request names none: Cohere requires
@@ -384,7 +385,7 @@ pub fn parse_chat_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
             .map(finish_reason)
             .unwrap_or_default(),
         usage: value.get("usage").map(usage).unwrap_or_default(),
-        raw: Some(value),
+        raw: RawJson::from_body(body),
     })
 }
 

@@ -21,8 +21,8 @@ use serde_json::{Map, Number, Value, json};
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, Role, SamplingParams, StreamEvent, Tool,
-    ToolChoice, Usage,
+    FinishReason, ImageSource, Message, ProviderError, RawJson, Role, SamplingParams, StreamEvent,
+    Tool, ToolChoice, Usage,
 };
 
 const DIALECT: &str = "gemini";
@@ -2029,7 +2029,7 @@ pub fn parse_generate_content(body: &[u8]) -> Result<ChatResponse, ProviderError
         content,
         finish_reason,
         usage,
-        raw: Some(value.clone()),
+        raw: RawJson::from_body(body),
     })
 }
 
@@ -3500,7 +3500,10 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(response.raw, Some(body));
+        assert_eq!(
+            response.raw.as_ref().and_then(crate::RawJson::parse),
+            Some(body)
+        );
         assert_eq!(response.text(), "I'll look that up.");
 
         // Feeding the answer back (an OpenAI client replaying history) puts the

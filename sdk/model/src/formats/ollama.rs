@@ -21,7 +21,7 @@ use super::common;
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, FinishReason,
-    ImageSource, Message, ProviderError, Role, StreamEvent, ToolChoice, Usage,
+    ImageSource, Message, ProviderError, RawJson, Role, StreamEvent, ToolChoice, Usage,
 };
 
 // ---------------------------------------------------------------------------
@@ -363,7 +363,7 @@ pub fn parse_chat_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
         content,
         finish_reason: finish_reason(&value, !calls.is_empty()),
         usage: usage(&value),
-        raw: Some(value),
+        raw: RawJson::from_body(body),
     })
 }
 

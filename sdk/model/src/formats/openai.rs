@@ -31,8 +31,8 @@ use serde_json::{Map, Value, json};
 use super::common;
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, Role, SamplingParams, StreamEvent, Tool,
-    ToolChoice, Usage,
+    FinishReason, ImageSource, Message, ProviderError, RawJson, Role, SamplingParams, StreamEvent,
+    Tool, ToolChoice, Usage,
 };
 
 /// Dialect tag of `extra` fields that came from an OpenAI client.
@@ -1146,7 +1146,7 @@ pub fn parse_chat_completion(body: &[u8]) -> Result<ChatResponse, ProviderError>
         content,
         finish_reason,
         usage: value.get("usage").map(parse_usage).unwrap_or_default(),
-        raw: Some(value),
+        raw: RawJson::from_body(body),
     })
 }
 
