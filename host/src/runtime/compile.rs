@@ -72,7 +72,12 @@ pub(crate) fn compile(
     }
     let component = Component::new(engine, wasm)?;
     match write_entry(&component, dir, &path) {
-        Ok(()) => Ok((component, CompileSource::CompiledAndCached)),
+        // Run the mapped entry rather than the compiled copy: the copy
+        // keeps every code page resident, the mapping only those in use.
+        Ok(()) => match read_entry(engine, &path) {
+            Ok(Some(mapped)) => Ok((mapped, CompileSource::CompiledAndCached)),
+            _ => Ok((component, CompileSource::CompiledAndCached)),
+        },
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "cannot write compiled-plugin cache entry");
             Ok((component, CompileSource::Compiled))
