@@ -74,9 +74,11 @@ pub(crate) fn compile(
     match write_entry(&component, dir, &path) {
         // Run the mapped entry rather than the compiled copy: the copy
         // keeps every code page resident, the mapping only those in use.
-        Ok(()) => match read_entry(engine, &path) {
-            Ok(Some(mapped)) => Ok((mapped, CompileSource::CompiledAndCached)),
-            _ => Ok((component, CompileSource::CompiledAndCached)),
+        // SAFETY: `write_entry` just wrote this entry from this engine's
+        // `serialize`.
+        Ok(()) => match unsafe { map_entry(engine, &path) } {
+            Ok(mapped) => Ok((mapped, CompileSource::CompiledAndCached)),
+            Err(_) => Ok((component, CompileSource::CompiledAndCached)),
         },
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "cannot write compiled-plugin cache entry");
@@ -108,16 +110,23 @@ fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>, String>
     if &trailer[32..] != TRAILER_MAGIC || trailer[..32] != digest.finalize()[..] {
         return Err("checksum mismatch".into());
     }
-    // SAFETY: `deserialize_file` requires a file produced by `serialize` of
-    // a compatible engine, left unchanged while mapped. The checksum above
-    // proves these are the bytes this host wrote (the cache dir is the
-    // host's own, not user input, and entries are only ever replaced by
-    // rename, never rewritten in place), and the engine hash in the file
-    // name, re-checked by wasmtime, covers compatibility. The trailer after
-    // the artifact is outside every section wasmtime reads.
-    unsafe { Component::deserialize_file(engine, path) }
-        .map(Some)
-        .map_err(|e| format!("{e:#}"))
+    // SAFETY: the checksum above proves these are the bytes this host
+    // wrote (the cache dir is the host's own, not user input).
+    unsafe { map_entry(engine, path) }.map(Some)
+}
+
+/// Maps a cache entry's compiled code from its file.
+///
+/// # Safety
+/// The entry must hold bytes this host wrote with `write_entry`: checked by
+/// its digest, or just written. `deserialize_file` requires a file produced
+/// by `serialize` of a compatible engine, left unchanged while mapped;
+/// entries are only ever replaced by rename, never rewritten in place, and
+/// the engine hash in the file name, re-checked by wasmtime, covers
+/// compatibility. The trailer after the artifact is outside every section
+/// wasmtime reads.
+unsafe fn map_entry(engine: &Engine, path: &Path) -> Result<Component, String> {
+    unsafe { Component::deserialize_file(engine, path) }.map_err(|e| format!("{e:#}"))
 }
 
 fn write_entry(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
