@@ -22,6 +22,9 @@
 //! # let _ = (groq, azure);
 //! ```
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use portico_model::formats::openai::{self, ChatBodyOptions, ChunkDecoder, MaxTokensField};
 use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse};
 use portico_model::{
@@ -523,8 +526,13 @@ enum Normalized {
 /// - Groq reports usage in `x_groq.usage` of the last chunk; it becomes
 ///   the chunk's `usage` unless that is already set.
 fn normalize_chunk(data: &str) -> Normalized {
-    let azure_filter = data.contains("\"prompt_filter_results\"");
-    let groq = data.contains("\"x_groq\"");
+    // Built once: `str::contains` sets up a two-way searcher on every call,
+    // and this runs for every chunk of every stream.
+    static AZURE_FILTER: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new("\"prompt_filter_results\""));
+    static GROQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"x_groq\""));
+    let azure_filter = AZURE_FILTER.find(data.as_bytes()).is_some();
+    let groq = GROQ.find(data.as_bytes()).is_some();
     if !azure_filter && !groq {
         return Normalized::AsIs;
     }

@@ -57,30 +57,27 @@ impl SseDecoder {
         }
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
+        // The buffer is taken out while its lines are handled (they borrow
+        // it), which spares a copy of every line.
+        let mut buffer = std::mem::take(&mut self.buffer);
         let mut start = 0;
-        let mut i = self.scanned;
-        while i < self.buffer.len() {
-            match self.buffer[i] {
-                b'\n' => {
-                    self.line_at(start, i, &mut events);
-                    start = i + 1;
+        let mut from = self.scanned;
+        while let Some(offset) = memchr::memchr2(b'\n', b'\r', &buffer[from..]) {
+            let end = from + offset;
+            self.line(&buffer[start..end], &mut events);
+            let mut next = end + 1;
+            if buffer[end] == b'\r' {
+                match buffer.get(next) {
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
+                    None => self.skip_lf = true,
                 }
-                b'\r' => {
-                    self.line_at(start, i, &mut events);
-                    if i + 1 < self.buffer.len() {
-                        if self.buffer[i + 1] == b'\n' {
-                            i += 1;
-                        }
-                    } else {
-                        self.skip_lf = true;
-                    }
-                    start = i + 1;
-                }
-                _ => {}
             }
-            i += 1;
+            start = next;
+            from = next;
         }
-        self.buffer.drain(..start);
+        buffer.drain(..start);
+        self.buffer = buffer;
         self.scanned = self.buffer.len();
         events
     }
@@ -101,11 +98,6 @@ impl SseDecoder {
         events
     }
 
-    fn line_at(&mut self, start: usize, end: usize, events: &mut Vec<SseEvent>) {
-        let line = self.buffer[start..end].to_vec();
-        self.line(&line, events);
-    }
-
     fn line(&mut self, raw: &[u8], events: &mut Vec<SseEvent>) {
         let mut raw = raw;
         if !self.started {
@@ -116,7 +108,12 @@ impl SseDecoder {
             self.dispatch(events);
             return;
         }
-        let line = String::from_utf8_lossy(raw);
+        // Valid UTF-8 is the rule: checking it first is much cheaper than
+        // the lossy decoder's scan.
+        let line = match std::str::from_utf8(raw) {
+            Ok(line) => std::borrow::Cow::Borrowed(line),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
         if line.starts_with(':') {
             return;
         }

@@ -88,14 +88,14 @@ pub fn stream_response(
 }
 
 /// Appends one server-sent event (`event:` line only when named).
-pub fn push_sse(out: &mut Vec<u8>, event: Option<&str>, data: &Value) {
+pub fn push_sse<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, event: Option<&str>, data: &T) {
     if let Some(event) = event {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(event.as_bytes());
         out.push(b'\n');
     }
     out.extend_from_slice(b"data: ");
-    // Writing a Value cannot fail (its keys are strings).
+    // The events written here have string keys only, so writing cannot fail.
     if let Ok(text) = portico_model::json::to_string(data) {
         out.extend_from_slice(text.as_bytes());
     }

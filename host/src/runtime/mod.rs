@@ -46,7 +46,11 @@ pub struct RuntimeConfig {
     pub call_time_limit: Duration,
     /// Compiled-component cache; `None` disables the disk cache.
     pub cache_dir: Option<PathBuf>,
-    /// Idle instances kept per plugin version.
+    /// Idle instances kept per plugin version. A stream holds its instance
+    /// from first to last chunk, so this should cover a busy endpoint's
+    /// concurrent streams: below that, every wave of streams drops
+    /// instances and builds new ones (memory mapped, faulted in, unmapped).
+    /// An idle instance costs a few hundred KB of resident memory.
     pub max_idle_instances: usize,
     /// Timeout of one `http-fetch` (connect to end of body).
     pub http_fetch_timeout: Duration,
@@ -62,7 +66,7 @@ impl Default for RuntimeConfig {
             memory_limit_bytes: 128 << 20,
             call_time_limit: Duration::from_secs(1),
             cache_dir: None,
-            max_idle_instances: 16,
+            max_idle_instances: 64,
             http_fetch_timeout: Duration::from_secs(30),
             http_fetch_max_bytes: 8 << 20,
             plugin_cache_max_bytes: 8 << 20,

@@ -382,7 +382,10 @@ fn encodes_stream_chunks() {
             reason: FinishReason::ToolCalls,
         },
     ];
-    let chunks: Vec<Value> = events.iter().flat_map(|e| encoder.encode(e)).collect();
+    let chunks: Vec<Value> = events
+        .iter()
+        .flat_map(|e| encoded(&mut encoder, e))
+        .collect();
     let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
     assert_eq!(chunks.len(), 5);
     for chunk in &chunks {
@@ -414,7 +417,7 @@ fn encodes_stream_chunks() {
     // Without include_usage, nothing trails; a delta before Start still
     // opens with the role chunk.
     let mut encoder = ChunkEncoder::new("id".into(), "ep".into(), 0, false);
-    let chunks = encoder.encode(&StreamEvent::TextDelta { text: "a".into() });
+    let chunks = encoded(&mut encoder, &StreamEvent::TextDelta { text: "a".into() });
     assert_eq!(chunks.len(), 2);
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert!(encoder.finish().is_empty());
@@ -947,7 +950,10 @@ fn stream_encoder_and_decoder_agree() {
         },
     ];
     let mut encoder = ChunkEncoder::new("id".into(), "ep".into(), 0, true);
-    let mut chunks: Vec<Value> = events.iter().flat_map(|e| encoder.encode(e)).collect();
+    let mut chunks: Vec<Value> = events
+        .iter()
+        .flat_map(|e| encoded(&mut encoder, e))
+        .collect();
     chunks.extend(encoder.finish());
     let mut decoder = ChunkDecoder::new();
     let decoded = decode_all(&mut decoder, &chunks);
@@ -1064,4 +1070,20 @@ fn httpdate_fmt(time: std::time::SystemTime) -> String {
 #[test]
 fn common_helpers_are_reachable() {
     assert_eq!(common::truncate("abc", 1), "a…");
+}
+
+/// The chunks of one event as JSON values; also checks each is written
+/// with its keys in the order a `Value` object has them (alphabetical), so
+/// typed chunks are byte for byte what a `json!` chunk was.
+fn encoded(encoder: &mut ChunkEncoder, event: &StreamEvent) -> Vec<Value> {
+    encoder
+        .encode(event)
+        .iter()
+        .map(|chunk| {
+            let text = portico_model::json::to_string(chunk).unwrap();
+            let value: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(text, value.to_string(), "keys out of order");
+            value
+        })
+        .collect()
 }

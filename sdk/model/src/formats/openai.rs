@@ -26,6 +26,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::common;
@@ -755,48 +756,70 @@ impl ChunkEncoder {
 
     /// Chunks for one event (often one, none for `Usage`/`Raw`, two when
     /// the event implies the opening role chunk).
-    pub fn encode(&mut self, event: &StreamEvent) -> Vec<Value> {
-        let mut out = Vec::new();
-        if !self.started && !matches!(event, StreamEvent::Usage { .. } | StreamEvent::Raw { .. }) {
-            self.started = true;
-            out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
-        }
-        match event {
-            StreamEvent::Start { .. } | StreamEvent::Raw { .. } => {}
-            StreamEvent::TextDelta { text } => {
-                if !text.is_empty() {
-                    out.push(self.chunk(json!({"content": text}), Value::Null));
-                }
-            }
-            StreamEvent::ThinkingDelta { text } => {
-                if !text.is_empty() {
-                    out.push(self.chunk(json!({"reasoning_content": text}), Value::Null));
-                }
-            }
-            StreamEvent::ToolCallStart { index, id, name } => out.push(self.chunk(
-                json!({"tool_calls": [{
-                    "index": index,
-                    "id": id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": ""},
-                }]}),
-                Value::Null,
-            )),
+    pub fn encode<'a>(&'a mut self, event: &'a StreamEvent) -> Vec<Chunk<'a>> {
+        let opening =
+            !self.started && !matches!(event, StreamEvent::Usage { .. } | StreamEvent::Raw { .. });
+        self.started |= opening;
+        let mut finish = None;
+        let delta = match event {
+            StreamEvent::Start { .. } | StreamEvent::Raw { .. } => None,
+            StreamEvent::TextDelta { text } => (!text.is_empty()).then(|| ChunkDelta {
+                content: Some(text),
+                ..ChunkDelta::default()
+            }),
+            StreamEvent::ThinkingDelta { text } => (!text.is_empty()).then(|| ChunkDelta {
+                reasoning_content: Some(text),
+                ..ChunkDelta::default()
+            }),
+            StreamEvent::ToolCallStart { index, id, name } => Some(ChunkDelta {
+                tool_calls: Some([ToolCallChunk {
+                    function: FunctionChunk {
+                        arguments: "",
+                        name: Some(name),
+                    },
+                    id: Some(id),
+                    index: *index,
+                    kind: Some("function"),
+                }]),
+                ..ChunkDelta::default()
+            }),
             StreamEvent::ToolCallDelta { index, arguments } => {
-                if !arguments.is_empty() {
-                    out.push(self.chunk(
-                        json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
-                        Value::Null,
-                    ));
-                }
+                (!arguments.is_empty()).then(|| ChunkDelta {
+                    tool_calls: Some([ToolCallChunk {
+                        function: FunctionChunk {
+                            arguments,
+                            name: None,
+                        },
+                        id: None,
+                        index: *index,
+                        kind: None,
+                    }]),
+                    ..ChunkDelta::default()
+                })
             }
-            StreamEvent::Finish { reason } => {
-                if !self.finished {
-                    self.finished = true;
-                    out.push(self.chunk(json!({}), finish_reason_str(*reason).into()));
-                }
+            StreamEvent::Finish { reason } => (!self.finished).then(|| {
+                self.finished = true;
+                finish = Some(finish_reason_str(*reason));
+                ChunkDelta::default()
+            }),
+            StreamEvent::Usage { usage } => {
+                self.usage = Some(*usage);
+                None
             }
-            StreamEvent::Usage { usage } => self.usage = Some(*usage),
+        };
+        let mut out = Vec::with_capacity(2);
+        if opening {
+            out.push(self.chunk(
+                ChunkDelta {
+                    content: Some(""),
+                    role: Some("assistant"),
+                    ..ChunkDelta::default()
+                },
+                None,
+            ));
+        }
+        if let Some(delta) = delta {
+            out.push(self.chunk(delta, finish));
         }
         out
     }
@@ -818,15 +841,77 @@ impl ChunkEncoder {
         })]
     }
 
-    fn chunk(&self, delta: Value, finish_reason: Value) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
-        })
+    fn chunk<'a>(
+        &'a self,
+        delta: ChunkDelta<'a>,
+        finish_reason: Option<&'static str>,
+    ) -> Chunk<'a> {
+        Chunk {
+            choices: [ChunkChoice {
+                delta,
+                finish_reason,
+                index: 0,
+                logprobs: (),
+            }],
+            created: self.created,
+            id: &self.id,
+            model: &self.model,
+            object: "chat.completion.chunk",
+        }
     }
+}
+
+// One `chat.completion.chunk`, written straight from borrowed parts (no
+// `Value` tree per streamed token). Fields are in alphabetical order, the
+// order a `Value` object is written in, so the bytes match what the
+// `json!` form produced.
+
+/// One `chat.completion.chunk` of [`ChunkEncoder::encode`].
+#[derive(Debug, Serialize)]
+pub struct Chunk<'a> {
+    choices: [ChunkChoice<'a>; 1],
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ChunkChoice<'a> {
+    delta: ChunkDelta<'a>,
+    finish_reason: Option<&'static str>,
+    index: u32,
+    /// Always `null`.
+    logprobs: (),
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ChunkDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallChunk<'a>; 1]>,
+}
+
+#[derive(Debug, Serialize)]
+struct ToolCallChunk<'a> {
+    function: FunctionChunk<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    index: u32,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct FunctionChunk<'a> {
+    arguments: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 /// An embeddings `list` object; `base64` encodes each vector as standard
