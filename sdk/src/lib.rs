@@ -34,6 +34,17 @@
 //! plugin logic is unit-tested with `cargo test`. On native targets the
 //! host imports fall back to local stand-ins (see [`host`]).
 
+/// Plugins allocate with Talc rather than wasi-libc's dlmalloc (see the
+/// `fast-alloc` feature). Plugin components are single-threaded; Talc
+/// claims memory with `memory.grow` and copes with other users of it.
+#[cfg(all(
+    feature = "fast-alloc",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub mod catalog;
 pub mod config;
 pub mod describe;

@@ -22,15 +22,12 @@
 //! # let _ = (groq, azure);
 //! ```
 
-use std::sync::LazyLock;
-
-use memchr::memmem::Finder;
 use portico_model::formats::openai::{self, ChatBodyOptions, ChunkDecoder, MaxTokensField};
 use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse};
 use portico_model::{
     ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ProviderError, StreamEvent,
 };
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::config::EndpointExt;
 use crate::errors;
@@ -494,10 +491,16 @@ impl EventDecoder for ChunkDecoder {
                 .unwrap_or_else(|| "upstream stream reported an error".to_string());
             return Err(ProviderError::bad_upstream(message));
         }
-        match normalize_chunk(&event.data) {
-            Normalized::Skip => Ok(Vec::new()),
-            Normalized::Rewritten(data) => ChunkDecoder::decode(self, &data),
-            Normalized::AsIs => ChunkDecoder::decode(self, &event.data),
+        let data = event.data.trim();
+        // `[DONE]`, blank data and unreadable chunks take the decoder's own
+        // path (the last one to its error); a chunk is parsed only once.
+        let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
+            return ChunkDecoder::decode(self, data);
+        };
+        if normalize_chunk(&mut chunk) {
+            ChunkDecoder::decode_chunk(self, &Value::Object(chunk))
+        } else {
+            Ok(Vec::new())
         }
     }
 
@@ -512,53 +515,34 @@ impl EventDecoder for ChunkDecoder {
     }
 }
 
-enum Normalized {
-    Skip,
-    Rewritten(String),
-    AsIs,
-}
-
 /// Provider extensions of the chunk format that the OpenAI decoder would
-/// misread. Only chunks naming them are parsed here (a handful per stream):
+/// misread; `false` means the chunk is to be skipped.
 /// - Azure OpenAI opens with a chunk of `prompt_filter_results`, empty
 ///   `choices` and empty `id`/`model`; it carries no answer, and decoding
 ///   it would start the stream with an empty id, so it is skipped.
 /// - Groq reports usage in `x_groq.usage` of the last chunk; it becomes
 ///   the chunk's `usage` unless that is already set.
-fn normalize_chunk(data: &str) -> Normalized {
-    // Built once: `str::contains` sets up a two-way searcher on every call,
-    // and this runs for every chunk of every stream.
-    static AZURE_FILTER: LazyLock<Finder<'static>> =
-        LazyLock::new(|| Finder::new("\"prompt_filter_results\""));
-    static GROQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"x_groq\""));
-    let azure_filter = AZURE_FILTER.find(data.as_bytes()).is_some();
-    let groq = GROQ.find(data.as_bytes()).is_some();
-    if !azure_filter && !groq {
-        return Normalized::AsIs;
-    }
-    // Unreadable chunks are left to the decoder, which reports them.
-    let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
-        return Normalized::AsIs;
-    };
+fn normalize_chunk(chunk: &mut Map<String, Value>) -> bool {
     let has_usage = chunk.get("usage").is_some_and(Value::is_object);
-    let no_choices = chunk
-        .get("choices")
-        .and_then(Value::as_array)
-        .is_none_or(|choices| choices.is_empty());
-    if azure_filter && no_choices && !has_usage {
-        return Normalized::Skip;
+    if chunk.contains_key("prompt_filter_results")
+        && !has_usage
+        && chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_none_or(|choices| choices.is_empty())
+    {
+        return false;
     }
     if !has_usage
         && let Some(usage) = chunk
-            .get("x_groq")
-            .and_then(|x| x.get("usage"))
+            .get_mut("x_groq")
+            .and_then(|x| x.get_mut("usage"))
             .filter(|u| u.is_object())
-            .cloned()
+            .map(Value::take)
     {
         chunk.insert("usage".into(), usage);
-        return Normalized::Rewritten(Value::Object(chunk).to_string());
     }
-    Normalized::AsIs
+    true
 }
 
 #[cfg(test)]

@@ -1340,6 +1340,12 @@ impl ChunkDecoder {
                 common::truncate(data, 200)
             ))
         })?;
+        self.decode_chunk(&chunk)
+    }
+
+    /// Events of one already parsed `chat.completion.chunk` (for callers
+    /// that look at the chunk themselves first).
+    pub fn decode_chunk(&mut self, chunk: &Value) -> Result<Vec<StreamEvent>, ProviderError> {
         if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             return Err(stream_error(error));
         }
@@ -1347,8 +1353,8 @@ impl ChunkDecoder {
         if !self.started {
             self.started = true;
             events.push(StreamEvent::Start {
-                id: str_field(&chunk, "id"),
-                model: str_field(&chunk, "model"),
+                id: str_field(chunk, "id"),
+                model: str_field(chunk, "model"),
             });
         }
         let choices = chunk
