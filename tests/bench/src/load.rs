@@ -98,14 +98,59 @@ async fn one(client: &HttpClient, target: &Target) -> Result<Sample, String> {
     })
 }
 
+/// The recorded requests of one or more fixed-rate runs.
+#[derive(Debug, Default)]
+pub struct Samples {
+    results: Vec<Result<Sample, String>>,
+    elapsed: Duration,
+}
+
+impl Samples {
+    /// Adds another run's requests (runs of one hop in several rounds).
+    pub fn extend(&mut self, other: Samples) {
+        self.results.extend(other.results);
+        self.elapsed += other.elapsed;
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary {
+            sent: self.results.len(),
+            ..Summary::default()
+        };
+        let mut totals = Vec::new();
+        let mut firsts = Vec::new();
+        for sample in &self.results {
+            match sample {
+                Ok(s) => {
+                    totals.push(s.total.as_secs_f64() * 1e6);
+                    firsts.push(s.first_byte.as_secs_f64() * 1e6);
+                }
+                Err(e) => {
+                    summary.errors += 1;
+                    summary.first_error.get_or_insert_with(|| e.clone());
+                }
+            }
+        }
+        totals.sort_by(f64::total_cmp);
+        firsts.sort_by(f64::total_cmp);
+        summary.ok = totals.len();
+        summary.p50_us = percentile(&totals, 50.0);
+        summary.p99_us = percentile(&totals, 99.0);
+        summary.ttfb_p50_us = percentile(&firsts, 50.0);
+        summary.ttfb_p99_us = percentile(&firsts, 99.0);
+        summary.achieved_rps = summary.ok as f64 / self.elapsed.as_secs_f64().max(1e-9);
+        summary
+    }
+}
+
 /// Sends `rate` requests per second for `warmup` (not recorded) then for
-/// `duration`, and summarizes the recorded ones.
+/// `duration`, and returns the recorded ones.
 pub async fn fixed_rate(
     target: Target,
     rate: f64,
     warmup: Duration,
     duration: Duration,
-) -> Summary {
+) -> Samples {
     let client = client();
     let target = Arc::new(target);
     let samples: Arc<Mutex<Vec<Result<Sample, String>>>> = Arc::default();
@@ -134,34 +179,8 @@ pub async fn fixed_rate(
         let _ = task.await;
     }
     let elapsed = measured_start.elapsed();
-    let samples = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut summary = Summary {
-        sent: samples.len(),
-        ..Summary::default()
-    };
-    let mut totals = Vec::new();
-    let mut firsts = Vec::new();
-    for sample in samples {
-        match sample {
-            Ok(s) => {
-                totals.push(s.total.as_secs_f64() * 1e6);
-                firsts.push(s.first_byte.as_secs_f64() * 1e6);
-            }
-            Err(e) => {
-                summary.errors += 1;
-                summary.first_error.get_or_insert(e);
-            }
-        }
-    }
-    totals.sort_by(f64::total_cmp);
-    firsts.sort_by(f64::total_cmp);
-    summary.ok = totals.len();
-    summary.p50_us = percentile(&totals, 50.0);
-    summary.p99_us = percentile(&totals, 99.0);
-    summary.ttfb_p50_us = percentile(&firsts, 50.0);
-    summary.ttfb_p99_us = percentile(&firsts, 99.0);
-    summary.achieved_rps = summary.ok as f64 / elapsed.as_secs_f64();
-    summary
+    let results = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
+    Samples { results, elapsed }
 }
 
 /// One request, for checks: the status and body text.

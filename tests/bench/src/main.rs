@@ -102,7 +102,8 @@ fn main() -> anyhow::Result<()> {
                     rate,
                     Duration::from_secs(1),
                     Duration::from_secs_f64(secs),
-                ));
+                ))
+                .summary();
             println!("{summary:?}");
             Ok(())
         }

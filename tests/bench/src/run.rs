@@ -33,6 +33,8 @@ struct Settings {
     warmup: Duration,
     rate_duration: Duration,
     sat_duration: Duration,
+    /// Rounds each scenario's measurements are split into, hops alternating.
+    rounds: u32,
     connections: u32,
     chunks: usize,
     chunk_interval_us: u64,
@@ -56,6 +58,7 @@ impl Settings {
             warmup: Duration::from_secs_f64(env_or("BENCH_WARMUP_SECS", 1.0)),
             rate_duration: Duration::from_secs_f64(env_or("BENCH_RATE_SECS", 8.0)),
             sat_duration: Duration::from_secs_f64(env_or("BENCH_SAT_SECS", 6.0)),
+            rounds: env_or("BENCH_ROUNDS", 3u32).max(1),
             connections: env_or("BENCH_CONNECTIONS", 32),
             chunks: env_or("BENCH_CHUNKS", 20),
             chunk_interval_us: env_or("BENCH_CHUNK_INTERVAL_US", 0),
@@ -181,6 +184,13 @@ struct Stack {
 }
 
 impl Stack {
+    /// Fails the run if any process of the stack has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.upstream.check_alive()?;
+        self.nginx.check_alive()?;
+        self.gateway.check_alive()
+    }
+
     fn pids(&self, hop: Hop) -> Vec<u32> {
         match hop {
             Hop::Upstream => vec![self.upstream.pid()],
@@ -340,7 +350,12 @@ struct Measurement {
 }
 
 /// Closed-loop saturation with wrk; returns (requests, seconds, errors).
-fn wrk(settings: &Settings, target: &Target, script_dir: &Path) -> anyhow::Result<(u64, f64, u64)> {
+fn wrk(
+    settings: &Settings,
+    target: &Target,
+    script_dir: &Path,
+    duration: Duration,
+) -> anyhow::Result<(u64, f64, u64)> {
     let script = script_dir.join("post.lua");
     let body = String::from_utf8_lossy(&target.body).into_owned();
     let mut lua = String::from(
@@ -359,7 +374,7 @@ fn wrk(settings: &Settings, target: &Target, script_dir: &Path) -> anyhow::Resul
         .arg(format!("-c{}", settings.connections))
         .arg(format!(
             "-d{}s",
-            settings.sat_duration.as_secs_f64().ceil() as u64
+            duration.as_secs_f64().ceil().max(1.0) as u64
         ))
         .arg("--timeout")
         .arg("5s")
@@ -387,33 +402,72 @@ fn wrk(settings: &Settings, target: &Target, script_dir: &Path) -> anyhow::Resul
     ))
 }
 
-async fn measure_hop(
+/// Measures one scenario on every hop. The saturation runs, then the
+/// fixed-rate runs, are split into rounds that alternate the hops, so a
+/// slow spell of this shared machine weighs on all of them alike rather
+/// than on whichever hop it happened to fall on; each hop's rounds are
+/// pooled.
+async fn measure_scenario(
     settings: &Settings,
-    stack: &Stack,
-    hop: Hop,
-    target: Target,
+    stack: &mut Stack,
+    scenario: &Scenario,
     clk: f64,
-) -> anyhow::Result<Measurement> {
-    let before = stack.cpu_ticks(hop);
-    let (requests, secs, errors) = wrk(settings, &target, &settings.work)?;
-    let ticks = stack.cpu_ticks(hop).saturating_sub(before);
-    let fixed = load::fixed_rate(
-        target,
-        settings.rate,
-        settings.warmup,
-        settings.rate_duration,
-    )
-    .await;
-    Ok(Measurement {
-        sat_rps: requests as f64 / secs.max(1e-9),
-        sat_errors: errors,
-        cpu_us_per_request: if requests > 0 {
-            ticks as f64 / clk * 1e6 / requests as f64
-        } else {
-            f64::NAN
-        },
-        fixed,
-    })
+) -> anyhow::Result<Vec<Measurement>> {
+    let rounds = settings.rounds;
+    let sat_round = settings.sat_duration / rounds;
+    let rate_round = settings.rate_duration / rounds;
+    // (requests, seconds, errors, CPU ticks) per hop.
+    let mut saturation = [(0u64, 0f64, 0u64, 0u64); HOPS.len()];
+    for round in 0..rounds {
+        for (i, hop) in HOPS.into_iter().enumerate() {
+            eprintln!(
+                "[bench] {}: {} saturation, round {}/{rounds}",
+                scenario.key,
+                hop.label(),
+                round + 1
+            );
+            stack.check_alive()?;
+            let target = scenario.target(stack, hop);
+            let before = stack.cpu_ticks(hop);
+            let (requests, secs, errors) = wrk(settings, &target, &settings.work, sat_round)?;
+            let ticks = stack.cpu_ticks(hop).saturating_sub(before);
+            let total = &mut saturation[i];
+            total.0 += requests;
+            total.1 += secs;
+            total.2 += errors;
+            total.3 += ticks;
+        }
+    }
+    let mut fixed: Vec<load::Samples> = HOPS.iter().map(|_| load::Samples::default()).collect();
+    for round in 0..rounds {
+        for (i, hop) in HOPS.into_iter().enumerate() {
+            eprintln!(
+                "[bench] {}: {} at {} req/s, round {}/{rounds}",
+                scenario.key,
+                hop.label(),
+                settings.rate,
+                round + 1
+            );
+            stack.check_alive()?;
+            let target = scenario.target(stack, hop);
+            fixed[i]
+                .extend(load::fixed_rate(target, settings.rate, settings.warmup, rate_round).await);
+        }
+    }
+    Ok(saturation
+        .iter()
+        .zip(&fixed)
+        .map(|(&(requests, secs, errors, ticks), samples)| Measurement {
+            sat_rps: requests as f64 / secs.max(1e-9),
+            sat_errors: errors,
+            cpu_us_per_request: if requests > 0 {
+                ticks as f64 / clk * 1e6 / requests as f64
+            } else {
+                f64::NAN
+            },
+            fixed: samples.summary(),
+        })
+        .collect())
 }
 
 fn endpoints_toml(upstream_port: u16) -> String {
@@ -837,15 +891,12 @@ pub async fn run() -> anyhow::Result<()> {
                 );
             }
         }
-        let mut row = Vec::new();
-        for hop in HOPS {
-            eprintln!("[bench] {}: {}", scenario.key, hop.label());
-            stack.upstream.check_alive()?;
-            stack.nginx.check_alive()?;
-            stack.gateway.check_alive()?;
-            let m = measure_hop(&settings, &stack, hop, scenario.target(&stack, hop), clk).await?;
+        let row = measure_scenario(&settings, &mut stack, scenario, clk).await?;
+        for (hop, m) in HOPS.into_iter().zip(&row) {
             eprintln!(
-                "[bench]   saturation {:.0} req/s ({} errors), CPU {:.0} µs/req; at {} req/s: p50 {:.0} µs p99 {:.0} µs, {}/{} errors{}",
+                "[bench] {} via {}: saturation {:.0} req/s ({} errors), CPU {:.0} µs/req; at {} req/s: p50 {:.0} µs p99 {:.0} µs, {}/{} errors{}",
+                scenario.key,
+                hop.label(),
                 m.sat_rps,
                 m.sat_errors,
                 m.cpu_us_per_request,
@@ -860,7 +911,6 @@ pub async fn run() -> anyhow::Result<()> {
                     .map(|e| format!(" (first: {e})"))
                     .unwrap_or_default()
             );
-            row.push(m);
         }
         results.push(row);
     }
@@ -916,10 +966,13 @@ fn report(
     let _ = writeln!(
         md,
         "\n## Method\n\n\
-         - **Saturation throughput**: wrk, 1 thread, {c} connections, {s:.0} s, closed loop.\n\
-         - **Latency p50 / p99**: open loop at a fixed {r:.0} requests/s for {d:.0} s after {w:.0} s of warm-up \
-         (portico-bench's generator: new request on schedule whatever the previous ones do). \
-         *Added* latency is the hop's percentile minus the upstream's.\n\
+         - **Saturation throughput**: wrk, 1 thread, {c} connections, {s:.0} s per hop, closed loop.\n\
+         - **Latency p50 / p99**: open loop at a fixed {r:.0} requests/s for {d:.0} s per hop \
+         (portico-bench's generator: new request on schedule whatever the previous ones do; {w:.0} s of \
+         warm-up before each round). *Added* latency is the hop's percentile minus the upstream's.\n\
+         - **Interleaved rounds**: each scenario's saturation time, then its fixed-rate time, is split into \
+         {n} rounds that alternate upstream, nginx and gateway; each hop's rounds are pooled. A slow spell \
+         of the shared machine then weighs on every hop rather than on one.\n\
          - **CPU per request**: user + system CPU time of the hop's own processes (nginx master + \
          workers; the gateway process; the upstream process for \"upstream alone\") during the \
          saturation run, divided by the requests completed.\n\
@@ -932,6 +985,7 @@ fn report(
          - nginx: `worker_processes auto`, keepalive upstream pool, `proxy_buffering off`, no access log. \
          Gateway: `RUST_LOG=warn`, all plugins loaded, compiled-plugin cache warm.\n",
         c = settings.connections,
+        n = settings.rounds,
         s = settings.sat_duration.as_secs_f64(),
         r = settings.rate,
         d = settings.rate_duration.as_secs_f64(),
