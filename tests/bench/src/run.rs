@@ -51,6 +51,15 @@ struct Settings {
 }
 
 impl Settings {
+    /// wrk's time per hop and round: whole seconds, at least one.
+    fn sat_round(&self) -> Duration {
+        Duration::from_secs(
+            (self.sat_duration.as_secs_f64() / f64::from(self.rounds))
+                .ceil()
+                .max(1.0) as u64,
+        )
+    }
+
     fn from_env() -> Self {
         let root = env_path("BENCH_ROOT", Path::new("."));
         Settings {
@@ -372,10 +381,7 @@ fn wrk(
     let output = Command::new(&settings.wrk)
         .arg("-t1")
         .arg(format!("-c{}", settings.connections))
-        .arg(format!(
-            "-d{}s",
-            duration.as_secs_f64().ceil().max(1.0) as u64
-        ))
+        .arg(format!("-d{}s", duration.as_secs()))
         .arg("--timeout")
         .arg("5s")
         .arg("-s")
@@ -402,6 +408,16 @@ fn wrk(
     ))
 }
 
+/// One hop's saturation rounds, summed.
+#[derive(Clone, Copy, Default)]
+struct Saturation {
+    requests: u64,
+    secs: f64,
+    errors: u64,
+    /// CPU clock ticks of the hop's processes.
+    ticks: u64,
+}
+
 /// Measures one scenario on every hop. The saturation runs, then the
 /// fixed-rate runs, are split into rounds that alternate the hops, so a
 /// slow spell of this shared machine weighs on all of them alike rather
@@ -414,10 +430,9 @@ async fn measure_scenario(
     clk: f64,
 ) -> anyhow::Result<Vec<Measurement>> {
     let rounds = settings.rounds;
-    let sat_round = settings.sat_duration / rounds;
+    let sat_round = settings.sat_round();
     let rate_round = settings.rate_duration / rounds;
-    // (requests, seconds, errors, CPU ticks) per hop.
-    let mut saturation = [(0u64, 0f64, 0u64, 0u64); HOPS.len()];
+    let mut saturation = [Saturation::default(); HOPS.len()];
     for round in 0..rounds {
         for (i, hop) in HOPS.into_iter().enumerate() {
             eprintln!(
@@ -432,10 +447,10 @@ async fn measure_scenario(
             let (requests, secs, errors) = wrk(settings, &target, &settings.work, sat_round)?;
             let ticks = stack.cpu_ticks(hop).saturating_sub(before);
             let total = &mut saturation[i];
-            total.0 += requests;
-            total.1 += secs;
-            total.2 += errors;
-            total.3 += ticks;
+            total.requests += requests;
+            total.secs += secs;
+            total.errors += errors;
+            total.ticks += ticks;
         }
     }
     let mut fixed: Vec<load::Samples> = HOPS.iter().map(|_| load::Samples::default()).collect();
@@ -457,11 +472,11 @@ async fn measure_scenario(
     Ok(saturation
         .iter()
         .zip(&fixed)
-        .map(|(&(requests, secs, errors, ticks), samples)| Measurement {
-            sat_rps: requests as f64 / secs.max(1e-9),
-            sat_errors: errors,
-            cpu_us_per_request: if requests > 0 {
-                ticks as f64 / clk * 1e6 / requests as f64
+        .map(|(sat, samples)| Measurement {
+            sat_rps: sat.requests as f64 / sat.secs.max(1e-9),
+            sat_errors: sat.errors,
+            cpu_us_per_request: if sat.requests > 0 {
+                sat.ticks as f64 / clk * 1e6 / sat.requests as f64
             } else {
                 f64::NAN
             },
@@ -986,7 +1001,7 @@ fn report(
          Gateway: `RUST_LOG=warn`, all plugins loaded, compiled-plugin cache warm.\n",
         c = settings.connections,
         n = settings.rounds,
-        s = settings.sat_duration.as_secs_f64(),
+        s = (settings.sat_round() * settings.rounds).as_secs_f64(),
         r = settings.rate,
         d = settings.rate_duration.as_secs_f64(),
         w = settings.warmup.as_secs_f64(),

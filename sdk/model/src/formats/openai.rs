@@ -797,11 +797,12 @@ impl ChunkEncoder {
                     ..ChunkDelta::default()
                 })
             }
-            StreamEvent::Finish { reason } => (!self.finished).then(|| {
+            StreamEvent::Finish { .. } if self.finished => None,
+            StreamEvent::Finish { reason } => {
                 self.finished = true;
                 finish = Some(finish_reason_str(*reason));
-                ChunkDelta::default()
-            }),
+                Some(ChunkDelta::default())
+            }
             StreamEvent::Usage { usage } => {
                 self.usage = Some(*usage);
                 None
@@ -861,12 +862,10 @@ impl ChunkEncoder {
     }
 }
 
-// One `chat.completion.chunk`, written straight from borrowed parts (no
-// `Value` tree per streamed token). Fields are in alphabetical order, the
-// order a `Value` object is written in, so the bytes match what the
-// `json!` form produced.
-
-/// One `chat.completion.chunk` of [`ChunkEncoder::encode`].
+/// One `chat.completion.chunk` of [`ChunkEncoder::encode`], written straight
+/// from borrowed parts (no `Value` tree per streamed token). Here and in the
+/// types below, fields are in alphabetical order, the order a `Value` object
+/// is written in, so the bytes match what the `json!` form produced.
 #[derive(Debug, Serialize)]
 pub struct Chunk<'a> {
     choices: [ChunkChoice<'a>; 1],
