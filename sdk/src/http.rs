@@ -1,7 +1,6 @@
 //! Building the [`HttpRequest`]s the host sends, and URL joining.
 
 use portico_model::plugin::HttpRequest;
-use serde_json::Value;
 
 /// Builder of an upstream request.
 ///
@@ -63,7 +62,7 @@ impl RequestBuilder {
     }
 
     /// A JSON body, with `content-type: application/json`.
-    pub fn json(mut self, body: &Value) -> Self {
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Self {
         // The shared writer: serde_json's output, with message text escaped
         // several bytes at a time (most of a chat body is text).
         self.request.body = portico_model::json::to_vec(body).unwrap_or_default();

@@ -264,13 +264,23 @@ impl OpenAiCompat {
             request.model = endpoint.model.clone();
         }
         let url = self.url(endpoint, &self.chat_path, &request.model)?;
-        let mut body = openai::chat_request_body_with(&request, stream, &self.body);
-        self.finish_body(&mut body, self.chat_body_hook);
-        Ok(self
+        let mut body = openai::chat_body(&request, stream, &self.body);
+        if !self.model_in_body {
+            body.remove("model");
+        }
+        let builder = self
             .request(endpoint, url)?
-            .header("accept", http::accept(stream, http::SSE))
-            .json(&body)
-            .build())
+            .header("accept", http::accept(stream, http::SSE));
+        // The typed body is written as is; only a hook needs it as a `Value`.
+        Ok(match self.chat_body_hook {
+            Some(hook) => {
+                let mut body = body.to_value();
+                hook(&mut body);
+                builder.json(&body)
+            }
+            None => builder.json(&body),
+        }
+        .build())
     }
 
     /// A complete successful chat response (the export bridge sends
@@ -492,8 +502,13 @@ impl EventDecoder for ChunkDecoder {
             return Err(ProviderError::bad_upstream(message));
         }
         let data = event.data.trim();
+        // Most chunks read through typed views; the rest are parsed once
+        // as a `Value`, adjusted, and decoded from it.
+        if let Some(events) = self.decode_typed(data) {
+            return Ok(events);
+        }
         // `[DONE]`, blank data and unreadable chunks take the decoder's own
-        // path (the last one to its error); a chunk is parsed only once.
+        // path (the last one to its error).
         let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
             return ChunkDecoder::decode(self, data);
         };

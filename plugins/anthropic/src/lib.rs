@@ -100,7 +100,7 @@ impl Provider for Anthropic {
             request.model = endpoint.model.clone();
         }
         let max_tokens = self.default_max_tokens(endpoint, &request.model)?;
-        let body = anthropic::messages_request_body(&request, stream, max_tokens);
+        let body = anthropic::messages_body(&request, stream, max_tokens);
         let base = endpoint.base_url("base_url", Some(DEFAULT_BASE_URL))?;
         // Accept a base URL given with the version (".../v1") as well.
         let base = base.strip_suffix("/v1").unwrap_or(&base);

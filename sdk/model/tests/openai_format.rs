@@ -625,6 +625,74 @@ fn builds_upstream_chat_body() {
     assert_eq!(body["top_k"], 40);
 }
 
+/// The typed body writes what its `Value` form writes, byte for byte (the
+/// `Value` form is what hooks edit and what the tests above inspect).
+#[test]
+fn typed_chat_body_writes_its_value_form() {
+    let mut requests = vec![full_request()];
+    let mut odd = full_request();
+    odd.params.temperature = Some(f64::NAN);
+    odd.params.top_k = Some(3);
+    odd.tool_choice = Some(ToolChoice::Tool {
+        name: "lookup".into(),
+    });
+    odd.tools[0].description = None;
+    odd.extra.insert("model".into(), json!("from-extra"));
+    odd.extra
+        .insert("aaa_first".into(), json!([1, {"z": 1, "a": 2}]));
+    odd.messages.push(Message {
+        role: Role::Assistant,
+        content: vec![ContentPart::ToolCall {
+            id: "call_2".into(),
+            name: "lookup".into(),
+            arguments: "{}".into(),
+        }],
+    });
+    odd.messages.push(Message {
+        role: Role::User,
+        content: vec![],
+    });
+    odd.messages.push(Message {
+        role: Role::User,
+        content: vec![ContentPart::Image {
+            source: ImageSource::Url {
+                url: "https://example.com/a.png".into(),
+            },
+        }],
+    });
+    odd.messages.push(Message::assistant(""));
+    requests.push(odd);
+    requests.push(ChatRequest {
+        model: "m".into(),
+        messages: vec![Message::user("line\n\"quoted\" \u{7f} é")],
+        ..Default::default()
+    });
+    let options = [
+        ChatBodyOptions::default(),
+        ChatBodyOptions {
+            max_tokens_field: MaxTokensField::MaxTokens,
+            stream_usage: false,
+            top_k: true,
+        },
+    ];
+    for request in &requests {
+        for options in &options {
+            for stream in [false, true] {
+                let typed = openai::chat_body(request, stream, options);
+                let value = openai::chat_request_body_with(request, stream, options);
+                assert_eq!(
+                    portico_model::json::to_string(&typed).ok(),
+                    serde_json::to_string(&value).ok(),
+                    "{request:?}"
+                );
+                let mut without_model = openai::chat_body(request, stream, options);
+                without_model.remove("model");
+                assert!(without_model.to_value().get("model").is_none());
+            }
+        }
+    }
+}
+
 #[test]
 fn tool_results_in_user_turns_become_tool_messages_first() {
     let request = ChatRequest {

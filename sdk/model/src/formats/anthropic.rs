@@ -880,93 +880,232 @@ pub fn messages_request_body(
     stream: bool,
     default_max_tokens: u32,
 ) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(request.model));
-    body.insert(
-        "max_tokens".into(),
-        json!(request.params.max_tokens.unwrap_or(default_max_tokens)),
-    );
+    messages_body(request, stream, default_max_tokens).to_value()
+}
+
+/// [`messages_request_body`] as typed parts borrowed from `request`,
+/// written to JSON without building a `Value` tree; its JSON is the
+/// `Value` form's byte for byte.
+pub fn messages_body(
+    request: &ChatRequest,
+    stream: bool,
+    default_max_tokens: u32,
+) -> MessagesBody<'_> {
+    use BodyField as F;
+    let mut fields: Vec<(&str, BodyField)> = Vec::with_capacity(12);
+    fields.push(("model", F::Str(&request.model)));
+    fields.push((
+        "max_tokens",
+        F::U32(request.params.max_tokens.unwrap_or(default_max_tokens)),
+    ));
     if let Some(system) = request.system.as_deref().filter(|s| !s.is_empty()) {
-        body.insert("system".into(), json!(system));
+        fields.push(("system", F::Str(system)));
     }
-    body.insert(
-        "messages".into(),
-        Value::Array(wire_messages(&request.messages)),
-    );
+    fields.push(("messages", F::Messages(wire_turns(&request.messages))));
+    // Only the options the neutral choice lacks come from the client's own
+    // `tool_choice` (kept in `extra` by this dialect's parser).
+    let original_choice = (request.extra_dialect.as_deref() == Some(DIALECT))
+        .then(|| request.extra.get("tool_choice"))
+        .flatten();
     if !request.tools.is_empty() {
-        let tools = request.tools.iter().map(wire_tool).collect();
-        body.insert("tools".into(), Value::Array(tools));
+        fields.push(("tools", F::Tools(&request.tools)));
         // Anthropic rejects tool_choice without tools.
         if let Some(choice) = &request.tool_choice {
-            let choice = match choice {
-                ToolChoice::Auto => json!({"type": "auto"}),
-                ToolChoice::None => json!({"type": "none"}),
-                ToolChoice::Required => json!({"type": "any"}),
-                ToolChoice::Tool { name } => json!({"type": "tool", "name": name}),
-            };
-            body.insert("tool_choice".into(), choice);
+            let disable_parallel_tool_use = original_choice
+                .and_then(Value::as_object)
+                .and_then(|original| original.get("disable_parallel_tool_use"));
+            fields.push((
+                "tool_choice",
+                F::ToolChoice(WireToolChoice::new(choice, disable_parallel_tool_use)),
+            ));
         }
     }
     let params = &request.params;
     if let Some(temperature) = params.temperature {
-        body.insert("temperature".into(), json!(temperature));
+        fields.push(("temperature", F::F64(temperature)));
     }
     if let Some(top_p) = params.top_p {
-        body.insert("top_p".into(), json!(top_p));
+        fields.push(("top_p", F::F64(top_p)));
     }
     if let Some(top_k) = params.top_k {
-        body.insert("top_k".into(), json!(top_k));
+        fields.push(("top_k", F::U32(top_k)));
     }
     if !params.stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(params.stop));
+        fields.push(("stop_sequences", F::Strings(&params.stop)));
     }
     if stream {
-        body.insert("stream".into(), json!(true));
+        fields.push(("stream", F::Bool(true)));
     }
     // seed, penalties and response_format have no Messages API equivalent.
 
     if request.extra_dialect.as_deref() == Some(DIALECT) {
+        let set = fields.len();
         for (key, value) in &request.extra {
-            if key == "tool_choice" {
-                // Only the options the neutral choice lacks come from the original.
-                if let (Some(Value::Object(built)), Some(original)) =
-                    (body.get_mut(key), value.as_object())
-                    && let Some(flag) = original.get("disable_parallel_tool_use")
-                {
-                    built.insert("disable_parallel_tool_use".into(), flag.clone());
-                }
-            } else if !body.contains_key(key) {
-                body.insert(key.clone(), value.clone());
+            if key != "tool_choice" && !fields[..set].iter().any(|(k, _)| *k == key.as_str()) {
+                fields.push((key.as_str(), F::Json(value)));
             }
         }
     }
-    Value::Object(body)
+    MessagesBody(common::SortedObject::new(fields))
 }
 
-fn wire_tool(tool: &Tool) -> Value {
-    // OpenAI-dialect tools may omit parameters; Anthropic requires an object schema.
-    let schema = match &tool.parameters {
-        Value::Object(schema) if !schema.is_empty() => tool.parameters.clone(),
-        _ => json!({"type": "object", "properties": {}}),
-    };
-    let mut wire = json!({"name": tool.name, "input_schema": schema});
-    if let Some(description) = &tool.description {
-        wire["description"] = json!(description);
+/// A Messages API request body; see [`messages_body`].
+#[derive(Debug)]
+pub struct MessagesBody<'a>(common::SortedObject<'a, BodyField<'a>>);
+
+impl MessagesBody<'_> {
+    /// The body as a `Value`, for code that edits it.
+    pub fn to_value(&self) -> Value {
+        self.0.to_value()
     }
-    wire
+}
+
+impl serde::Serialize for MessagesBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+// Struct fields below are in alphabetical order: the order a `Value` object
+// writes its keys in.
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum BodyField<'a> {
+    Str(&'a str),
+    Messages(Vec<WireTurn<'a>>),
+    Tools(#[serde(serialize_with = "tools")] &'a [Tool]),
+    ToolChoice(WireToolChoice<'a>),
+    U32(u32),
+    F64(f64),
+    Bool(bool),
+    Strings(&'a [String]),
+    Json(&'a Value),
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WireToolChoice<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_parallel_tool_use: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl<'a> WireToolChoice<'a> {
+    fn new(choice: &'a ToolChoice, disable_parallel_tool_use: Option<&'a Value>) -> Self {
+        let (kind, name) = match choice {
+            ToolChoice::Auto => ("auto", None),
+            ToolChoice::None => ("none", None),
+            ToolChoice::Required => ("any", None),
+            ToolChoice::Tool { name } => ("tool", Some(name.as_str())),
+        };
+        WireToolChoice {
+            disable_parallel_tool_use,
+            name,
+            kind,
+        }
+    }
+}
+
+fn tools<S: serde::Serializer>(tools: &&[Tool], serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct WireTool<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+        input_schema: &'a Value,
+        name: &'a str,
+    }
+    // OpenAI-dialect tools may omit parameters; Anthropic requires an object schema.
+    let empty_schema = json!({"type": "object", "properties": {}});
+    serializer.collect_seq(tools.iter().map(|tool| WireTool {
+        description: tool.description.as_deref(),
+        input_schema: match &tool.parameters {
+            Value::Object(schema) if !schema.is_empty() => &tool.parameters,
+            _ => &empty_schema,
+        },
+        name: &tool.name,
+    }))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WireTurn<'a> {
+    content: WireContent<'a>,
+    role: &'static str,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Blocks(Vec<WireBlock<'a>>),
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum WireBlock<'a> {
+    Text {
+        text: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    Image {
+        source: WireImage,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        input: Value,
+        name: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    ToolResult {
+        #[serde(skip_serializing_if = "str::is_empty")]
+        content: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+        tool_use_id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    Thinking {
+        signature: &'a str,
+        thinking: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum WireImage {
+    Base64 {
+        data: String,
+        media_type: String,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    Url {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        url: String,
+    },
 }
 
 /// Neutral turns as Anthropic messages: tool results go in user turns,
 /// consecutive same-role turns merge (Anthropic requires alternation), and
 /// empty turns are dropped.
-fn wire_messages(messages: &[Message]) -> Vec<Value> {
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+fn wire_turns(messages: &[Message]) -> Vec<WireTurn<'_>> {
+    let mut turns: Vec<(&'static str, Vec<WireBlock>)> = Vec::new();
     for message in messages {
         let role = match message.role {
             Role::User | Role::Tool => "user",
             Role::Assistant => "assistant",
         };
-        let blocks: Vec<Value> = message
+        let blocks: Vec<WireBlock> = message
             .content
             .iter()
             .filter_map(|part| wire_block(part, message.role))
@@ -984,66 +1123,71 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
         .map(|(role, mut blocks)| {
             if role == "user" {
                 // Anthropic wants a turn's tool results before any other block.
-                blocks.sort_by_key(|block| block["type"] != "tool_result");
+                blocks.sort_by_key(|block| !matches!(block, WireBlock::ToolResult { .. }));
             }
             let content = match blocks.as_slice() {
-                [single] if single["type"] == "text" => single["text"].clone(),
-                _ => Value::Array(blocks),
+                [WireBlock::Text { text, .. }] => WireContent::Text(text),
+                _ => WireContent::Blocks(blocks),
             };
-            json!({"role": role, "content": content})
+            WireTurn { content, role }
         })
         .collect()
 }
 
-fn wire_block(part: &ContentPart, role: Role) -> Option<Value> {
+fn wire_block(part: &ContentPart, role: Role) -> Option<WireBlock<'_>> {
     match part {
         // Anthropic rejects empty text blocks.
         ContentPart::Text { text } if text.is_empty() => None,
-        ContentPart::Text { text } => Some(json!({"type": "text", "text": text})),
+        ContentPart::Text { text } => Some(WireBlock::Text { text, kind: "text" }),
         ContentPart::Image { source } => {
             let source = match source {
-                ImageSource::Url { url } => match ImageSource::from_url(url) {
-                    ImageSource::Base64 { media_type, data } => {
-                        json!({"type": "base64", "media_type": media_type, "data": data})
-                    }
-                    ImageSource::Url { url } => json!({"type": "url", "url": url}),
-                },
-                ImageSource::Base64 { media_type, data } => {
-                    json!({"type": "base64", "media_type": media_type, "data": data})
-                }
+                ImageSource::Url { url } => ImageSource::from_url(url),
+                other => other.clone(),
             };
-            Some(json!({"type": "image", "source": source}))
+            let source = match source {
+                ImageSource::Base64 { media_type, data } => WireImage::Base64 {
+                    data,
+                    media_type,
+                    kind: "base64",
+                },
+                ImageSource::Url { url } => WireImage::Url { kind: "url", url },
+            };
+            Some(WireBlock::Image {
+                source,
+                kind: "image",
+            })
         }
         ContentPart::ToolCall {
             id,
             name,
             arguments,
-        } => Some(
-            json!({"type": "tool_use", "id": id, "name": name, "input": arguments_object(arguments)}),
-        ),
+        } => Some(WireBlock::ToolUse {
+            id,
+            input: arguments_object(arguments),
+            name,
+            kind: "tool_use",
+        }),
         ContentPart::ToolResult {
             tool_call_id,
             content,
             is_error,
             ..
-        } => {
-            let mut block = json!({"type": "tool_result", "tool_use_id": tool_call_id});
-            if !content.is_empty() {
-                block["content"] = json!(content);
-            }
-            if *is_error {
-                block["is_error"] = json!(true);
-            }
-            Some(block)
-        }
+        } => Some(WireBlock::ToolResult {
+            content,
+            is_error: *is_error,
+            tool_use_id: tool_call_id,
+            kind: "tool_result",
+        }),
         // Anthropic verifies the signature of replayed thinking; unsigned
         // reasoning (another provider's) cannot be sent back.
         ContentPart::Thinking {
             text,
             signature: Some(signature),
-        } if role == Role::Assistant => {
-            Some(json!({"type": "thinking", "thinking": text, "signature": signature}))
-        }
+        } if role == Role::Assistant => Some(WireBlock::Thinking {
+            signature,
+            thinking: text,
+            kind: "thinking",
+        }),
         ContentPart::Thinking { .. } => None,
     }
 }
@@ -1075,23 +1219,29 @@ struct WireUsage {
 impl WireUsage {
     /// Applies the counters present in `usage`.
     fn update(&mut self, usage: &Value) {
-        let count = |key: &str| {
-            usage
-                .get(key)
-                .and_then(Value::as_u64)
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-        };
-        if let Some(n) = count("input_tokens") {
-            self.input = n;
+        let count = |key: &str| usage.get(key).and_then(Value::as_u64);
+        self.apply(&wire::UsageCounts {
+            input_tokens: count("input_tokens"),
+            cache_creation_input_tokens: count("cache_creation_input_tokens"),
+            cache_read_input_tokens: count("cache_read_input_tokens"),
+            output_tokens: count("output_tokens"),
+        });
+    }
+
+    /// Applies the counters present.
+    fn apply(&mut self, counts: &wire::UsageCounts) {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        if let Some(n) = counts.input_tokens {
+            self.input = clamp(n);
         }
-        if let Some(n) = count("cache_creation_input_tokens") {
-            self.cache_creation = n;
+        if let Some(n) = counts.cache_creation_input_tokens {
+            self.cache_creation = clamp(n);
         }
-        if let Some(n) = count("cache_read_input_tokens") {
-            self.cache_read = Some(n);
+        if let Some(n) = counts.cache_read_input_tokens {
+            self.cache_read = Some(clamp(n));
         }
-        if let Some(n) = count("output_tokens") {
-            self.output = n;
+        if let Some(n) = counts.output_tokens {
+            self.output = clamp(n);
         }
     }
 
@@ -1117,6 +1267,17 @@ fn str_field(value: &Value, key: &str) -> String {
 
 /// Parses a Messages API answer; `raw` keeps the body.
 pub fn parse_message(body: &[u8]) -> Result<ChatResponse, ProviderError> {
+    // The common shape is read straight into typed views; anything they do
+    // not cover exactly (an error document, an unexpected type) takes the
+    // `Value` reading, which defines the behaviour.
+    match wire::message(body) {
+        Some(response) => Ok(response),
+        None => parse_message_value(body),
+    }
+}
+
+/// The reference reading of a Messages answer, through a `Value` tree.
+fn parse_message_value(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ProviderError::bad_upstream(format!("Anthropic answer is not valid JSON: {e}"))
     })?;
@@ -1166,6 +1327,99 @@ pub fn parse_message(body: &[u8]) -> Result<ChatResponse, ProviderError> {
         usage: usage.neutral(),
         raw: RawJson::from_body(body),
     })
+}
+
+/// Typed views of an Anthropic Messages answer: the fast reading of
+/// [`parse_message`], without a `Value` tree (a `BTreeMap` per object,
+/// every key and string copied). Each view is strict where the `Value`
+/// reading is lenient (a field of an unexpected type fails the whole
+/// reading), so an answer either reads the same both ways or falls back;
+/// the tests compare the two.
+mod wire {
+    use serde::{Deserialize, Deserializer};
+
+    use super::{ChatResponse, ContentPart, RawJson, Value, WireUsage, finish_reason};
+
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        id: Option<String>,
+        model: Option<String>,
+        content: Option<Vec<Block>>,
+        stop_reason: Option<String>,
+        usage: Option<UsageCounts>,
+    }
+
+    #[derive(Deserialize)]
+    struct Block {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        text: Option<String>,
+        id: Option<String>,
+        name: Option<String>,
+        /// `Some(Value::Null)` for an explicit `null`, as the `Value` reading.
+        #[serde(default, deserialize_with = "present")]
+        input: Option<Value>,
+        thinking: Option<String>,
+        signature: Option<String>,
+    }
+
+    /// The token counters of a `usage` object.
+    #[derive(Deserialize)]
+    pub(super) struct UsageCounts {
+        pub input_tokens: Option<u64>,
+        pub cache_creation_input_tokens: Option<u64>,
+        pub cache_read_input_tokens: Option<u64>,
+        pub output_tokens: Option<u64>,
+    }
+
+    fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+        Value::deserialize(deserializer).map(Some)
+    }
+
+    /// `None` when the typed views do not cover this body.
+    pub(super) fn message(body: &[u8]) -> Option<ChatResponse> {
+        let message: Message = serde_json::from_slice(body).ok()?;
+        if message.kind.as_deref() == Some("error") {
+            return None;
+        }
+        let blocks = message.content?;
+        let mut content = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            match block.kind.as_deref() {
+                Some("text") => content.push(ContentPart::text(block.text.unwrap_or_default())),
+                Some("tool_use") => content.push(ContentPart::ToolCall {
+                    id: block.id.unwrap_or_default(),
+                    name: block.name.unwrap_or_default(),
+                    arguments: block
+                        .input
+                        .map_or_else(|| "{}".to_string(), |input| input.to_string()),
+                }),
+                Some("thinking") => content.push(ContentPart::Thinking {
+                    text: block.thinking.unwrap_or_default(),
+                    signature: block.signature,
+                }),
+                _ => {}
+            }
+        }
+        let mut usage = WireUsage::default();
+        if let Some(counts) = &message.usage {
+            usage.apply(counts);
+        }
+        Some(ChatResponse {
+            id: message.id.unwrap_or_default(),
+            model: message.model.unwrap_or_default(),
+            content,
+            finish_reason: message
+                .stop_reason
+                .as_deref()
+                .map(finish_reason)
+                .unwrap_or_default(),
+            usage: usage.neutral(),
+            raw: RawJson::from_body(body),
+        })
+    }
 }
 
 /// Turns Anthropic SSE events into neutral stream events.
@@ -1366,6 +1620,166 @@ mod tests {
     //! building, provider answer/stream/error parsing.
 
     use super::*;
+
+    /// The typed body writes what its `Value` form writes, byte for byte.
+    #[test]
+    fn typed_messages_body_writes_its_value_form() {
+        let mut request = ChatRequest {
+            model: "claude-x".into(),
+            system: Some("Be brief.".into()),
+            messages: vec![
+                Message {
+                    role: Role::User,
+                    content: vec![
+                        ContentPart::text("Look \"here\"\n"),
+                        ContentPart::text(""),
+                        ContentPart::Image {
+                            source: ImageSource::Url {
+                                url: "data:image/png;base64,AAAA".into(),
+                            },
+                        },
+                        ContentPart::Image {
+                            source: ImageSource::Url {
+                                url: "https://example.com/a.png".into(),
+                            },
+                        },
+                    ],
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: vec![
+                        ContentPart::Thinking {
+                            text: "hmm".into(),
+                            signature: Some("sig".into()),
+                        },
+                        ContentPart::Thinking {
+                            text: "unsigned".into(),
+                            signature: None,
+                        },
+                        ContentPart::ToolCall {
+                            id: "t1".into(),
+                            name: "get".into(),
+                            arguments: "{\"b\":1,\"a\":2}".into(),
+                        },
+                        ContentPart::ToolCall {
+                            id: "t2".into(),
+                            name: "get".into(),
+                            arguments: "not json".into(),
+                        },
+                    ],
+                },
+                Message {
+                    role: Role::Tool,
+                    content: vec![ContentPart::ToolResult {
+                        tool_call_id: "t1".into(),
+                        name: None,
+                        content: "42".into(),
+                        is_error: true,
+                    }],
+                },
+                Message {
+                    role: Role::User,
+                    content: vec![
+                        ContentPart::text("and"),
+                        ContentPart::ToolResult {
+                            tool_call_id: "t2".into(),
+                            name: None,
+                            content: String::new(),
+                            is_error: false,
+                        },
+                    ],
+                },
+                Message::assistant("Done."),
+            ],
+            tools: vec![
+                Tool {
+                    name: "get".into(),
+                    description: Some("Get".into()),
+                    parameters: json!({"type": "object", "properties": {"q": {"type": "string"}}}),
+                },
+                Tool {
+                    name: "bare".into(),
+                    description: None,
+                    parameters: json!({}),
+                },
+            ],
+            tool_choice: Some(ToolChoice::Tool { name: "get".into() }),
+            extra_dialect: Some(DIALECT.into()),
+            ..Default::default()
+        };
+        request.params.temperature = Some(0.25);
+        request.params.top_k = Some(5);
+        request.params.stop = vec!["\n\n".into()];
+        request.extra.insert(
+            "tool_choice".into(),
+            json!({"type": "tool", "name": "get", "disable_parallel_tool_use": true}),
+        );
+        request
+            .extra
+            .insert("metadata".into(), json!({"user_id": "u"}));
+        request.extra.insert("model".into(), json!("ignored"));
+        let mut requests = vec![request.clone()];
+        request.tools.clear();
+        request.extra_dialect = None;
+        request.system = Some(String::new());
+        requests.push(request);
+        for request in &requests {
+            for stream in [false, true] {
+                let typed = messages_body(request, stream, 1024);
+                let value = messages_request_body(request, stream, 1024);
+                assert_eq!(
+                    crate::json::to_string(&typed).ok(),
+                    serde_json::to_string(&value).ok(),
+                    "{request:?}"
+                );
+            }
+        }
+        let body = messages_request_body(&requests[0], false, 1024);
+        assert_eq!(body["tool_choice"]["disable_parallel_tool_use"], true);
+        assert_eq!(body["metadata"]["user_id"], "u");
+        assert_eq!(body["model"], "claude-x");
+        assert_eq!(body["messages"][0]["content"][0]["type"], "text");
+        // The tool turn and the next user turn merged, results first.
+        let merged = &body["messages"][2]["content"];
+        assert_eq!(merged[0]["type"], "tool_result");
+        assert_eq!(merged[1]["type"], "tool_result");
+        assert_eq!(merged[2]["text"], "and");
+    }
+
+    #[test]
+    fn typed_message_reading_matches_the_value_reading() {
+        // Answers the typed views must read, each exactly as the `Value`
+        // reading does.
+        let covered = [
+            r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hi \"you\"\n","citations":null}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":10,"cache_creation_input_tokens":2,"cache_read_input_tokens":3,"output_tokens":4,"service_tier":"standard","cache_creation":{"ephemeral_5m_input_tokens":0}}}"#,
+            r#"{"type":"message","content":[{"type":"thinking","thinking":"hmm","signature":"sig"},{"type":"redacted_thinking","data":"xx"},{"type":"tool_use","id":"toolu_1","name":"get","input":{"b":[1,2],"a":"x"}},{"type":"tool_use","id":"t2","name":"n","input":null},{"type":"tool_use","id":"t3","name":"m"},{"type":"server_tool_use","id":"s","name":"web_search","input":{"query":"q"}},{"type":"web_search_tool_result","tool_use_id":"s","content":[{"type":"web_search_result","url":"u"}]}],"stop_reason":"tool_use","usage":{"input_tokens":99999999999}}"#,
+            r#"{"content":[],"stop_reason":null,"usage":null}"#,
+            r#"  {"content":[{"type":"text"},{"text":"untyped"}],"stop_reason":"max_tokens"}"#,
+        ];
+        for body in covered {
+            let typed = wire::message(body.as_bytes())
+                .unwrap_or_else(|| panic!("typed views should cover {body}"));
+            assert_eq!(Ok(typed), parse_message_value(body.as_bytes()), "{body}");
+        }
+        // Bodies left to the `Value` reading.
+        let fallback = [
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            r#"{"type":"message","content":"text"}"#,
+            r#"{"type":"message"}"#,
+            r#"{"content":[{"type":"text","text":5}]}"#,
+            r#"{"content":["x"]}"#,
+            r#"{"content":[],"usage":{"input_tokens":-1}}"#,
+            "{",
+        ];
+        for body in fallback {
+            assert!(wire::message(body.as_bytes()).is_none(), "{body}");
+            assert_eq!(
+                parse_message(body.as_bytes()),
+                parse_message_value(body.as_bytes()),
+                "{body}"
+            );
+        }
+    }
     use crate::SamplingParams;
 
     fn parse(body: Value) -> ClientMessagesRequest {

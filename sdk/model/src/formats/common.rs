@@ -6,9 +6,56 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::ProviderError;
+
+/// A JSON object of typed fields borrowed from a request, written with
+/// its keys in sorted order, as a `Value` object writes them: a request
+/// body written straight from it is byte for byte its `Value` form, without
+/// building the tree (for a chat of a few KB, the tree and its copies of
+/// every message cost about as much as writing it).
+#[derive(Debug)]
+pub(crate) struct SortedObject<'a, F> {
+    /// Sorted by key, each key once.
+    fields: Vec<(&'a str, F)>,
+}
+
+impl<'a, F: Serialize> SortedObject<'a, F> {
+    /// From distinct keys, in any order.
+    pub(crate) fn new(mut fields: Vec<(&'a str, F)>) -> Self {
+        fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        SortedObject { fields }
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) {
+        self.fields.retain(|(k, _)| *k != key);
+    }
+
+    pub(crate) fn to_value(&self) -> Value {
+        Value::Object(
+            self.fields
+                .iter()
+                .map(|(key, field)| {
+                    let value = serde_json::to_value(field).unwrap_or(Value::Null);
+                    (key.to_string(), value)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl<F: Serialize> Serialize for SortedObject<'_, F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (key, field) in &self.fields {
+            map.serialize_entry(key, field)?;
+        }
+        map.end()
+    }
+}
 
 /// Longest upstream text quoted in an error message.
 const MAX_QUOTED_CHARS: usize = 300;

@@ -999,33 +999,28 @@ pub fn chat_request_body_with(
     stream: bool,
     options: &ChatBodyOptions,
 ) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), request.model.clone().into());
-    body.insert("messages".into(), messages_json(request).into());
+    chat_body(request, stream, options).to_value()
+}
+
+/// The upstream Chat Completions body for `request`, as typed parts
+/// borrowed from it: written to JSON without building a `Value` tree (for
+/// a chat of a few KB, the tree and its copies of every message cost about
+/// as much as writing it). Its JSON is that of [`chat_request_body_with`]
+/// byte for byte.
+pub fn chat_body<'a>(
+    request: &'a ChatRequest,
+    stream: bool,
+    options: &ChatBodyOptions,
+) -> ChatBody<'a> {
+    use BodyField as F;
+    let mut fields: Vec<(&'a str, BodyField<'a>)> = Vec::with_capacity(16);
+    fields.push(("model", F::Str(&request.model)));
+    fields.push(("messages", F::Messages(wire_messages(request))));
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                let mut function = Map::new();
-                function.insert("name".into(), tool.name.clone().into());
-                if let Some(description) = &tool.description {
-                    function.insert("description".into(), description.clone().into());
-                }
-                function.insert("parameters".into(), tool.parameters.clone());
-                json!({"type": "function", "function": function})
-            })
-            .collect();
-        body.insert("tools".into(), tools.into());
+        fields.push(("tools", F::Tools(&request.tools)));
     }
     if let Some(choice) = &request.tool_choice {
-        let value = match choice {
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::None => json!("none"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Tool { name } => json!({"type": "function", "function": {"name": name}}),
-        };
-        body.insert("tool_choice".into(), value);
+        fields.push(("tool_choice", F::ToolChoice(choice)));
     }
     let params = &request.params;
     if let Some(max) = params.max_tokens {
@@ -1033,46 +1028,222 @@ pub fn chat_request_body_with(
             MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
             MaxTokensField::MaxTokens => "max_tokens",
         };
-        body.insert(key.into(), max.into());
+        fields.push((key, F::U32(max)));
     }
-    insert_opt(&mut body, "temperature", params.temperature);
-    insert_opt(&mut body, "top_p", params.top_p);
-    if options.top_k {
-        insert_opt(&mut body, "top_k", params.top_k);
+    let floats = [
+        ("temperature", params.temperature),
+        ("top_p", params.top_p),
+        ("presence_penalty", params.presence_penalty),
+        ("frequency_penalty", params.frequency_penalty),
+    ];
+    fields.extend(
+        floats
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, F::F64(value?)))),
+    );
+    if options.top_k
+        && let Some(top_k) = params.top_k
+    {
+        fields.push(("top_k", F::U32(top_k)));
     }
     if !params.stop.is_empty() {
-        body.insert("stop".into(), params.stop.clone().into());
+        fields.push(("stop", F::Strings(&params.stop)));
     }
-    insert_opt(&mut body, "seed", params.seed);
-    insert_opt(&mut body, "presence_penalty", params.presence_penalty);
-    insert_opt(&mut body, "frequency_penalty", params.frequency_penalty);
+    if let Some(seed) = params.seed {
+        fields.push(("seed", F::I64(seed)));
+    }
     if let Some(format) = &request.response_format {
-        body.insert("response_format".into(), format.clone());
+        fields.push(("response_format", F::Json(format)));
     }
     if stream {
-        body.insert("stream".into(), true.into());
+        fields.push(("stream", F::Bool(true)));
         if options.stream_usage {
-            body.insert("stream_options".into(), json!({"include_usage": true}));
+            fields.push((
+                "stream_options",
+                F::StreamOptions {
+                    include_usage: true,
+                },
+            ));
         }
     }
     if request.extra_dialect.as_deref() == Some(DIALECT) {
+        // A field the translation set wins over an `extra` of the same name.
+        let set = fields.len();
         for (key, value) in &request.extra {
-            body.entry(key.clone()).or_insert_with(|| value.clone());
+            if !fields[..set].iter().any(|(k, _)| *k == key.as_str()) {
+                fields.push((key.as_str(), F::Json(value)));
+            }
         }
     }
-    Value::Object(body)
+    ChatBody(common::SortedObject::new(fields))
 }
 
-fn insert_opt<T: Into<Value>>(body: &mut Map<String, Value>, key: &str, value: Option<T>) {
-    if let Some(value) = value {
-        body.insert(key.into(), value.into());
+/// A Chat Completions request body; see [`chat_body`].
+#[derive(Debug)]
+pub struct ChatBody<'a>(common::SortedObject<'a, BodyField<'a>>);
+
+impl ChatBody<'_> {
+    /// Drops a top-level field (e.g. `model`, for upstreams that take the
+    /// model from the URL).
+    pub fn remove(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    /// The body as a `Value`, for code that edits it.
+    pub fn to_value(&self) -> Value {
+        self.0.to_value()
     }
 }
 
-fn messages_json(request: &ChatRequest) -> Vec<Value> {
+impl Serialize for ChatBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum BodyField<'a> {
+    Str(&'a str),
+    Messages(Vec<WireMessage<'a>>),
+    Tools(#[serde(serialize_with = "tools")] &'a [Tool]),
+    ToolChoice(#[serde(serialize_with = "tool_choice")] &'a ToolChoice),
+    U32(u32),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Strings(&'a [String]),
+    Json(&'a Value),
+    /// `stream_options`.
+    StreamOptions {
+        include_usage: bool,
+    },
+}
+
+// Struct fields below are in alphabetical order: the order a `Value` object
+// writes its keys in.
+
+fn tools<S: serde::Serializer>(tools: &&[Tool], serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct WireTool<'a> {
+        function: WireFunction<'a>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    #[derive(Serialize)]
+    struct WireFunction<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+        name: &'a str,
+        parameters: &'a Value,
+    }
+    serializer.collect_seq(tools.iter().map(|tool| WireTool {
+        function: WireFunction {
+            description: tool.description.as_deref(),
+            name: &tool.name,
+            parameters: &tool.parameters,
+        },
+        kind: "function",
+    }))
+}
+
+fn tool_choice<S: serde::Serializer>(
+    choice: &&ToolChoice,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Named<'a> {
+        function: Name<'a>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    match choice {
+        ToolChoice::Auto => serializer.serialize_str("auto"),
+        ToolChoice::None => serializer.serialize_str("none"),
+        ToolChoice::Required => serializer.serialize_str("required"),
+        ToolChoice::Tool { name } => Named {
+            function: Name { name },
+            kind: "function",
+        }
+        .serialize(serializer),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Name<'a> {
+    name: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum WireMessage<'a> {
+    Tool {
+        content: &'a str,
+        role: &'static str,
+        tool_call_id: &'a str,
+    },
+    Assistant {
+        /// `null` when the turn is only tool calls.
+        content: Option<String>,
+        role: &'static str,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<WireToolCall<'a>>,
+    },
+    /// System and user turns.
+    Plain {
+        content: WireContent<'a>,
+        role: &'static str,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Parts(Vec<WirePart<'a>>),
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum WirePart<'a> {
+    Text {
+        text: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    Image {
+        image_url: Url,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Url {
+    url: String,
+}
+
+#[derive(Debug, Serialize)]
+struct WireToolCall<'a> {
+    function: WireCalledFunction<'a>,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct WireCalledFunction<'a> {
+    arguments: &'a str,
+    name: &'a str,
+}
+
+fn wire_messages(request: &ChatRequest) -> Vec<WireMessage<'_>> {
     let mut out = Vec::with_capacity(request.messages.len() + 1);
     if let Some(system) = &request.system {
-        out.push(json!({"role": "system", "content": system}));
+        out.push(WireMessage::Plain {
+            content: WireContent::Text(system),
+            role: "system",
+        });
     }
     for message in &request.messages {
         // Tool results become `tool` messages wherever they sit (Anthropic
@@ -1085,19 +1256,26 @@ fn messages_json(request: &ChatRequest) -> Vec<Value> {
                 ..
             } = part
             {
-                out.push(json!({"role": "tool", "tool_call_id": tool_call_id, "content": content}));
+                out.push(WireMessage::Tool {
+                    content,
+                    role: "tool",
+                    tool_call_id,
+                });
             }
         }
         match message.role {
             Role::User | Role::Tool => {
-                let parts: Vec<Value> = message
+                let mut parts: Vec<WirePart> = message
                     .content
                     .iter()
                     .filter_map(|part| match part {
-                        ContentPart::Text { text } => Some(json!({"type": "text", "text": text})),
-                        ContentPart::Image { source } => Some(
-                            json!({"type": "image_url", "image_url": {"url": source.to_url()}}),
-                        ),
+                        ContentPart::Text { text } => Some(WirePart::Text { text, kind: "text" }),
+                        ContentPart::Image { source } => Some(WirePart::Image {
+                            image_url: Url {
+                                url: source.to_url(),
+                            },
+                            kind: "image_url",
+                        }),
                         _ => None,
                     })
                     .collect();
@@ -1110,16 +1288,19 @@ fn messages_json(request: &ChatRequest) -> Vec<Value> {
                 }
                 // A lone text part is sent as a plain string, which every
                 // OpenAI-compatible upstream accepts.
-                let content = match parts.as_slice() {
-                    [] => Value::String(String::new()),
-                    [part] if part["type"] == "text" => part["text"].clone(),
-                    _ => Value::Array(parts),
+                let content = match parts.as_mut_slice() {
+                    [] => WireContent::Text(""),
+                    [WirePart::Text { text, .. }] => WireContent::Text(text),
+                    _ => WireContent::Parts(parts),
                 };
-                out.push(json!({"role": "user", "content": content}));
+                out.push(WireMessage::Plain {
+                    content,
+                    role: "user",
+                });
             }
             Role::Assistant => {
                 let text: String = message.text();
-                let tool_calls: Vec<Value> = message
+                let tool_calls: Vec<WireToolCall> = message
                     .content
                     .iter()
                     .filter_map(|part| match part {
@@ -1127,35 +1308,46 @@ fn messages_json(request: &ChatRequest) -> Vec<Value> {
                             id,
                             name,
                             arguments,
-                        } => Some(json!({
-                            "id": id,
-                            "type": "function",
-                            "function": {"name": name, "arguments": arguments},
-                        })),
+                        } => Some(WireToolCall {
+                            function: WireCalledFunction { arguments, name },
+                            id,
+                            kind: "function",
+                        }),
                         _ => None,
                     })
                     .collect();
-                let mut msg = Map::new();
-                msg.insert("role".into(), "assistant".into());
-                let content = if text.is_empty() && !tool_calls.is_empty() {
-                    Value::Null
-                } else {
-                    Value::String(text)
-                };
-                msg.insert("content".into(), content);
-                if !tool_calls.is_empty() {
-                    msg.insert("tool_calls".into(), tool_calls.into());
-                }
-                out.push(Value::Object(msg));
+                let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
+                out.push(WireMessage::Assistant {
+                    content,
+                    role: "assistant",
+                    tool_calls,
+                });
             }
         }
     }
     out
 }
 
+fn insert_opt<T: Into<Value>>(body: &mut Map<String, Value>, key: &str, value: Option<T>) {
+    if let Some(value) = value {
+        body.insert(key.into(), value.into());
+    }
+}
+
 /// Parses a successful Chat Completions response body; `raw` keeps the
 /// whole body for passthrough to OpenAI clients.
 pub fn parse_chat_completion(body: &[u8]) -> Result<ChatResponse, ProviderError> {
+    // The common shape is read straight into typed views; anything they do
+    // not cover exactly (an error object, an unexpected type) takes the
+    // `Value` reading, which defines the behaviour.
+    match wire::completion(body) {
+        Some(response) => Ok(response),
+        None => parse_chat_completion_value(body),
+    }
+}
+
+/// The reference reading of a chat completion, through a `Value` tree.
+fn parse_chat_completion_value(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ProviderError::bad_upstream(format!(
             "upstream chat response is not valid JSON ({e}): {}",
@@ -1260,16 +1452,345 @@ fn parse_finish_reason(reason: &str) -> FinishReason {
 }
 
 fn parse_usage(value: &Value) -> Usage {
-    let count = |pointer: &str| {
-        value
-            .pointer(pointer)
-            .and_then(Value::as_u64)
-            .map(|v| v.min(u32::MAX as u64) as u32)
-    };
+    let count = |value: Option<&Value>| value.and_then(Value::as_u64);
+    usage_from_counts(
+        count(value.get("prompt_tokens")),
+        count(value.get("completion_tokens")),
+        count(
+            value
+                .get("prompt_tokens_details")
+                .and_then(|details| details.get("cached_tokens")),
+        ),
+    )
+}
+
+fn usage_from_counts(prompt: Option<u64>, completion: Option<u64>, cached: Option<u64>) -> Usage {
+    let clamp = |n: u64| n.min(u32::MAX as u64) as u32;
     Usage {
-        input_tokens: count("/prompt_tokens").unwrap_or(0),
-        output_tokens: count("/completion_tokens").unwrap_or(0),
-        cached_input_tokens: count("/prompt_tokens_details/cached_tokens"),
+        input_tokens: prompt.map_or(0, clamp),
+        output_tokens: completion.map_or(0, clamp),
+        cached_input_tokens: cached.map(clamp),
+    }
+}
+
+/// Typed, borrowed views of an upstream chat completion: the fast reading
+/// of [`parse_chat_completion`]. Building a `Value` tree (a `BTreeMap` per
+/// object, every key and string copied) was most of a response's parse.
+/// Each view is strict where the `Value` reading is lenient (a field of an
+/// unexpected type fails the whole reading), so a response either reads the
+/// same both ways or falls back; the tests compare the two.
+mod wire {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+    use serde_json::value::RawValue;
+
+    use super::{ChatResponse, ContentPart, RawJson, Value, push_text};
+
+    #[derive(Deserialize)]
+    struct Completion<'a> {
+        id: Option<String>,
+        model: Option<String>,
+        #[serde(borrow)]
+        choices: Option<Vec<Choice<'a>>>,
+        usage: Option<Usage>,
+        /// Present and not null: an error document, for the `Value` path.
+        error: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    struct Choice<'a> {
+        index: Option<u64>,
+        #[serde(borrow)]
+        message: Option<Message<'a>>,
+        finish_reason: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        /// A string or an array of parts; read once its kind is known.
+        #[serde(borrow)]
+        content: Option<&'a RawValue>,
+        reasoning_content: Option<String>,
+        reasoning: Option<String>,
+        refusal: Option<String>,
+        #[serde(borrow)]
+        tool_calls: Option<Vec<ToolCall<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Part {
+        text: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct ToolCall<'a> {
+        id: Option<String>,
+        #[serde(borrow)]
+        function: Option<Function<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Function<'a> {
+        name: Option<String>,
+        #[serde(borrow)]
+        arguments: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize)]
+    struct Usage {
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+        prompt_tokens_details: Option<UsageDetails>,
+    }
+
+    #[derive(Deserialize)]
+    struct UsageDetails {
+        cached_tokens: Option<u64>,
+    }
+
+    impl Usage {
+        fn neutral(&self) -> super::Usage {
+            super::usage_from_counts(
+                self.prompt_tokens,
+                self.completion_tokens,
+                self.prompt_tokens_details
+                    .as_ref()
+                    .and_then(|d| d.cached_tokens),
+            )
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Chunk<'a> {
+        #[serde(borrow, default, deserialize_with = "text")]
+        id: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "text")]
+        model: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        choices: Option<Vec<ChunkChoice<'a>>>,
+        usage: Option<Usage>,
+        /// Present and not null, each of these sends the chunk to the
+        /// `Value` reading.
+        error: Option<IgnoredAny>,
+        prompt_filter_results: Option<IgnoredAny>,
+        x_groq: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    struct ChunkChoice<'a> {
+        index: Option<u64>,
+        #[serde(borrow)]
+        delta: Option<Delta<'a>>,
+        #[serde(borrow, default, deserialize_with = "text")]
+        finish_reason: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Delta<'a> {
+        #[serde(borrow, default, deserialize_with = "text")]
+        content: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "text")]
+        refusal: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "text")]
+        reasoning_content: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "text")]
+        reasoning: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        tool_calls: Option<Vec<CallDelta<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    struct CallDelta<'a> {
+        #[serde(borrow, default, deserialize_with = "text")]
+        id: Option<Cow<'a, str>>,
+        index: Option<u64>,
+        #[serde(borrow)]
+        function: Option<FunctionDelta<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct FunctionDelta<'a> {
+        #[serde(borrow, default, deserialize_with = "text")]
+        name: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "text")]
+        arguments: Option<Cow<'a, str>>,
+    }
+
+    /// An optional string, borrowed from the input unless it has escapes
+    /// (serde's own `Cow` always copies; most stream tokens need no copy
+    /// until they become events).
+    fn text<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Cow<'de, str>>, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Option<Cow<'de, str>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or null")
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Self::Value, D::Error> {
+                deserializer.deserialize_str(self)
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_option(Text)
+    }
+
+    /// A stream chunk read through the typed views, as a view for
+    /// `ChunkDecoder::apply`; `None` when they do not cover it.
+    pub(super) fn chunk(data: &str) -> Option<ChunkOwner<'_>> {
+        let chunk: Chunk = serde_json::from_str(data).ok()?;
+        if chunk.error.is_some() || chunk.prompt_filter_results.is_some() || chunk.x_groq.is_some()
+        {
+            return None;
+        }
+        Some(ChunkOwner(chunk))
+    }
+
+    /// A parsed chunk, lent out as a view.
+    pub(super) struct ChunkOwner<'a>(Chunk<'a>);
+
+    impl ChunkOwner<'_> {
+        pub(super) fn view(&self) -> super::ChunkView<'_> {
+            let chunk = &self.0;
+            fn text<'b>(value: &'b Option<Cow<'_, str>>) -> Option<&'b str> {
+                value.as_deref()
+            }
+            super::ChunkView {
+                id: text(&chunk.id),
+                model: text(&chunk.model),
+                choices: chunk
+                    .choices
+                    .iter()
+                    .flatten()
+                    .filter(|choice| choice.index.unwrap_or(0) == 0)
+                    .map(|choice| super::ChoiceView {
+                        delta: choice.delta.as_ref().map(|delta| super::DeltaView {
+                            reasoning: [&delta.reasoning_content, &delta.reasoning]
+                                .into_iter()
+                                .filter_map(text)
+                                .find(|t| !t.is_empty()),
+                            content: text(&delta.content),
+                            refusal: text(&delta.refusal),
+                            tool_calls: delta
+                                .tool_calls
+                                .iter()
+                                .flatten()
+                                .map(|call| super::CallView {
+                                    id: text(&call.id),
+                                    index: call.index,
+                                    name: call.function.as_ref().and_then(|f| text(&f.name)),
+                                    arguments: call
+                                        .function
+                                        .as_ref()
+                                        .and_then(|f| text(&f.arguments)),
+                                })
+                                .collect(),
+                        }),
+                        finish_reason: text(&choice.finish_reason),
+                    })
+                    .collect(),
+                usage: chunk.usage.as_ref().map(Usage::neutral),
+            }
+        }
+    }
+
+    /// `None` when the typed views do not cover this body.
+    pub(super) fn completion(body: &[u8]) -> Option<ChatResponse> {
+        let completion: Completion = serde_json::from_slice(body).ok()?;
+        if completion.error.is_some() {
+            return None;
+        }
+        let mut choices = completion.choices?;
+        let at = choices
+            .iter()
+            .position(|c| c.index.unwrap_or(0) == 0)
+            .or(if choices.is_empty() { None } else { Some(0) })?;
+        let choice = choices.swap_remove(at);
+        let mut content = Vec::new();
+        if let Some(message) = choice.message {
+            let thinking = [message.reasoning_content, message.reasoning]
+                .into_iter()
+                .flatten()
+                .find(|t| !t.is_empty());
+            if let Some(text) = thinking {
+                content.push(ContentPart::Thinking {
+                    text,
+                    signature: None,
+                });
+            }
+            if let Some(raw) = message.content {
+                match raw.get().as_bytes().first() {
+                    Some(b'"') => push_text(&mut content, serde_json::from_str(raw.get()).ok()?),
+                    Some(b'[') => {
+                        let parts: Vec<Part> = serde_json::from_str(raw.get()).ok()?;
+                        for text in parts.into_iter().filter_map(|part| part.text) {
+                            push_text(&mut content, text);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(refusal) = message.refusal {
+                push_text(&mut content, refusal);
+            }
+            for call in message.tool_calls.into_iter().flatten() {
+                let Some(function) = call.function else {
+                    continue;
+                };
+                content.push(ContentPart::ToolCall {
+                    id: call.id.unwrap_or_default(),
+                    name: function.name.unwrap_or_default(),
+                    arguments: arguments_text(function.arguments)?,
+                });
+            }
+        }
+        let usage = completion
+            .usage
+            .as_ref()
+            .map_or_else(Default::default, Usage::neutral);
+        Some(ChatResponse {
+            id: completion.id.unwrap_or_default(),
+            model: completion.model.unwrap_or_default(),
+            content,
+            finish_reason: choice
+                .finish_reason
+                .as_deref()
+                .map(super::parse_finish_reason)
+                .unwrap_or_default(),
+            usage,
+            raw: RawJson::from_body(body),
+        })
+    }
+
+    /// As `super::arguments_text`: a string as is, anything else as JSON.
+    fn arguments_text(arguments: Option<&RawValue>) -> Option<String> {
+        match arguments {
+            None => Some(String::new()),
+            Some(raw) if raw.get().starts_with('"') => serde_json::from_str(raw.get()).ok(),
+            Some(raw) => serde_json::from_str::<Value>(raw.get())
+                .ok()
+                .map(|value| value.to_string()),
+        }
     }
 }
 
@@ -1333,6 +1854,9 @@ impl ChunkDecoder {
             self.done = true;
             return Ok(Vec::new());
         }
+        if let Some(events) = self.decode_typed(data) {
+            return Ok(events);
+        }
         let chunk: Value = serde_json::from_str(data).map_err(|e| {
             ProviderError::bad_upstream(format!(
                 "upstream stream chunk is not valid JSON ({e}): {}",
@@ -1342,33 +1866,88 @@ impl ChunkDecoder {
         self.decode_chunk(&chunk)
     }
 
+    /// Events of a chunk in the common shape, read through typed views
+    /// without a `Value` tree; `None` (and no state change) when the chunk
+    /// needs [`decode_chunk`](Self::decode_chunk): an error object, a
+    /// field of an unexpected type, not JSON, or an Azure
+    /// `prompt_filter_results` / Groq `x_groq` chunk, which callers adjust
+    /// as a `Value` first.
+    pub fn decode_typed(&mut self, data: &str) -> Option<Vec<StreamEvent>> {
+        let chunk = wire::chunk(data)?;
+        Some(self.apply(chunk.view()))
+    }
+
     /// Events of one already parsed `chat.completion.chunk` (for callers
     /// that look at the chunk themselves first).
     pub fn decode_chunk(&mut self, chunk: &Value) -> Result<Vec<StreamEvent>, ProviderError> {
         if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             return Err(stream_error(error));
         }
-        let mut events = Vec::new();
-        if !self.started {
-            self.started = true;
-            events.push(StreamEvent::Start {
-                id: str_field(chunk, "id"),
-                model: str_field(chunk, "model"),
-            });
+        fn as_str(value: Option<&Value>) -> Option<&str> {
+            value.and_then(Value::as_str)
         }
         let choices = chunk
             .get("choices")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
-            .unwrap_or_default();
-        for choice in choices
+            .unwrap_or_default()
             .iter()
             .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
-        {
-            if let Some(delta) = choice.get("delta").and_then(Value::as_object) {
-                self.decode_delta(delta, &mut events);
+            .map(|choice| ChoiceView {
+                delta: choice
+                    .get("delta")
+                    .and_then(Value::as_object)
+                    .map(|delta| DeltaView {
+                        reasoning: reasoning_text(delta),
+                        content: as_str(delta.get("content")),
+                        refusal: as_str(delta.get("refusal")),
+                        tool_calls: delta
+                            .get("tool_calls")
+                            .and_then(Value::as_array)
+                            .map(Vec::as_slice)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|call| {
+                                let function = call.get("function");
+                                CallView {
+                                    id: as_str(call.get("id")),
+                                    index: call.get("index").and_then(Value::as_u64),
+                                    name: as_str(function.and_then(|f| f.get("name"))),
+                                    arguments: as_str(function.and_then(|f| f.get("arguments"))),
+                                }
+                            })
+                            .collect(),
+                    }),
+                finish_reason: as_str(choice.get("finish_reason")),
+            })
+            .collect();
+        Ok(self.apply(ChunkView {
+            id: as_str(chunk.get("id")),
+            model: as_str(chunk.get("model")),
+            choices,
+            usage: chunk
+                .get("usage")
+                .filter(|u| u.is_object())
+                .map(parse_usage),
+        }))
+    }
+
+    /// The one place a chunk's content becomes events and decoder state,
+    /// whichever reading produced the view.
+    fn apply(&mut self, chunk: ChunkView) -> Vec<StreamEvent> {
+        let mut events = Vec::new();
+        if !self.started {
+            self.started = true;
+            events.push(StreamEvent::Start {
+                id: chunk.id.unwrap_or_default().to_string(),
+                model: chunk.model.unwrap_or_default().to_string(),
+            });
+        }
+        for choice in chunk.choices {
+            if let Some(delta) = choice.delta {
+                self.apply_delta(delta, &mut events);
             }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str)
+            if let Some(reason) = choice.finish_reason
                 && !self.finished
             {
                 self.finished = true;
@@ -1377,50 +1956,31 @@ impl ChunkDecoder {
                 });
             }
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            events.push(StreamEvent::Usage {
-                usage: parse_usage(usage),
-            });
+        if let Some(usage) = chunk.usage {
+            events.push(StreamEvent::Usage { usage });
         }
-        Ok(events)
+        events
     }
 
-    fn decode_delta(&mut self, delta: &Map<String, Value>, events: &mut Vec<StreamEvent>) {
-        if let Some(text) = reasoning_text(delta) {
+    fn apply_delta(&mut self, delta: DeltaView, events: &mut Vec<StreamEvent>) {
+        if let Some(text) = delta.reasoning {
             events.push(StreamEvent::ThinkingDelta {
                 text: text.to_string(),
             });
         }
-        for key in ["content", "refusal"] {
-            if let Some(text) = delta
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-            {
+        for text in [delta.content, delta.refusal].into_iter().flatten() {
+            if !text.is_empty() {
                 events.push(StreamEvent::TextDelta {
                     text: text.to_string(),
                 });
             }
         }
-        let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) else {
-            return;
-        };
-        for call in calls {
-            let id = call
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|id| !id.is_empty());
-            let function = call.get("function");
-            let name = function
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let arguments = function
-                .and_then(|f| f.get("arguments"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+        for call in delta.tool_calls {
+            let id = call.id.filter(|id| !id.is_empty());
+            let name = call.name.unwrap_or_default();
+            let arguments = call.arguments.unwrap_or_default();
             // Upstreams that omit `index` send one complete call per delta.
-            let upstream_index = call.get("index").and_then(Value::as_u64);
+            let upstream_index = call.index;
             let existing = self.tool_calls.iter().rposition(|(index, known_id)| {
                 upstream_index.is_none_or(|u| u == *index) && id.is_none_or(|id| id == known_id)
             });
@@ -1449,6 +2009,35 @@ impl ChunkDecoder {
             }
         }
     }
+}
+
+/// What a stream chunk says, borrowed from either reading of it.
+struct ChunkView<'a> {
+    id: Option<&'a str>,
+    model: Option<&'a str>,
+    /// Choice 0's entries.
+    choices: Vec<ChoiceView<'a>>,
+    usage: Option<Usage>,
+}
+
+struct ChoiceView<'a> {
+    delta: Option<DeltaView<'a>>,
+    finish_reason: Option<&'a str>,
+}
+
+struct DeltaView<'a> {
+    /// The first non-empty of `reasoning_content` and `reasoning`.
+    reasoning: Option<&'a str>,
+    content: Option<&'a str>,
+    refusal: Option<&'a str>,
+    tool_calls: Vec<CallView<'a>>,
+}
+
+struct CallView<'a> {
+    id: Option<&'a str>,
+    index: Option<u64>,
+    name: Option<&'a str>,
+    arguments: Option<&'a str>,
 }
 
 /// The upstream Embeddings body; always asks for float vectors (what
@@ -1581,4 +2170,96 @@ fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, Provide
     field(obj, key)
         .map(|v| v.as_bool().ok_or_else(|| invalid(key, "must be a boolean")))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Completions the typed views must read, each exactly as the `Value`
+    /// reading does.
+    const COVERED: &[&str] = &[
+        r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-x","choices":[{"index":0,"message":{"role":"assistant","content":"Hello \"there\"\n"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#,
+        r#"{"id":"c","model":"m","choices":[{"index":1,"message":{"content":"second"},"finish_reason":"length"},{"index":0,"message":{"content":"first","refusal":null},"finish_reason":"stop"}]}"#,
+        r#"{"id":"c","choices":[{"message":{"content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}},{"id":"call_2","function":{"name":"obj","arguments":{"b":1,"a":[true,null]}}},{"id":"call_3","function":null},{"function":{"name":"none","arguments":null}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"prompt_tokens_details":{"cached_tokens":4}}}"#,
+        r#"{"choices":[{"index":0,"message":{"reasoning_content":"","reasoning":"think","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"text":""},{"text":"b"}],"refusal":"no"},"finish_reason":"content_filter"}],"usage":{"prompt_tokens":99999999999,"completion_tokens":1,"prompt_tokens_details":null},"error":null}"#,
+        r#"{"choices":[{"message":null,"finish_reason":null}],"usage":null,"system_fingerprint":"fp","service_tier":"default"}"#,
+        "  {\"choices\":[{\"message\":{\"content\":42}}]}\n",
+    ];
+
+    /// Bodies the typed views leave to the `Value` reading.
+    const FALLBACK: &[&str] = &[
+        r#"{"error":{"message":"overloaded","type":"overloaded_error"}}"#,
+        r#"{"choices":[]}"#,
+        r#"{"id":"c"}"#,
+        r#"{"choices":[{"index":"0","message":{"content":"x"}}]}"#,
+        r#"{"choices":[{"message":{"content":"x","reasoning":{"summary":"s"}}}]}"#,
+        r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":1.5}}"#,
+        r#"{"choices":[{"message":{"content":["plain"]}}]}"#,
+        r#"{"id":"a","id":"b","choices":[{"message":{"content":"x"}}]}"#,
+        "not json",
+    ];
+
+    #[test]
+    fn typed_chunk_reading_matches_the_value_reading() {
+        let stream = [
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null,"obfuscation":"x"}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"He said \"hi\"\n"}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"reasoning_content":"","reasoning":"think","refusal":"no"}},{"index":1,"delta":{"content":"other choice"}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"x\":"}},{"index":1,"id":"call_b","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"","function":{"name":"h","arguments":"{}"}},{"index":0,"function":null}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+            r#"{"choices":[{"index":0,"delta":null,"finish_reason":"stop"}]}"#,
+            r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}}"#,
+            r#"{"choices":null}"#,
+        ];
+        let mut typed = ChunkDecoder::new();
+        let mut reference = ChunkDecoder::new();
+        for data in stream {
+            let Some(events) = typed.decode_typed(data) else {
+                panic!("typed views should cover {data}");
+            };
+            let value: Value = serde_json::from_str(data).unwrap_or_default();
+            assert_eq!(Ok(events), reference.decode_chunk(&value), "{data}");
+            assert_eq!(typed.tool_calls, reference.tool_calls);
+            assert_eq!(
+                (typed.started, typed.finished),
+                (reference.started, reference.finished)
+            );
+        }
+        // Chunks left to the `Value` reading, with no state change.
+        for data in [
+            "[DONE]",
+            "",
+            r#"{"error":{"message":"boom"}}"#,
+            r#"{"choices":[],"prompt_filter_results":[{"prompt_index":0}]}"#,
+            r#"{"choices":[],"x_groq":{"usage":{"prompt_tokens":1}}}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":{"x":1}}}]}}]}"#,
+            r#"{"choices":[{"index":-1,"delta":{"content":"x"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"x"}}],"usage":"n/a"}"#,
+        ] {
+            let mut decoder = ChunkDecoder::new();
+            assert!(decoder.decode_typed(data).is_none(), "{data}");
+            assert!(!decoder.started && decoder.tool_calls.is_empty(), "{data}");
+        }
+    }
+
+    #[test]
+    fn typed_completion_reading_matches_the_value_reading() {
+        for body in COVERED {
+            let typed = wire::completion(body.as_bytes())
+                .unwrap_or_else(|| panic!("typed views should cover {body}"));
+            let reference = parse_chat_completion_value(body.as_bytes());
+            assert_eq!(Ok(typed), reference, "{body}");
+        }
+        for body in FALLBACK {
+            assert!(wire::completion(body.as_bytes()).is_none(), "{body}");
+            assert_eq!(
+                parse_chat_completion(body.as_bytes()),
+                parse_chat_completion_value(body.as_bytes()),
+                "{body}"
+            );
+        }
+    }
 }
