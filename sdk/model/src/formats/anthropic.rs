@@ -12,6 +12,7 @@
 //! writes, which it reports separately. Both directions convert.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
@@ -939,12 +940,12 @@ pub fn messages_body(
     // seed, penalties and response_format have no Messages API equivalent.
 
     if request.extra_dialect.as_deref() == Some(DIALECT) {
-        let set = fields.len();
-        for (key, value) in &request.extra {
-            if key != "tool_choice" && !fields[..set].iter().any(|(k, _)| *k == key.as_str()) {
-                fields.push((key.as_str(), F::Json(value)));
-            }
-        }
+        // `tool_choice` was used above, or has nothing to choose from.
+        let extra = request
+            .extra
+            .iter()
+            .filter(|(key, _)| *key != "tool_choice");
+        common::push_missing(&mut fields, extra.map(|(k, v)| (k.as_str(), F::Json(v))));
     }
     MessagesBody(common::SortedObject::new(fields))
 }
@@ -1018,12 +1019,13 @@ fn tools<S: serde::Serializer>(tools: &&[Tool], serializer: S) -> Result<S::Ok, 
         name: &'a str,
     }
     // OpenAI-dialect tools may omit parameters; Anthropic requires an object schema.
-    let empty_schema = json!({"type": "object", "properties": {}});
+    static EMPTY_SCHEMA: LazyLock<Value> =
+        LazyLock::new(|| json!({"type": "object", "properties": {}}));
     serializer.collect_seq(tools.iter().map(|tool| WireTool {
         description: tool.description.as_deref(),
         input_schema: match &tool.parameters {
             Value::Object(schema) if !schema.is_empty() => &tool.parameters,
-            _ => &empty_schema,
+            _ => &EMPTY_SCHEMA,
         },
         name: &tool.name,
     }))

@@ -46,6 +46,20 @@ impl<'a, F: Serialize> SortedObject<'a, F> {
     }
 }
 
+/// Appends the `extra` fields whose key `fields` does not have yet: a field
+/// the translation set wins over a client extra of the same name.
+pub(crate) fn push_missing<'a, F>(
+    fields: &mut Vec<(&'a str, F)>,
+    extra: impl IntoIterator<Item = (&'a str, F)>,
+) {
+    let set = fields.len();
+    for (key, field) in extra {
+        if !fields[..set].iter().any(|(k, _)| *k == key) {
+            fields.push((key, field));
+        }
+    }
+}
+
 impl<F: Serialize> Serialize for SortedObject<'_, F> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;

@@ -1068,12 +1068,8 @@ pub fn chat_body<'a>(
     }
     if request.extra_dialect.as_deref() == Some(DIALECT) {
         // A field the translation set wins over an `extra` of the same name.
-        let set = fields.len();
-        for (key, value) in &request.extra {
-            if !fields[..set].iter().any(|(k, _)| *k == key.as_str()) {
-                fields.push((key.as_str(), F::Json(value)));
-            }
-        }
+        let extra = request.extra.iter();
+        common::push_missing(&mut fields, extra.map(|(k, v)| (k.as_str(), F::Json(v))));
     }
     ChatBody(common::SortedObject::new(fields))
 }
@@ -1265,7 +1261,7 @@ fn wire_messages(request: &ChatRequest) -> Vec<WireMessage<'_>> {
         }
         match message.role {
             Role::User | Role::Tool => {
-                let mut parts: Vec<WirePart> = message
+                let parts: Vec<WirePart> = message
                     .content
                     .iter()
                     .filter_map(|part| match part {
@@ -1288,7 +1284,7 @@ fn wire_messages(request: &ChatRequest) -> Vec<WireMessage<'_>> {
                 }
                 // A lone text part is sent as a plain string, which every
                 // OpenAI-compatible upstream accepts.
-                let content = match parts.as_mut_slice() {
+                let content = match parts.as_slice() {
                     [] => WireContent::Text(""),
                     [WirePart::Text { text, .. }] => WireContent::Text(text),
                     _ => WireContent::Parts(parts),
@@ -1473,12 +1469,13 @@ fn usage_from_counts(prompt: Option<u64>, completion: Option<u64>, cached: Optio
     }
 }
 
-/// Typed, borrowed views of an upstream chat completion: the fast reading
-/// of [`parse_chat_completion`]. Building a `Value` tree (a `BTreeMap` per
-/// object, every key and string copied) was most of a response's parse.
-/// Each view is strict where the `Value` reading is lenient (a field of an
-/// unexpected type fails the whole reading), so a response either reads the
-/// same both ways or falls back; the tests compare the two.
+/// Typed, borrowed views of an upstream chat completion and stream chunk:
+/// the fast readings of [`parse_chat_completion`] and
+/// [`ChunkDecoder::decode_typed`]. Building a `Value` tree (a `BTreeMap`
+/// per object, every key and string copied) was most of a response's
+/// parse. Each view is strict where the `Value` reading is lenient (a field
+/// of an unexpected type fails the whole reading), so an input either reads
+/// the same both ways or falls back; the tests compare the two.
 mod wire {
     use std::borrow::Cow;
 
@@ -1655,23 +1652,21 @@ mod wire {
         deserializer.deserialize_option(Text)
     }
 
-    /// A stream chunk read through the typed views, as a view for
-    /// `ChunkDecoder::apply`; `None` when they do not cover it.
-    pub(super) fn chunk(data: &str) -> Option<ChunkOwner<'_>> {
+    /// A stream chunk read through the typed views; `None` when they do not
+    /// cover it.
+    pub(super) fn chunk(data: &str) -> Option<Chunk<'_>> {
         let chunk: Chunk = serde_json::from_str(data).ok()?;
         if chunk.error.is_some() || chunk.prompt_filter_results.is_some() || chunk.x_groq.is_some()
         {
             return None;
         }
-        Some(ChunkOwner(chunk))
+        Some(chunk)
     }
 
-    /// A parsed chunk, lent out as a view.
-    pub(super) struct ChunkOwner<'a>(Chunk<'a>);
-
-    impl ChunkOwner<'_> {
+    impl Chunk<'_> {
+        /// What the chunk says, for `ChunkDecoder::apply`.
         pub(super) fn view(&self) -> super::ChunkView<'_> {
-            let chunk = &self.0;
+            let chunk = self;
             fn text<'b>(value: &'b Option<Cow<'_, str>>) -> Option<&'b str> {
                 value.as_deref()
             }
