@@ -64,6 +64,12 @@ pub struct Cli {
     /// CPU core).
     #[arg(long, env = "PORTICO_SERVE_THREADS", default_value_t = 0)]
     pub serve_threads: usize,
+    /// Seconds a pooled plugin instance may stay unused before it is
+    /// dropped, giving back the memory a burst of concurrent calls pinned
+    /// (the most recently used instance of each plugin is kept).
+    #[arg(long, env = "PORTICO_PLUGIN_IDLE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub plugin_idle_secs: u64,
     /// Log format on stderr.
     #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -47,6 +47,9 @@ pub struct PluginStatus {
     pub status: &'static str,
     /// Why the latest load of this file failed, if it did.
     pub last_error: Option<String>,
+    /// Instances of the serving version pooled for reuse (see
+    /// `RuntimeConfig::idle_instance_ttl`).
+    pub idle_instances: usize,
 }
 
 #[derive(Default)]
@@ -85,6 +88,15 @@ pub struct WatchGuard {
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Stops trimming idle instances when dropped.
+pub struct TrimGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for TrimGuard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -141,6 +153,40 @@ impl Registry {
         plugins
     }
 
+    /// Drops the instances of serving plugins idle longer than the
+    /// runtime's `idle_instance_ttl`; returns how many were dropped.
+    /// (Replaced versions free theirs when their last call ends.)
+    pub fn trim_idle_instances(&self) -> usize {
+        let now = Instant::now();
+        self.plugins
+            .load()
+            .values()
+            .map(|plugin| plugin.trim_idle(now))
+            .sum()
+    }
+
+    /// Runs [`Self::trim_idle_instances`] in the background, twice per
+    /// `idle_instance_ttl` so no instance outstays it by more than half.
+    /// Must be called within a Tokio runtime.
+    pub fn trim_idle_periodically(self: &Arc<Self>) -> TrimGuard {
+        let registry: Weak<Registry> = Arc::downgrade(self);
+        let period = (self.runtime.config().idle_instance_ttl / 2).max(Duration::from_millis(1));
+        TrimGuard(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(registry) = registry.upgrade() else {
+                    break;
+                };
+                let dropped = registry.trim_idle_instances();
+                if dropped > 0 {
+                    tracing::debug!(dropped, "dropped idle plugin instances");
+                }
+            }
+        }))
+    }
+
     /// One status per plugin file, including failed ones, by file name.
     pub fn statuses(&self) -> Vec<PluginStatus> {
         self.files()
@@ -158,6 +204,7 @@ impl Registry {
                     operations: p.map(|p| p.info.operations.clone()).unwrap_or_default(),
                     status: if p.is_some() { "loaded" } else { "failed" },
                     last_error: state.last_error.clone(),
+                    idle_instances: p.map_or(0, |p| p.idle_instances()),
                 }
             })
             .collect()

@@ -208,12 +208,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = PluginRuntime::new(
         RuntimeConfig {
             cache_dir: Some(cli.data_dir.join("plugin-cache")),
+            idle_instance_ttl: Duration::from_secs(cli.plugin_idle_secs),
             ..RuntimeConfig::default()
         },
         upstream.shared(),
     )?;
     let registry = Registry::load_dir(runtime, cli.plugins_dir.clone()).await?;
     let _watch = registry.watch().context("watching the plugins dir")?;
+    let _trim = registry.trim_idle_periodically();
     for status in registry.statuses() {
         match status.last_error {
             Some(error) => tracing::error!(file = %status.file, %error, "plugin failed to load"),

@@ -437,6 +437,92 @@ async fn stream_decoder_handles_chunks_split_anywhere() {
         .expect("call after abandoned stream");
 }
 
+/// Holds `count` instances at once (one stream decoder each), then lets
+/// them all go back to the pool.
+async fn pool_instances(plugin: &Arc<Plugin>, count: usize) {
+    let ep = endpoint(&[]);
+    let mut decoders = Vec::new();
+    for _ in 0..count {
+        decoders.push(plugin.stream_decoder(&ep).await.expect("decoder"));
+    }
+    for mut decoder in decoders {
+        decoder.push(b"x\n").await.expect("push");
+        decoder.finish().await.expect("finish");
+    }
+}
+
+#[tokio::test]
+async fn idle_instances_are_dropped_after_their_ttl() {
+    let ttl = Duration::from_secs(60);
+    let runtime = runtime_with(RuntimeConfig {
+        idle_instance_ttl: ttl,
+        ..test_config()
+    });
+    let plugin = load(&runtime, "test-echo").await;
+    pool_instances(&plugin, 5).await;
+    let pooled = plugin.idle_instances();
+    assert!(pooled >= 5, "{pooled} pooled");
+
+    // None has been idle for the TTL yet.
+    assert_eq!(plugin.trim_idle(Instant::now()), 0);
+    assert_eq!(plugin.idle_instances(), pooled);
+
+    // Two used again later: only the others are stale at `older + ttl`.
+    let older = Instant::now();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    pool_instances(&plugin, 2).await;
+    assert_eq!(plugin.idle_instances(), pooled);
+    assert_eq!(plugin.trim_idle(older + ttl), pooled - 2);
+    assert_eq!(plugin.idle_instances(), 2);
+
+    // Long idle: all go but the most recently used, kept warm.
+    assert_eq!(plugin.trim_idle(Instant::now() + 2 * ttl), 1);
+    assert_eq!(plugin.idle_instances(), 1);
+    assert_eq!(plugin.trim_idle(Instant::now() + 3 * ttl), 0);
+    echo(&plugin, &endpoint(&[]), "after trim")
+        .await
+        .expect("the kept instance serves");
+    assert_eq!(plugin.idle_instances(), 1);
+}
+
+#[tokio::test]
+async fn registry_trims_idle_instances_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_plugin("test-echo", &dir.path().join("echo.wasm"));
+    let runtime = runtime_with(RuntimeConfig {
+        idle_instance_ttl: Duration::from_millis(200),
+        ..test_config()
+    });
+    let registry = Registry::load_dir(runtime, dir.path().to_path_buf())
+        .await
+        .unwrap();
+    let _trim = registry.trim_idle_periodically();
+    let plugin = registry.get("test-echo").expect("loaded");
+    pool_instances(&plugin, 6).await;
+    let idle_in_status = || {
+        registry
+            .statuses()
+            .iter()
+            .find(|status| status.id.as_deref() == Some("test-echo"))
+            .map(|status| status.idle_instances)
+    };
+    assert!(idle_in_status() >= Some(6), "{:?}", idle_in_status());
+    // Within a TTL and a half (plus slack for a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while plugin.idle_instances() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{} still idle",
+            plugin.idle_instances()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(idle_in_status(), Some(1));
+    echo(&plugin, &endpoint(&[]), "after trim")
+        .await
+        .expect("still serves");
+}
+
 // ----------------------------------------------------------- load failures
 
 #[tokio::test]

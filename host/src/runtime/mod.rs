@@ -13,7 +13,7 @@ mod kv;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use portico_model::error::{ErrorKind, ProviderError};
 use portico_model::plugin::{Endpoint, FieldKind, HttpRequest, HttpResponse, ProviderInfo};
@@ -52,6 +52,11 @@ pub struct RuntimeConfig {
     /// instances and builds new ones (memory mapped, faulted in, unmapped).
     /// An idle instance costs a few hundred KB of resident memory.
     pub max_idle_instances: usize,
+    /// Idle instances unused this long are dropped by [`Plugin::trim_idle`]
+    /// (which the server runs periodically), so what a burst of concurrent
+    /// calls or streams pinned is given back instead of held until a
+    /// restart. The most recently used instance is always kept warm.
+    pub idle_instance_ttl: Duration,
     /// Timeout of one `http-fetch` (connect to end of body).
     pub http_fetch_timeout: Duration,
     /// Largest `http-fetch` response body handed to a plugin.
@@ -67,6 +72,7 @@ impl Default for RuntimeConfig {
             call_time_limit: Duration::from_secs(1),
             cache_dir: None,
             max_idle_instances: 64,
+            idle_instance_ttl: Duration::from_secs(60),
             http_fetch_timeout: Duration::from_secs(30),
             http_fetch_max_bytes: 8 << 20,
             plugin_cache_max_bytes: 8 << 20,
@@ -324,7 +330,11 @@ impl PluginRuntime {
         store.data_mut().begin_call(None, self.call_ticks);
         store.set_epoch_deadline(1);
         match pre.instantiate(&mut store).await {
-            Ok(bindings) => Ok(Instance { store, bindings }),
+            Ok(bindings) => Ok(Instance {
+                store,
+                bindings,
+                idle_since: Instant::now(),
+            }),
             Err(error) => Err(format!(
                 "instantiation failed: {}",
                 fault_message(&self.config, store.data(), &error)
@@ -475,6 +485,8 @@ pub(crate) fn unix_ms_now() -> u64 {
 struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
+    /// When it last went back to the pool.
+    idle_since: Instant,
 }
 
 impl Instance {
@@ -643,14 +655,35 @@ impl Plugin {
 
     /// Returns a healthy instance to the pool (or drops it when the pool is
     /// full or the instance grew large).
-    fn checkin(&self, instance: Instance) {
+    fn checkin(&self, mut instance: Instance) {
         if instance.store.data().limiter.peak > MAX_POOLED_MEMORY {
             return;
         }
+        instance.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.runtime.config.max_idle_instances {
             idle.push(instance);
         }
+    }
+
+    /// Drops the pooled instances idle for the runtime's
+    /// `idle_instance_ttl` as of `now`, except the most recently used one;
+    /// returns how many were dropped.
+    pub fn trim_idle(&self, now: Instant) -> usize {
+        let ttl = self.runtime.config.idle_instance_ttl;
+        let expired: Vec<Instance> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            // Instances are pushed as they come back and popped from the
+            // end, so the pool is ordered oldest first.
+            let stale = idle
+                .iter()
+                .take_while(|instance| now.saturating_duration_since(instance.idle_since) >= ttl)
+                .count()
+                .min(idle.len().saturating_sub(1));
+            idle.drain(..stale).collect()
+        };
+        // Unmapping their memory happens here, outside the lock.
+        expired.len()
     }
 
     /// Pools the instance after a clean call, or reports the fault.
