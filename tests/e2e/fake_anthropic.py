@@ -22,10 +22,17 @@ Answers are computed from the request:
 - model "force-429" answers a rate_limit_error with retry-after: 7,
   "force-529" an overloaded_error, "force-500" an api_error.
 - a wrong x-api-key answers 401 authentication_error.
+- with "thinking": {"type": "enabled"}, the answer starts with a thinking
+  block signed by `thinking_signature` (streamed as thinking_delta events
+  and one signature_delta, as the real API does). Like the real API, the
+  fake rejects (400) a replayed thinking block whose signature does not
+  match its text, and, with thinking enabled, a tool result whose
+  assistant turn does not start with a thinking block.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
@@ -60,8 +67,66 @@ def tool_result_text(block: dict) -> str:
     return content if isinstance(content, str) else blocks_text(content)
 
 
+def thinking_signature(thinking: str) -> str:
+    """What the fake signs a thinking block with (the real API's signature
+    is opaque; it only has to match the text on replay)."""
+    return "Eq" + hashlib.sha256(thinking.encode()).hexdigest()
+
+
+def thinking_errors(body: dict) -> str | None:
+    """Why the real API would refuse the replayed thinking in `body`."""
+    for i, message in enumerate(body["messages"]):
+        for j, block in enumerate(blocks(message.get("content"))):
+            if block.get("type") == "thinking" and block.get("signature") != thinking_signature(
+                block.get("thinking", "")
+            ):
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+    if (body.get("thinking") or {}).get("type") != "enabled":
+        return None
+    messages = body["messages"]
+    last = messages[-1]
+    if any(b.get("type") == "tool_result" for b in blocks(last.get("content"))) and len(messages) >= 2:
+        first = (blocks(messages[-2].get("content")) or [{}])[0]
+        if first.get("type") not in ("thinking", "redacted_thinking"):
+            return (
+                f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+                f"but found `{first.get('type')}`. When `thinking` is enabled, a final `assistant` message "
+                "must start with a thinking block."
+            )
+    return None
+
+
 def anthropic_error(type_: str, message: str) -> dict:
     return {"type": "error", "error": {"type": type_, "message": message}, "request_id": "req_fake"}
+
+
+def block_events(index: int, block: dict) -> list[tuple[str, dict]]:
+    """The SSE events that stream one content block, as the real API cuts them."""
+
+    def delta(d: dict) -> tuple[str, dict]:
+        return ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+
+    events: list[tuple[str, dict]] = []
+    if block["type"] == "text":
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}))
+        for i, word in enumerate(block["text"].split(" ")):
+            events.append(delta({"type": "text_delta", "text": word if i == 0 else " " + word}))
+    elif block["type"] == "thinking":
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": start}))
+        text = block["thinking"]
+        for i in range(0, len(text), 9):
+            events.append(delta({"type": "thinking_delta", "thinking": text[i : i + 9]}))
+        events.append(delta({"type": "signature_delta", "signature": block["signature"]}))
+    else:
+        start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": start}))
+        partial = json.dumps(block["input"])
+        events.append(delta({"type": "input_json_delta", "partial_json": ""}))
+        for i in range(0, len(partial), 6):
+            events.append(delta({"type": "input_json_delta", "partial_json": partial[i : i + 6]}))
+    events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return events
 
 
 @dataclass
@@ -175,6 +240,9 @@ class _Handler(fake_server.RecordingHandler):
             return self._send_json(
                 rec, 400, anthropic_error("invalid_request_error", "messages: roles must alternate between user and assistant")
             )
+        refusal = thinking_errors(body)
+        if refusal:
+            return self._send_json(rec, 400, anthropic_error("invalid_request_error", refusal))
         return self._messages(rec, body)
 
     def _messages(self, rec: RecordedRequest, body: dict) -> None:
@@ -223,6 +291,10 @@ class _Handler(fake_server.RecordingHandler):
                 stop_reason = "max_tokens"
             content = [{"type": "text", "text": text}]
             output_tokens = count_tokens(text)
+        if (body.get("thinking") or {}).get("type") == "enabled":
+            thinking = f"The user wrote: {user_text or 'a tool result'}. I should answer."
+            content.insert(0, {"type": "thinking", "thinking": thinking, "signature": thinking_signature(thinking)})
+            output_tokens += count_tokens(thinking)
 
         usage = {
             "input_tokens": input_tokens,
@@ -266,35 +338,12 @@ class _Handler(fake_server.RecordingHandler):
                 },
             )
         ]
-        block = content[0]
-        if block["type"] == "text":
-            events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
-            events.append(("ping", {"type": "ping"}))
-            for i, word in enumerate(block["text"].split(" ")):
-                piece = word if i == 0 else " " + word
-                events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
-        else:
-            events.append(
-                (
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": 0,
-                        "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}},
-                    },
-                )
-            )
-            events.append(("ping", {"type": "ping"}))
-            partial = json.dumps(block["input"])
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}}))
-            for i in range(0, len(partial), 6):
-                events.append(
-                    (
-                        "content_block_delta",
-                        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": partial[i : i + 6]}},
-                    )
-                )
-        events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        for index, block in enumerate(content):
+            block_stream = block_events(index, block)
+            if index == 0:
+                # The real API pings right after the first block starts.
+                block_stream.insert(1, ("ping", {"type": "ping"}))
+            events.extend(block_stream)
         events.append(
             (
                 "message_delta",

@@ -9,11 +9,12 @@ import base64
 import json
 import secrets
 
+import anthropic
 import openai
 import pytest
 from openai import OpenAI
 
-from fake_anthropic import API_VERSION, RETRY_AFTER_SECONDS, FakeAnthropic, blocks, blocks_text
+from fake_anthropic import API_VERSION, RETRY_AFTER_SECONDS, FakeAnthropic, blocks, blocks_text, thinking_signature
 from harness import Gateway, launch_gateway, require_built
 from provider_helpers import CLIENT_KEY, HELLO, TIME_TOOL, WEATHER_TOOL, assert_client_key_not_sent, fresh_client
 
@@ -239,6 +240,51 @@ def test_streamed_tool_call(client: OpenAI, fake: FakeAnthropic):
     assert finishes == ["tool_calls"]
     assert chunks[-1].usage is not None
     assert rec.json["tools"][0]["name"] == "get_weather"
+
+
+def test_streamed_thinking_keeps_its_signature_for_the_next_turn(anthropic_gateway: Gateway, fake: FakeAnthropic):
+    """Extended thinking with a tool call, streamed to the official Anthropic
+    SDK: the thinking block's signature reaches the client, so the next turn
+    can replay that thinking, which Anthropic verifies (and requires before
+    a tool result while thinking is on)."""
+    fake.reset()
+    client = anthropic.Anthropic(base_url=anthropic_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    tool = {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+    messages = [{"role": "user", "content": "Zürich"}]
+    with client.messages.stream(model=CHAT, max_tokens=2048, thinking=thinking, tools=[tool], messages=messages) as stream:
+        first = stream.get_final_message()
+    rec = fake.only_request()
+    assert rec.json["thinking"] == thinking
+    assert rec.response_events[1][1]["content_block"]["type"] == "thinking"
+    assert [block.type for block in first.content] == ["thinking", "tool_use"]
+    sent = "The user wrote: Zürich. I should answer."
+    assert first.content[0].thinking == sent
+    assert first.content[0].signature == thinking_signature(sent)
+    assert first.stop_reason == "tool_use"
+
+    fake.reset()
+    call = first.content[1]
+    messages += [
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 degrees"}]},
+    ]
+    with client.messages.stream(model=CHAT, max_tokens=2048, thinking=thinking, tools=[tool], messages=messages) as stream:
+        second = stream.get_final_message()
+    replayed = fake.only_request()
+    assert replayed.response_status == 200
+    assert blocks(replayed.json["messages"][1]["content"])[0] == {
+        "type": "thinking",
+        "thinking": sent,
+        "signature": thinking_signature(sent),
+    }
+    assert second.content[-1].text == "Tool result: 18 degrees"
+    # The second turn's own thinking is signed too.
+    assert second.content[0].signature == thinking_signature(second.content[0].thinking)
 
 
 # -- tools ---------------------------------------------------------------------------------

@@ -358,6 +358,13 @@ pub enum StreamEvent {
     ThinkingDelta {
         text: String,
     },
+    /// The signature that seals the thinking streamed so far (Anthropic's
+    /// `signature_delta`, Bedrock's reasoning signature). A client that
+    /// replays its thinking in a later turn must send it back, or the
+    /// provider rejects the turn.
+    ThinkingSignature {
+        signature: String,
+    },
     /// A new tool call begins; `index` counts tool calls from 0.
     ToolCallStart {
         index: u32,
@@ -432,11 +439,24 @@ impl ChatResponseBuilder {
                 Some(ContentPart::Text { text: last }) => last.push_str(text),
                 _ => content.push(ContentPart::text(text.clone())),
             },
+            // A signed thinking part is sealed: more thinking is a new part.
             StreamEvent::ThinkingDelta { text } => match content.last_mut() {
-                Some(ContentPart::Thinking { text: last, .. }) => last.push_str(text),
+                Some(ContentPart::Thinking {
+                    text: last,
+                    signature: None,
+                }) => last.push_str(text),
                 _ => content.push(ContentPart::Thinking {
                     text: text.clone(),
                     signature: None,
+                }),
+            },
+            StreamEvent::ThinkingSignature { signature } => match content.last_mut() {
+                Some(ContentPart::Thinking {
+                    signature: last, ..
+                }) => *last = Some(signature.clone()),
+                _ => content.push(ContentPart::Thinking {
+                    text: String::new(),
+                    signature: Some(signature.clone()),
                 }),
             },
             StreamEvent::ToolCallStart { index, id, name } => {
@@ -522,5 +542,48 @@ mod builder_tests {
         );
         assert_eq!(response.usage.total(), 7);
         assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+    }
+
+    #[test]
+    fn signatures_seal_thinking_parts() {
+        let mut builder = ChatResponseBuilder::default();
+        for event in [
+            StreamEvent::ThinkingDelta {
+                text: "One ".into(),
+            },
+            StreamEvent::ThinkingDelta {
+                text: "two.".into(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: "sig-1".into(),
+            },
+            StreamEvent::ThinkingDelta {
+                text: "Three.".into(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: "sig-2".into(),
+            },
+            StreamEvent::TextDelta {
+                text: "Done".into(),
+            },
+            StreamEvent::ThinkingDelta {
+                text: "Unsigned.".into(),
+            },
+        ] {
+            builder.push(&event);
+        }
+        let thinking = |text: &str, signature: Option<&str>| ContentPart::Thinking {
+            text: text.into(),
+            signature: signature.map(Into::into),
+        };
+        assert_eq!(
+            builder.finish().content,
+            vec![
+                thinking("One two.", Some("sig-1")),
+                thinking("Three.", Some("sig-2")),
+                ContentPart::text("Done"),
+                thinking("Unsigned.", None),
+            ]
+        );
     }
 }

@@ -80,6 +80,7 @@ enum EventType {
     Start,
     TextDelta,
     ThinkingDelta,
+    ThinkingSignature,
     ToolCallStart,
     ToolCallDelta,
     Usage,
@@ -100,6 +101,7 @@ struct FlatEvent {
     arguments: Option<String>,
     usage: Option<Usage>,
     reason: Option<FinishReason>,
+    signature: Option<String>,
     /// `Option<Value>` would read `null` as `None`; a raw event's data may
     /// be any JSON value, `null` included.
     #[serde(default, deserialize_with = "present")]
@@ -123,6 +125,9 @@ impl<'de> Deserialize<'de> for StreamEvent {
             },
             EventType::ThinkingDelta => StreamEvent::ThinkingDelta {
                 text: required(event.text, "text")?,
+            },
+            EventType::ThinkingSignature => StreamEvent::ThinkingSignature {
+                signature: required(event.signature, "signature")?,
             },
             EventType::ToolCallStart => StreamEvent::ToolCallStart {
                 index: required(event.index, "index")?,
@@ -263,6 +268,9 @@ mod tests {
             },
             StreamEvent::TextDelta { text: "a".into() },
             StreamEvent::ThinkingDelta { text: "b".into() },
+            StreamEvent::ThinkingSignature {
+                signature: "EqQBCkYIBRgCIkB".into(),
+            },
             StreamEvent::ToolCallStart {
                 index: 1,
                 id: "c".into(),

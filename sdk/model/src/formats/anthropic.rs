@@ -695,6 +695,16 @@ impl EventEncoder {
                     json!({"type": "thinking_delta", "thinking": text}),
                 ));
             }
+            StreamEvent::ThinkingSignature { signature } if !signature.is_empty() => {
+                self.ensure_started(&mut out);
+                let index = self.ensure_block(OpenBlock::Thinking, &mut out);
+                out.push(delta(
+                    index,
+                    json!({"type": "signature_delta", "signature": signature}),
+                ));
+                // The signature seals the block: more thinking is a new block.
+                self.close_block(&mut out);
+            }
             StreamEvent::ToolCallStart {
                 index: tool,
                 id,
@@ -1474,7 +1484,10 @@ impl EventDecoder {
                 let block = value.get("content_block").unwrap_or(&Value::Null);
                 match block.get("type").and_then(Value::as_str) {
                     Some("text") => push_text(&mut out, str_field(block, "text"), false),
-                    Some("thinking") => push_text(&mut out, str_field(block, "thinking"), true),
+                    Some("thinking") => {
+                        push_text(&mut out, str_field(block, "thinking"), true);
+                        push_signature(&mut out, str_field(block, "signature"));
+                    }
                     Some("tool_use") => {
                         let tool = self.next_tool;
                         self.next_tool += 1;
@@ -1519,7 +1532,10 @@ impl EventDecoder {
                             });
                         }
                     }
-                    // signature_delta, citations_delta: no neutral form.
+                    Some("signature_delta") => {
+                        push_signature(&mut out, str_field(delta, "signature"))
+                    }
+                    // citations_delta: no neutral form.
                     _ => {}
                 }
             }
@@ -1553,6 +1569,12 @@ fn push_text(out: &mut Vec<StreamEvent>, text: String, thinking: bool) {
     } else {
         StreamEvent::TextDelta { text }
     });
+}
+
+fn push_signature(out: &mut Vec<StreamEvent>, signature: String) {
+    if !signature.is_empty() {
+        out.push(StreamEvent::ThinkingSignature { signature });
+    }
 }
 
 /// The neutral kind and the HTTP status Anthropic uses for an error `type`.
@@ -2606,6 +2628,15 @@ mod tests {
                         "input_json_delta" => {
                             json_bufs[index].push_str(delta["partial_json"].as_str().unwrap())
                         }
+                        // As the Anthropic SDKs accumulate them.
+                        "thinking_delta" => {
+                            block["thinking"] = json!(format!(
+                                "{}{}",
+                                block["thinking"].as_str().unwrap(),
+                                delta["thinking"].as_str().unwrap()
+                            ))
+                        }
+                        "signature_delta" => block["signature"] = delta["signature"].clone(),
                         other => panic!("unexpected delta {other}"),
                     }
                 }
@@ -2635,6 +2666,14 @@ mod tests {
             id: "msg_same".into(),
             model: "upstream".into(),
             content: vec![
+                ContentPart::Thinking {
+                    text: "Two tools.".into(),
+                    signature: Some("sig-A".into()),
+                },
+                ContentPart::Thinking {
+                    text: "Then text.".into(),
+                    signature: Some("sig-B".into()),
+                },
                 ContentPart::text("Sure."),
                 ContentPart::ToolCall {
                     id: "call_1".into(),
@@ -2661,6 +2700,22 @@ mod tests {
             model: String::new(),
         });
         for event in [
+            // Two signed thinking blocks back to back stay two blocks.
+            StreamEvent::ThinkingDelta {
+                text: "Two ".into(),
+            },
+            StreamEvent::ThinkingDelta {
+                text: "tools.".into(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: "sig-A".into(),
+            },
+            StreamEvent::ThinkingDelta {
+                text: "Then text.".into(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: "sig-B".into(),
+            },
             StreamEvent::TextDelta { text: "Su".into() },
             StreamEvent::TextDelta { text: "re.".into() },
             StreamEvent::ToolCallStart {
@@ -3272,6 +3327,9 @@ mod tests {
                 StreamEvent::Usage { usage: usage_in },
                 StreamEvent::ThinkingDelta {
                     text: "Hmm.".into()
+                },
+                StreamEvent::ThinkingSignature {
+                    signature: "abc".into()
                 },
                 StreamEvent::ToolCallStart {
                     index: 0,

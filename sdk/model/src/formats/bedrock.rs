@@ -426,8 +426,16 @@ impl ConverseStreamDecoder {
                     && !text.is_empty()
                 {
                     out.push(StreamEvent::ThinkingDelta { text: text.into() });
+                } else if let Some(signature) = delta
+                    .pointer("/reasoningContent/signature")
+                    .and_then(Value::as_str)
+                    && !signature.is_empty()
+                {
+                    out.push(StreamEvent::ThinkingSignature {
+                        signature: signature.into(),
+                    });
                 }
-                // Reasoning signatures and redacted reasoning: no neutral form.
+                // Redacted reasoning: no neutral form.
             }
             "messageStop" => {
                 self.stopped = true;
@@ -1105,6 +1113,9 @@ mod tests {
                 },
                 StreamEvent::ThinkingDelta {
                     text: "Hmm.".into()
+                },
+                StreamEvent::ThinkingSignature {
+                    signature: "sig".into()
                 },
                 StreamEvent::TextDelta {
                     text: "Let me ".into()

@@ -1404,8 +1404,10 @@ impl ChunkEncoder {
             }
             StreamEvent::Usage { usage } => self.usage = Some(*usage),
             StreamEvent::Finish { reason } => self.reason = Some(*reason),
+            // Another provider's thinking signature means nothing to Gemini.
             StreamEvent::TextDelta { .. }
             | StreamEvent::ThinkingDelta { .. }
+            | StreamEvent::ThinkingSignature { .. }
             | StreamEvent::Raw { .. } => {}
         }
         out

@@ -757,12 +757,20 @@ impl ChunkEncoder {
     /// Chunks for one event (often one, none for `Usage`/`Raw`, two when
     /// the event implies the opening role chunk).
     pub fn encode<'a>(&'a mut self, event: &'a StreamEvent) -> Vec<Chunk<'a>> {
-        let opening =
-            !self.started && !matches!(event, StreamEvent::Usage { .. } | StreamEvent::Raw { .. });
+        let opening = !self.started
+            && !matches!(
+                event,
+                StreamEvent::Usage { .. }
+                    | StreamEvent::Raw { .. }
+                    | StreamEvent::ThinkingSignature { .. }
+            );
         self.started |= opening;
         let mut finish = None;
         let delta = match event {
-            StreamEvent::Start { .. } | StreamEvent::Raw { .. } => None,
+            // Chat Completions has no place for a thinking signature.
+            StreamEvent::Start { .. }
+            | StreamEvent::Raw { .. }
+            | StreamEvent::ThinkingSignature { .. } => None,
             StreamEvent::TextDelta { text } => (!text.is_empty()).then(|| ChunkDelta {
                 content: Some(text),
                 ..ChunkDelta::default()
