@@ -30,6 +30,7 @@ use crate::policy::EndpointPolicy;
 use crate::registry::Registry;
 use crate::secrets::{self, Cipher, SecretsError};
 use crate::store::{Source, Store, StoreError, StoredEndpoint};
+use crate::tasks::AbortOnDrop;
 
 /// An endpoint as configured: what clients call it and where it goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,13 +181,7 @@ pub struct FileWatchGuard {
         notify_debouncer_full::notify::RecommendedWatcher,
         notify_debouncer_full::RecommendedCache,
     >,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FileWatchGuard {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: AbortOnDrop,
 }
 
 impl EndpointManager {
@@ -552,7 +547,7 @@ impl EndpointManager {
         });
         Ok(FileWatchGuard {
             _debouncer: debouncer,
-            task,
+            _task: AbortOnDrop(task),
         })
     }
 

@@ -12,6 +12,7 @@
 //! - [`admin`]: the management API; [`server`]: start-up and routes.
 //! - [`access`]: gateway keys and rate limits.
 //! - [`telemetry`]: request log, usage, metrics, logging and tracing.
+//! - [`tasks`]: background tasks stopped with their owner.
 
 pub mod access;
 pub mod admin;
@@ -26,5 +27,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod ui;

@@ -23,6 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::runtime::{Plugin, PluginRuntime};
+use crate::tasks::AbortOnDrop;
 
 /// Quiet time after the last change to a file before it is (re)loaded: a
 /// file written in several steps is loaded once, and a change is live well
@@ -82,22 +83,7 @@ pub struct WatchGuard {
         notify_debouncer_full::notify::RecommendedWatcher,
         notify_debouncer_full::RecommendedCache,
     >,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for WatchGuard {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Stops trimming idle instances when dropped.
-pub struct TrimGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for TrimGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    _task: AbortOnDrop,
 }
 
 /// Whether `path` names a plugin file: `*.wasm`, not hidden (editors and
@@ -166,12 +152,13 @@ impl Registry {
     }
 
     /// Runs [`Self::trim_idle_instances`] in the background, twice per
-    /// `idle_instance_ttl` so no instance outstays it by more than half.
-    /// Must be called within a Tokio runtime.
-    pub fn trim_idle_periodically(self: &Arc<Self>) -> TrimGuard {
+    /// `idle_instance_ttl` so no instance outstays it by more than half,
+    /// until the returned handle is dropped. Must be called within a Tokio
+    /// runtime.
+    pub fn trim_idle_periodically(self: &Arc<Self>) -> AbortOnDrop {
         let registry: Weak<Registry> = Arc::downgrade(self);
         let period = (self.runtime.config().idle_instance_ttl / 2).max(Duration::from_millis(1));
-        TrimGuard(tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -272,7 +259,7 @@ impl Registry {
         tracing::info!(dir = %self.dir.display(), "watching plugins directory for changes");
         Ok(WatchGuard {
             _debouncer: debouncer,
-            task,
+            _task: AbortOnDrop(task),
         })
     }
 

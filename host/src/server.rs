@@ -20,6 +20,7 @@ use crate::routing::{Gateway, UpstreamClients, UpstreamTimeouts};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::secrets::{self, Cipher};
 use crate::store::{self, Store};
+use crate::tasks::AbortOnDrop;
 use crate::telemetry::{self, Telemetry};
 
 /// The whole application router. The store is also available to handlers
@@ -437,13 +438,5 @@ mod serving {
         socket.bind(&addr.into())?;
         socket.listen(1024)?;
         Ok(socket.into())
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

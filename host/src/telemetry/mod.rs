@@ -29,6 +29,7 @@ use crate::endpoints::{EndpointDef, EndpointTable};
 use crate::registry::Registry;
 use crate::routing::{CallContext, CallHooks, CallRecord};
 use crate::store::{RequestLogEntry, Store, unix_ms};
+use crate::tasks::AbortOnDrop;
 
 pub use request_log::RequestLog;
 
@@ -258,8 +259,8 @@ fn truncate(text: &str, max_chars: usize) -> String {
 
 /// Deletes request log entries older than `retention`, at start and then
 /// hourly. The returned handle stops it when dropped.
-pub fn prune_periodically(store: Arc<dyn Store>, retention: Duration) -> PruneGuard {
-    PruneGuard(tokio::spawn(async move {
+pub fn prune_periodically(store: Arc<dyn Store>, retention: Duration) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
         let mut hourly = tokio::time::interval(Duration::from_secs(3600));
         loop {
             hourly.tick().await;
@@ -273,15 +274,6 @@ pub fn prune_periodically(store: Arc<dyn Store>, retention: Duration) -> PruneGu
             }
         }
     }))
-}
-
-/// Stops the pruning task on drop.
-pub struct PruneGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for PruneGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]
