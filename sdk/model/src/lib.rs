@@ -452,7 +452,8 @@ impl ChatResponseBuilder {
             },
             StreamEvent::ThinkingSignature { signature } => match content.last_mut() {
                 Some(ContentPart::Thinking {
-                    signature: last, ..
+                    signature: last @ None,
+                    ..
                 }) => *last = Some(signature.clone()),
                 _ => content.push(ContentPart::Thinking {
                     text: String::new(),
@@ -584,6 +585,25 @@ mod builder_tests {
                 ContentPart::text("Done"),
                 thinking("Unsigned.", None),
             ]
+        );
+    }
+
+    #[test]
+    fn a_second_signature_in_a_row_is_a_part_of_its_own() {
+        // As the Anthropic encoder writes it: a signature closes its block.
+        let mut builder = ChatResponseBuilder::default();
+        for signature in ["sig-1", "sig-2"] {
+            builder.push(&StreamEvent::ThinkingSignature {
+                signature: signature.into(),
+            });
+        }
+        let signed = |signature: &str| ContentPart::Thinking {
+            text: String::new(),
+            signature: Some(signature.into()),
+        };
+        assert_eq!(
+            builder.finish().content,
+            vec![signed("sig-1"), signed("sig-2")]
         );
     }
 }
