@@ -23,10 +23,17 @@ Answers are computed from the request so tests can tell what came through:
 - generationConfig.maxOutputTokens cuts the answer to that many words,
   finishReason MAX_TOKENS.
 - model "force-<status>" answers that HTTP error.
+- models "gemini-3*" sign the first function call of an answer with a
+  `thoughtSignature` (call_signature()) and, like the real Gemini 3, refuse
+  a current turn whose first call comes back unsigned or with another
+  signature (Google's documented "skip_thought_signature_validator" is
+  accepted, as by the real API).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
 import re
@@ -85,6 +92,51 @@ PART_DATA_FIELDS = {
 }
 PART_META_FIELDS = {"thought", "thoughtSignature", "videoMetadata"}
 SCHEMA_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+
+
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+
+def signs_calls(model: str) -> bool:
+    return model.startswith("gemini-3")
+
+
+def call_signature(call: dict) -> str:
+    """What the fake signs a function call with: base64 like the real one
+    (which is opaque), derived from the call so a replay can be checked."""
+    digest = hashlib.sha256(json.dumps([call.get("name"), call.get("args") or {}], sort_keys=True).encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+def signature_errors(model: str, body: dict) -> str | None:
+    """Why the real Gemini 3 would refuse the function calls replayed in
+    `body`: it checks the model turns of the current turn (after the last
+    user content that is not only function responses)."""
+    if not signs_calls(model):
+        return None
+    contents = body["contents"]
+    start = 0
+    for i, content in enumerate(contents):
+        if content.get("role") == "user" and any("functionResponse" not in p for p in content["parts"]):
+            start = i + 1
+    for i in range(start, len(contents)):
+        content = contents[i]
+        if content.get("role") != "model":
+            continue
+        for j, part in enumerate(content["parts"]):
+            if "functionCall" not in part:
+                continue
+            signature = part.get("thoughtSignature")
+            if signature is None:
+                return (
+                    f"Function call `{part['functionCall'].get('name')}` in the {i + 1}. content block is "
+                    f"missing a `thought_signature`. Learn more: https://docs.cloud.google.com/vertex-ai/"
+                    f"generative-ai/docs/thought-signatures"
+                )
+            if signature not in (SKIP_SIGNATURE, call_signature(part["functionCall"])):
+                return f"Corrupted thought signature at contents[{i}].parts[{j}]."
+            break  # only the first call of a step is signed
+    return None
 
 
 class ApiError(Exception):
@@ -226,8 +278,11 @@ class Brain:
     def response_id(self) -> str:
         return f"fakeResp{next(self._ids):05d}{secrets.token_hex(3)}"
 
-    def _plan(self, body: dict) -> tuple[list[dict], str, int]:
+    def _plan(self, model: str, body: dict) -> tuple[list[dict], str, int]:
         """The parts of the answer, its finishReason and the prompt size."""
+        refused = signature_errors(model, body)
+        if refused:
+            raise invalid(refused)
         contents = body["contents"]
         prompt_tokens = sum(count_tokens(parts_text(c["parts"])) for c in contents)
         prompt_tokens += count_tokens(parts_text((body.get("systemInstruction") or {}).get("parts") or []))
@@ -246,7 +301,10 @@ class Brain:
             decl = next(d for d in declarations if d["name"] == allowed[0])
             params = decl.get("parameters") or {}
             arg = ((params.get("required") or []) + list((params.get("properties") or {}).keys()) + ["input"])[0]
-            return [{"functionCall": {"name": decl["name"], "args": {arg: user_text}}}], "STOP", prompt_tokens
+            part: dict = {"functionCall": {"name": decl["name"], "args": {arg: user_text}}}
+            if signs_calls(model):
+                part["thoughtSignature"] = call_signature(part["functionCall"])
+            return [part], "STOP", prompt_tokens
         else:
             images = [p for p in last["parts"] if "inlineData" in p or "fileData" in p]
             prefix = f"I see {len(images)} image(s). " if images else ""
@@ -269,7 +327,7 @@ class Brain:
         }
 
     def generate(self, model: str, body: dict) -> dict:
-        parts, finish, prompt = self._plan(body)
+        parts, finish, prompt = self._plan(model, body)
         output = sum(count_tokens(p.get("text", "")) or 3 for p in parts)
         return {
             "candidates": [
@@ -285,7 +343,7 @@ class Brain:
         """The chunks of streamGenerateContent: text a few words at a time,
         a function call whole, the last chunk with finishReason and the
         final usage."""
-        parts, finish, prompt = self._plan(body)
+        parts, finish, prompt = self._plan(model, body)
         rid = self.response_id()
         chunks: list[dict] = []
         produced = 0

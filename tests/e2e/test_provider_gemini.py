@@ -10,11 +10,12 @@ import base64
 import json
 import secrets
 
+import anthropic
 import openai
 import pytest
 from openai import OpenAI
 
-from fake_gemini import RETRY_DELAY_SECONDS, FakeGemini, parts_text, vector_for
+from fake_gemini import SKIP_SIGNATURE, RETRY_DELAY_SECONDS, FakeGemini, call_signature, parts_text, vector_for
 from harness import Gateway, launch_gateway, require_built
 from provider_helpers import (
     CLIENT_KEY,
@@ -33,6 +34,7 @@ EMBED = "gm-embed"
 BAD_KEY = "gm-bad-key"
 RATE_LIMITED = "gm-rate-limited"
 MISSING = "gm-missing"
+SIGNING = "gm-3"  # a Gemini 3 model: signs its calls and checks them on replay
 CHAT_MODEL = "gemini-2.5-flash"
 EMBED_MODEL = "gemini-embedding-001"
 
@@ -72,6 +74,7 @@ def gemini_gateway(fake: FakeGemini, api_key: str, tmp_path_factory):
         + endpoint(BAD_KEY, CHAT_MODEL, key="AIza-wrong-key")
         + endpoint(RATE_LIMITED, "force-429")
         + endpoint(MISSING, "force-404")
+        + endpoint(SIGNING, "gemini-3-pro-preview")
     )
     with launch_gateway(work, config, env={KEY_VAR: api_key}) as gw:
         yield gw
@@ -267,6 +270,64 @@ def test_streamed_tool_call(client: OpenAI, fake: FakeGemini):
     assert finishes == ["tool_calls"]
     assert chunks[-1].usage.total_tokens == rec.response_events[-1]["usageMetadata"]["totalTokenCount"]
     assert rec.path.endswith(":streamGenerateContent")
+
+
+def test_streamed_call_signature_reaches_an_anthropic_client_and_comes_back(gemini_gateway: Gateway, fake: FakeGemini):
+    """Gemini 3 signs its function calls and checks the signature when the
+    call is replayed. Streamed to the official Anthropic SDK, the signature
+    arrives as a signed (empty) thinking block before the tool_use, as in
+    a whole answer; replayed, it goes back on the call it came with."""
+    claude = anthropic.Anthropic(base_url=gemini_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    tool = {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+    messages = [{"role": "user", "content": "Oslo"}]
+    with claude.messages.stream(model=SIGNING, max_tokens=512, tools=[tool], messages=messages) as stream:
+        first = stream.get_final_message()
+    rec = fake.only_request()
+    assert rec.path.endswith("/gemini-3-pro-preview:streamGenerateContent")
+    sent = rec.response_events[-1]["candidates"][0]["content"]["parts"][0]
+    assert sent["thoughtSignature"] == call_signature(sent["functionCall"])
+    assert [block.type for block in first.content] == ["thinking", "tool_use"]
+    assert first.content[0].thinking == ""
+    assert first.content[0].signature == sent["thoughtSignature"]
+    assert first.content[1].input == {"city": "Oslo"}
+    assert first.stop_reason == "tool_use"
+
+    fake.reset()
+    messages += [
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[1].id, "content": "4 degrees"}]},
+    ]
+    with claude.messages.stream(model=SIGNING, max_tokens=512, tools=[tool], messages=messages) as stream:
+        second = stream.get_final_message()
+    replayed = fake.only_request()
+    assert replayed.response_status == 200
+    assert replayed.json["contents"][1] == {
+        "role": "model",
+        "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": sent["thoughtSignature"]}],
+    }
+    assert second.content[-1].text == "Tool result: 4 degrees"
+
+
+def test_openai_clients_replay_gemini_3_calls_with_the_documented_skip_signature(client: OpenAI, fake: FakeGemini):
+    """Chat Completions has no place for a signature: the replayed call is
+    marked with Google's documented skip value, which Gemini 3 accepts."""
+    messages = [{"role": "user", "content": "Oslo"}]
+    resp = client.chat.completions.create(model=SIGNING, messages=messages, tools=[WEATHER_TOOL])
+    call = resp.choices[0].message.tool_calls[0]
+    assert "thoughtSignature" in fake.only_request().response_json["candidates"][0]["content"]["parts"][0]
+
+    fake.reset()
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+        {"role": "tool", "tool_call_id": call.id, "content": "4 degrees"},
+    ]
+    resp2 = client.chat.completions.create(model=SIGNING, messages=messages, tools=[WEATHER_TOOL])
+    assert resp2.choices[0].message.content == "Tool result: 4 degrees"
+    assert fake.only_request().json["contents"][1]["parts"][0]["thoughtSignature"] == SKIP_SIGNATURE
 
 
 # -- vision ------------------------------------------------------------------------------

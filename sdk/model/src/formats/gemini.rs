@@ -2044,6 +2044,8 @@ pub struct ChunkDecoder {
     finished: bool,
     response_id: String,
     last_usage: Option<Usage>,
+    /// The last event was streamed thinking not yet signed.
+    thinking_open: bool,
 }
 
 impl ChunkDecoder {
@@ -2099,17 +2101,50 @@ impl ChunkDecoder {
                 .filter_map(Value::as_object)
             {
                 let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
+                let signature = part
+                    .get("thoughtSignature")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty());
+                if thought {
+                    if let Some(text) = part.get("text").and_then(Value::as_str)
+                        && !text.is_empty()
+                    {
+                        events.push(StreamEvent::ThinkingDelta {
+                            text: text.to_string(),
+                        });
+                        self.thinking_open = true;
+                    }
+                    // A signed thought is sealed, as in a whole answer.
+                    if let Some(signature) = signature {
+                        events.push(StreamEvent::ThinkingSignature {
+                            signature: signature.to_string(),
+                        });
+                        self.thinking_open = false;
+                    }
+                    continue;
+                }
+                // The signature of any other part goes first, as the empty
+                // signed thinking that a whole answer has before the part.
+                // Right after unsigned thinking it would seal that thinking
+                // instead, which replays it to the wrong part: it is left
+                // out, and the replay is unsigned like any foreign turn.
+                if let Some(signature) = signature
+                    && !self.thinking_open
+                {
+                    events.push(StreamEvent::ThinkingSignature {
+                        signature: signature.to_string(),
+                    });
+                }
                 if let Some(text) = part.get("text").and_then(Value::as_str) {
                     if text.is_empty() {
                         continue;
                     }
-                    let text = text.to_string();
-                    events.push(if thought {
-                        StreamEvent::ThinkingDelta { text }
-                    } else {
-                        StreamEvent::TextDelta { text }
+                    self.thinking_open = false;
+                    events.push(StreamEvent::TextDelta {
+                        text: text.to_string(),
                     });
                 } else if let Some(call) = part.get("functionCall").and_then(Value::as_object) {
+                    self.thinking_open = false;
                     let index = self.calls;
                     self.calls += 1;
                     let name = str_of(call, "name").to_string();
@@ -3621,6 +3656,10 @@ mod tests {
                     text: ", let me check the weather in Paris.".into()
                 },
                 usage(88),
+                // The call's signature goes first, as in a whole answer.
+                StreamEvent::ThinkingSignature {
+                    signature: "CiIBVKhc7oDFQw==".into()
+                },
                 StreamEvent::ToolCallStart {
                     index: 0,
                     id: "call_TPhGaJq8Ie_0".into(),
@@ -3671,6 +3710,58 @@ mod tests {
         assert_eq!(chunks.len(), 4);
         assert_eq!(chunks[3]["candidates"][0]["finishReason"], "STOP");
         assert_eq!(chunks[3]["usageMetadata"]["candidatesTokenCount"], 108);
+    }
+
+    #[test]
+    fn streamed_signatures_rebuild_as_in_a_whole_answer() {
+        // A signed thought, then a signed call, then a signed empty text
+        // part (Gemini's trailing signature), streamed part by part.
+        let parts = [
+            json!({"text": "Planning.", "thought": true, "thoughtSignature": "c2lnMQ=="}),
+            json!({"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "c2lnMg=="}),
+            json!({"text": "Done."}),
+            json!({"text": "", "thoughtSignature": "c2lnMw=="}),
+        ];
+        let mut decoder = ChunkDecoder::new();
+        let mut builder = crate::ChatResponseBuilder::default();
+        for part in &parts {
+            let chunk = json!({"candidates": [{"content": {"parts": [part], "role": "model"}}], "responseId": "r"});
+            for event in decoder.decode(&chunk.to_string()).unwrap() {
+                builder.push(&event);
+            }
+        }
+        let whole = json!({"candidates": [{"content": {"parts": parts, "role": "model"}}], "responseId": "r"});
+        let whole = gemini::parse_generate_content(whole.to_string().as_bytes()).unwrap();
+        assert_eq!(builder.finish().content, whole.content);
+        assert_eq!(
+            whole.content[1],
+            ContentPart::Thinking {
+                text: String::new(),
+                signature: Some("c2lnMg==".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_signature_right_after_unsigned_thinking_is_left_out() {
+        // It would seal the streamed thought and be replayed on it rather
+        // than on the call it belongs to.
+        let mut decoder = ChunkDecoder::new();
+        let mut events = Vec::new();
+        for part in [
+            json!({"text": "Planning.", "thought": true}),
+            json!({"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2lnMg=="}),
+        ] {
+            let chunk = json!({"candidates": [{"content": {"parts": [part], "role": "model"}}]});
+            events.extend(decoder.decode(&chunk.to_string()).unwrap());
+        }
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, StreamEvent::ThinkingSignature { .. })),
+            "{events:?}"
+        );
+        assert!(matches!(events[2], StreamEvent::ToolCallStart { .. }));
     }
 
     #[test]
