@@ -4,7 +4,7 @@
 # Build everything (plugins too) and start the gateway on 127.0.0.1:5000,
 # loading ./plugins. Extra flags: make run ARGS="--config portico.toml"
 run: build
-	exec ./target/release/portico $(ARGS)
+	exec ./target/dist/portico $(ARGS)
 
 build:
 	scripts/build

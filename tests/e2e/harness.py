@@ -20,7 +20,7 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
-BINARY = Path(os.environ.get("PORTICO_BIN", REPO / "target" / "release" / "portico"))
+BINARY = Path(os.environ.get("PORTICO_BIN", REPO / "target" / "dist" / "portico"))
 # Overridable to run the suite against another build of the plugins.
 PLUGINS_DIR = Path(os.environ.get("PORTICO_E2E_PLUGINS_DIR", REPO / "plugins"))
 START_TIMEOUT = float(os.environ.get("PORTICO_E2E_START_TIMEOUT", "120"))

@@ -72,7 +72,7 @@ impl Settings {
             chunks: env_or("BENCH_CHUNKS", 20),
             chunk_interval_us: env_or("BENCH_CHUNK_INTERVAL_US", 0),
             upstream_threads: env_or("BENCH_UPSTREAM_THREADS", 1),
-            portico: env_path("BENCH_PORTICO", &root.join("target/release/portico")),
+            portico: env_path("BENCH_PORTICO", &root.join("target/dist/portico")),
             nginx: env_or("BENCH_NGINX", "nginx".to_string()),
             wrk: env_or("BENCH_WRK", "wrk".to_string()),
             plugins: env_path("BENCH_PLUGINS", &root.join("plugins")),
@@ -998,7 +998,7 @@ fn report(
          {iv}. Time to first byte is to the first body bytes; per-chunk overhead is (added p50 total − \
          added p50 first byte) / {ch}.\n\
          - nginx: `worker_processes auto`, keepalive upstream pool, `proxy_buffering off`, no access log. \
-         Gateway: `RUST_LOG=warn`, all plugins loaded, compiled-plugin cache warm.\n",
+         Gateway: the `make run` build (profile `dist`, whole-program LTO), `RUST_LOG=warn`, all plugins loaded, compiled-plugin cache warm.\n",
         c = settings.connections,
         n = settings.rounds,
         s = (settings.sat_round() * settings.rounds).as_secs_f64(),
