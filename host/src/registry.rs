@@ -51,6 +51,9 @@ pub struct PluginStatus {
     /// Instances of the serving version pooled for reuse (see
     /// `RuntimeConfig::idle_instance_ttl`).
     pub idle_instances: usize,
+    /// Requests of the serving version in flight (streams until their
+    /// end), out of `RuntimeConfig::max_concurrent_calls`.
+    pub requests_in_flight: usize,
 }
 
 #[derive(Default)]
@@ -192,6 +195,7 @@ impl Registry {
                     status: if p.is_some() { "loaded" } else { "failed" },
                     last_error: state.last_error.clone(),
                     idle_instances: p.map_or(0, |p| p.idle_instances()),
+                    requests_in_flight: p.map_or(0, |p| p.requests_in_flight()),
                 }
             })
             .collect()

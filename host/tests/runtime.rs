@@ -485,6 +485,77 @@ async fn idle_instances_are_dropped_after_their_ttl() {
     assert_eq!(plugin.idle_instances(), 1);
 }
 
+/// Past `max_concurrent_calls` requests in flight, a request waits for a
+/// slot and gets a 503 `Busy` when none frees up in time; a stream keeps
+/// its slot until it finishes or is abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_are_capped_and_streams_keep_their_slot_to_the_end() {
+    let wait = Duration::from_millis(300);
+    let runtime = runtime_with(RuntimeConfig {
+        max_concurrent_calls: 2,
+        busy_wait: wait,
+        ..test_config()
+    });
+    let plugin = load(&runtime, "test-echo").await;
+    let ep = endpoint(&[]);
+    assert_eq!(plugin.requests_in_flight(), 0);
+
+    // Two streams in flight take both slots.
+    let mut first = plugin.stream_decoder(&ep).await.expect("decoder");
+    first.hold(plugin.reserve().await.expect("slot"));
+    let mut second = plugin.stream_decoder(&ep).await.expect("decoder");
+    second.hold(plugin.reserve().await.expect("slot"));
+    assert_eq!(plugin.requests_in_flight(), 2);
+
+    // A third request waits its full turn, then is refused as overloaded.
+    let start = Instant::now();
+    let refused = plugin.reserve().await;
+    let waited = start.elapsed();
+    match refused {
+        Err(busy @ PluginError::Busy { .. }) => {
+            assert!(!busy.is_fault());
+            let message = busy.to_string();
+            assert!(
+                message.contains("'test-echo' is at its limit of requests in flight (2, "),
+                "{message}"
+            );
+            let error = busy.into_provider_error();
+            assert_eq!(error.status, 503);
+            assert_eq!(error.kind, ErrorKind::Overloaded);
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert!(waited >= wait, "refused after {waited:?}, before the wait");
+    assert!(waited < wait * 10, "refused only after {waited:?}");
+
+    // One that arrives while full gets the slot of the stream that ends.
+    let waiting = {
+        let plugin = plugin.clone();
+        tokio::spawn(async move { plugin.reserve().await.map(|_slot| Instant::now()) })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    first.push(b"x\n").await.expect("push");
+    let finished = Instant::now();
+    first.finish().await.expect("finish");
+    let served = waiting
+        .await
+        .unwrap()
+        .expect("the waiting request gets a slot");
+    assert!(served >= finished, "served before the stream ended");
+
+    // An abandoned stream (client gone) frees its slot too.
+    drop(second);
+    assert_eq!(plugin.requests_in_flight(), 0);
+
+    // Plugin calls themselves take no slot: a request holding one runs
+    // its calls (and conformance checks run) whatever the load.
+    let _a = plugin.reserve().await.expect("slot");
+    let _b = plugin.reserve().await.expect("slot");
+    echo(&plugin, &ep, "still served")
+        .await
+        .expect("a call of a request in flight");
+}
+
 #[tokio::test]
 async fn registry_trims_idle_instances_in_the_background() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,9 @@ Faults:
 - "drop_before_first": stream head sent, connection closed before any event
 - "drop_mid_stream": stream head and one content event, then the connection
   closes (only meaningful for streams; plain calls get "drop")
+- "hold_mid_stream": stream head and one content event, then nothing until
+  `fake.release_held()` (or the fake stops), then the rest of the stream
+  (plain calls are answered at once)
 
 The answer text names the fake (`"<name>: <last user text>"`), so a test
 sees which upstream served. Every request is recorded with its fault, the
@@ -155,6 +158,9 @@ class FaultHandler(RecordingHandler):
             time.sleep(0.05)  # let the first event travel before the reset
             self._drop()
             return
+        if fault == "hold_mid_stream":
+            self.fake._held.set()
+            self.fake._release.wait()
         for word in words[1:]:
             self._write_chunk(event({"content": " " + word}))
         self._write_chunk(event({}, "stop"))
@@ -194,6 +200,8 @@ class FaultyUpstream(RecordingServer):
         self._random: tuple[float, list[Fault]] | None = None
         self._rng = random.Random(name)
         self._stopping = threading.Event()
+        self._held = threading.Event()
+        self._release = threading.Event()
 
     @property
     def base_url_v1(self) -> str:
@@ -226,9 +234,18 @@ class FaultyUpstream(RecordingServer):
                     return self._rng.choice(faults)
             return self.default_fault
 
+    def wait_held(self, timeout: float = 10) -> bool:
+        """Whether a "hold_mid_stream" stream is (or was) being held."""
+        return self._held.wait(timeout)
+
+    def release_held(self) -> None:
+        """Lets held streams finish."""
+        self._release.set()
+
     def succeeded(self) -> list[FaultRecord]:
         return [r for r in self.requests if r.succeeded]
 
     def stop(self) -> None:
         self._stopping.set()
+        self._release.set()
         super().stop()

@@ -368,6 +368,69 @@ def test_total_timeout_bounds_retries_and_fallbacks(gw: Gateway, fakes) -> None:
     assert len(primary.requests) == 1 and len(backup.requests) == 1
 
 
+def test_plugin_concurrency_limit_queues_then_answers_503_in_each_dialect(tmp_path: Path, fakes) -> None:
+    """--plugin-max-concurrency 1: a stream in flight holds the openai
+    plugin's only slot; other requests wait for it (up to 2 s), then get 503
+    (529 for an Anthropic client) without reaching the upstream; one that
+    arrives while it is held is served once the stream ends."""
+    import anthropic
+
+    fake = fakes("held")
+    config = tmp_path / "portico.toml"
+    config.write_text("")
+    with launch_gateway(tmp_path, config, extra_args=["--plugin-max-concurrency", "1"]) as g:
+        name = plain(g, fake)
+        fake.script("hold_mid_stream")
+        chunks = iter(
+            client(g).chat.completions.create(
+                model=name, messages=[{"role": "user", "content": "held stream here"}], stream=True
+            )
+        )
+        # Up to the first word (the role may come in a chunk of its own).
+        got = ""
+        while not got:
+            chunk = next(chunks)
+            got = (chunk.choices[0].delta.content or "") if chunk.choices else ""
+        assert got == f"{fake.name}:"
+        assert fake.wait_held()
+        plugins = {p["id"]: p for p in api(g, "GET", "/plugins").json()}
+        assert plugins["openai"]["requests_in_flight"] == 1
+
+        start = time.monotonic()
+        with pytest.raises(openai.InternalServerError) as refused:
+            client(g).chat.completions.create(model=name, messages=[{"role": "user", "content": "refused"}])
+        waited = time.monotonic() - start
+        assert refused.value.status_code == 503
+        assert "at its limit of requests in flight (1, " in refused.value.message
+        assert "error" in refused.value.response.json()
+        assert 1.5 <= waited < 10, f"refused after {waited:.2f} s"
+
+        claude = anthropic.Anthropic(base_url=g.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+        with pytest.raises(anthropic.APIStatusError) as overloaded:
+            claude.messages.create(model=name, max_tokens=16, messages=[{"role": "user", "content": "refused too"}])
+        assert overloaded.value.status_code == 529
+        assert overloaded.value.body["type"] == "error"
+        assert overloaded.value.body["error"]["type"] == "overloaded_error"
+        assert len(fake.requests) == 1, "refused calls never reached the upstream"
+
+        with ThreadPoolExecutor(1) as pool:
+            queued = pool.submit(
+                lambda: client(g).chat.completions.create(model=name, messages=[{"role": "user", "content": "queued"}])
+            )
+            time.sleep(0.5)
+            assert not queued.done(), "the call waits for the held slot"
+            fake.release_held()
+            rest = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            assert got + rest == f"{fake.name}: held stream here"
+            assert queued.result(timeout=10).choices[0].message.content == f"{fake.name}: queued"
+        assert [r.json["messages"][-1]["content"] for r in fake.requests] == ["held stream here", "queued"]
+
+        metrics = requests.get(f"{g.url}/metrics", timeout=10).text
+        assert 'portico_plugin_busy_total{plugin="openai"} 2' in metrics
+        plugins = {p["id"]: p for p in api(g, "GET", "/plugins").json()}
+        assert plugins["openai"]["requests_in_flight"] == 0
+
+
 def test_concurrent_soak_loses_and_duplicates_nothing(gw: Gateway, fakes) -> None:
     a, b, backup = fakes("soak-a"), fakes("soak-b"), fakes("soak-backup")
     name = router(

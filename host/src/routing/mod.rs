@@ -552,6 +552,13 @@ impl Gateway {
         let route = self
             .route(target, call.operation())
             .map_err(Failed::unsent)?;
+        // Before anything reaches the upstream: once it has, the answer is
+        // read whatever the load (see `Plugin::reserve`).
+        let slot = route
+            .plugin
+            .reserve()
+            .await
+            .map_err(|e| Failed::unsent(e.into_provider_error()))?;
         // The target's model stands in for the client's while the request
         // is built (put back after: a fallback target has its own), which
         // spares a deep copy of the messages per attempt.
@@ -609,11 +616,12 @@ impl Gateway {
                             .await
                             .map_err(PluginError::into_provider_error)?);
                     }
-                    let decoder = route
+                    let mut decoder = route
                         .plugin
                         .stream_decoder(&route.endpoint)
                         .await
                         .map_err(PluginError::into_provider_error)?;
+                    decoder.hold(slot);
                     let native = route.plugin.info.native_dialect == Some(ctx.dialect);
                     let events =
                         decode_stream(response.bytes_stream(), decoder, self.timeouts.stream_idle);

@@ -22,6 +22,7 @@ use portico_model::{
 };
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
@@ -57,6 +58,14 @@ pub struct RuntimeConfig {
     /// calls or streams pinned is given back instead of held until a
     /// restart. The most recently used instance is always kept warm.
     pub idle_instance_ttl: Duration,
+    /// Requests one plugin version may have in flight (see
+    /// [`Plugin::reserve`]); a stream counts until its last chunk. Past
+    /// it, a request waits up to [`Self::busy_wait`] for one to end, then
+    /// fails with 503: a flood of slow streams, each holding an instance
+    /// (up to `memory_limit_bytes`), cannot grow the gateway without bound.
+    pub max_concurrent_calls: usize,
+    /// How long a request waits for a slot under `max_concurrent_calls`.
+    pub busy_wait: Duration,
     /// Timeout of one `http-fetch` (connect to end of body).
     pub http_fetch_timeout: Duration,
     /// Largest `http-fetch` response body handed to a plugin.
@@ -73,6 +82,8 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_idle_instances: 64,
             idle_instance_ttl: Duration::from_secs(60),
+            max_concurrent_calls: 1024,
+            busy_wait: Duration::from_secs(2),
             http_fetch_timeout: Duration::from_secs(30),
             http_fetch_max_bytes: 8 << 20,
             plugin_cache_max_bytes: 8 << 20,
@@ -112,6 +123,12 @@ pub enum PluginError {
     /// The plugin itself failed: trap, CPU or memory limit, bad output.
     #[error("provider plugin '{plugin}' failed: {message}")]
     Fault { plugin: String, message: String },
+    /// The plugin version had its maximum of requests in flight for as
+    /// long as a request may wait for one to end.
+    #[error(
+        "provider plugin '{plugin}' is at its limit of requests in flight ({limit}, set by --plugin-max-concurrency); try again shortly"
+    )]
+    Busy { plugin: String, limit: usize },
 }
 
 impl PluginError {
@@ -121,6 +138,9 @@ impl PluginError {
             PluginError::Provider(error) => error,
             fault @ PluginError::Fault { .. } => {
                 ProviderError::new(ErrorKind::Upstream, fault.to_string())
+            }
+            busy @ PluginError::Busy { .. } => {
+                ProviderError::new(ErrorKind::Overloaded, busy.to_string())
             }
         }
     }
@@ -266,6 +286,7 @@ impl PluginRuntime {
             pre,
             ctx,
             idle: Mutex::new(vec![instance]),
+            slots: Arc::new(Semaphore::new(self.config.max_concurrent_calls)),
         }))
     }
 
@@ -489,6 +510,13 @@ struct Instance {
     idle_since: Instant,
 }
 
+/// One of a plugin version's places for a request in flight; dropping it
+/// frees the place.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
 impl Instance {
     /// Prepares a call on behalf of `endpoint` with a fresh CPU budget.
     fn begin(&mut self, endpoint: Option<&Endpoint>, ticks: u64) {
@@ -517,6 +545,8 @@ pub struct Plugin {
     pre: Pre,
     ctx: Arc<PluginCtx>,
     idle: Mutex<Vec<Instance>>,
+    /// One permit per request in flight, up to `max_concurrent_calls`.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -629,6 +659,7 @@ impl Plugin {
         {
             Ok(resource) => Ok(StreamDecoder {
                 plugin: self.clone(),
+                slot: None,
                 active: Some(ActiveDecoder {
                     instance,
                     resource,
@@ -636,6 +667,41 @@ impl Plugin {
                 }),
             }),
             Err(error) => Err(self.fault(&instance, "stream-decoder", &error)),
+        }
+    }
+
+    /// Requests of this plugin version in flight (slots reserved).
+    pub fn requests_in_flight(&self) -> usize {
+        self.runtime
+            .config
+            .max_concurrent_calls
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// A place for one request in flight, waiting up to `busy_wait` for
+    /// one to free up. Taken before the upstream is called and held until
+    /// its answer is read (a stream's until its end, see
+    /// [`StreamDecoder::hold`]), so a request the upstream has begun to
+    /// answer is never refused for want of one.
+    pub async fn reserve(&self) -> Result<Slot, PluginError> {
+        // The uncontended case costs one atomic operation, no timer.
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(Slot { _permit: permit });
+        }
+        let wait = self.runtime.config.busy_wait;
+        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Slot { _permit: permit }),
+            // Timed out (the semaphore is never closed).
+            _ => {
+                let limit = self.runtime.config.max_concurrent_calls;
+                ::metrics::counter!("portico_plugin_busy_total", "plugin" => self.info.id.clone())
+                    .increment(1);
+                tracing::debug!(plugin = %self.info.id, limit, "plugin at its limit of requests in flight");
+                Err(PluginError::Busy {
+                    plugin: self.info.id.clone(),
+                    limit,
+                })
+            }
         }
     }
 
@@ -771,6 +837,8 @@ pub struct StreamDecoder {
     plugin: Arc<Plugin>,
     /// `None` once finished or after a fault.
     active: Option<ActiveDecoder>,
+    /// The request's place in flight, held until the stream ends.
+    slot: Option<Slot>,
 }
 
 struct ActiveDecoder {
@@ -784,6 +852,11 @@ struct ActiveDecoder {
 impl StreamDecoder {
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
+    }
+
+    /// Keeps the request's slot until the stream finishes or is dropped.
+    pub fn hold(&mut self, slot: Slot) {
+        self.slot = Some(slot);
     }
 
     /// Feeds the next chunk of the body (split anywhere).
@@ -818,6 +891,7 @@ impl StreamDecoder {
         if let Some(active) = self.active.take() {
             active.close(&self.plugin).await;
         }
+        self.slot = None;
         events
     }
 

@@ -203,6 +203,10 @@ fn describe() {
         "portico_request_log_dropped_total",
         "Request log entries dropped because the writer could not keep up."
     );
+    describe_counter!(
+        "portico_plugin_busy_total",
+        "Requests refused (503) because their provider plugin stayed at --plugin-max-concurrency requests in flight."
+    );
 }
 
 /// Label values in the text format escape backslash, quote and newline.
