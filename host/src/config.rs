@@ -75,8 +75,8 @@ pub struct Cli {
     /// waits up to 2 s for one to end, then gets 503 (fallback targets, if
     /// any, are tried), so a flood of slow streams cannot exhaust memory.
     #[arg(long, env = "PORTICO_PLUGIN_MAX_CONCURRENCY", default_value_t = 1024,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub plugin_max_concurrency: u64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub plugin_max_concurrency: usize,
     /// Log format on stderr.
     #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -794,8 +794,6 @@ async fn check_garbage_input(
             }
             Ok(_) => problems.push("parse_chat_response accepted garbage as an answer".into()),
             Err(PluginError::Provider(_)) => {}
-            // Not the plugin's doing, but the check could not run.
-            Err(busy @ PluginError::Busy { .. }) => problems.push(busy.to_string()),
         }
     }
     if info.supports(Operation::Embeddings) {
@@ -812,7 +810,6 @@ async fn check_garbage_input(
                 problems.push("parse_embeddings_response accepted garbage as an answer".into())
             }
             Err(PluginError::Provider(_)) => {}
-            Err(busy @ PluginError::Busy { .. }) => problems.push(busy.to_string()),
         }
     }
     if info.supports(Operation::ChatStream) {

@@ -210,8 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         RuntimeConfig {
             cache_dir: Some(cli.data_dir.join("plugin-cache")),
             idle_instance_ttl: Duration::from_secs(cli.plugin_idle_secs),
-            max_concurrent_calls: usize::try_from(cli.plugin_max_concurrency)
-                .context("--plugin-max-concurrency")?,
+            max_concurrent_calls: cli.plugin_max_concurrency,
             ..RuntimeConfig::default()
         },
         upstream.shared(),

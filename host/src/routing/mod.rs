@@ -558,7 +558,7 @@ impl Gateway {
             .plugin
             .reserve()
             .await
-            .map_err(|e| Failed::unsent(e.into_provider_error()))?;
+            .map_err(|busy| Failed::unsent(busy.into_provider_error()))?;
         // The target's model stands in for the client's while the request
         // is built (put back after: a fallback target has its own), which
         // spares a deep copy of the messages per attempt.

@@ -123,12 +123,6 @@ pub enum PluginError {
     /// The plugin itself failed: trap, CPU or memory limit, bad output.
     #[error("provider plugin '{plugin}' failed: {message}")]
     Fault { plugin: String, message: String },
-    /// The plugin version had its maximum of requests in flight for as
-    /// long as a request may wait for one to end.
-    #[error(
-        "provider plugin '{plugin}' is at its limit of requests in flight ({limit}, set by --plugin-max-concurrency); try again shortly"
-    )]
-    Busy { plugin: String, limit: usize },
 }
 
 impl PluginError {
@@ -139,14 +133,30 @@ impl PluginError {
             fault @ PluginError::Fault { .. } => {
                 ProviderError::new(ErrorKind::Upstream, fault.to_string())
             }
-            busy @ PluginError::Busy { .. } => {
-                ProviderError::new(ErrorKind::Overloaded, busy.to_string())
-            }
         }
     }
 
     pub fn is_fault(&self) -> bool {
         matches!(self, PluginError::Fault { .. })
+    }
+}
+
+/// No place for a request in flight freed up within `busy_wait`: the
+/// plugin version had its maximum of requests in flight all along. Only
+/// [`Plugin::reserve`] fails this way; plugin calls never do.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "provider plugin '{plugin}' is at its limit of requests in flight ({limit}, set by --plugin-max-concurrency); try again shortly"
+)]
+pub struct Busy {
+    pub plugin: String,
+    pub limit: usize,
+}
+
+impl Busy {
+    /// The error to answer a client with: 503, overloaded (retryable).
+    pub fn into_provider_error(self) -> ProviderError {
+        ProviderError::new(ErrorKind::Overloaded, self.to_string())
     }
 }
 
@@ -683,7 +693,7 @@ impl Plugin {
     /// its answer is read (a stream's until its end, see
     /// [`StreamDecoder::hold`]), so a request the upstream has begun to
     /// answer is never refused for want of one.
-    pub async fn reserve(&self) -> Result<Slot, PluginError> {
+    pub async fn reserve(&self) -> Result<Slot, Busy> {
         // The uncontended case costs one atomic operation, no timer.
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(Slot { _permit: permit });
@@ -697,7 +707,7 @@ impl Plugin {
                 ::metrics::counter!("portico_plugin_busy_total", "plugin" => self.info.id.clone())
                     .increment(1);
                 tracing::debug!(plugin = %self.info.id, limit, "plugin at its limit of requests in flight");
-                Err(PluginError::Busy {
+                Err(Busy {
                     plugin: self.info.id.clone(),
                     limit,
                 })
