@@ -72,11 +72,18 @@ pub struct Cli {
     pub plugin_idle_secs: u64,
     /// Requests each provider plugin may have in flight (a stream until
     /// its end, holding a sandboxed instance all along). Past it a request
-    /// waits up to 2 s for one to end, then gets 503 (fallback targets, if
-    /// any, are tried), so a flood of slow streams cannot exhaust memory.
+    /// waits up to --plugin-busy-wait-ms for one to end, then gets 503
+    /// (fallback targets, if any, are tried), so a flood of slow streams
+    /// cannot exhaust memory.
     #[arg(long, env = "PORTICO_PLUGIN_MAX_CONCURRENCY", default_value_t = 1024,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub plugin_max_concurrency: usize,
+    /// Milliseconds a request waits at most for a place under
+    /// --plugin-max-concurrency before its 503 (0: refused at once). The
+    /// wait counts against the endpoint's attempt and total timeouts.
+    #[arg(long, env = "PORTICO_PLUGIN_BUSY_WAIT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub plugin_busy_wait_ms: u64,
     /// Log format on stderr.
     #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -93,7 +93,7 @@ pub struct App {
     /// Request log, usage and metrics.
     pub telemetry: Arc<Telemetry>,
     _file_watch: Option<FileWatchGuard>,
-    _last_used_writer: AbortOnDrop,
+    _access_housekeeping: AbortOnDrop,
 }
 
 impl App {
@@ -164,7 +164,7 @@ pub async fn build(
     let access = Access::load(store.clone())
         .await
         .context("loading gateway keys")?;
-    let last_used_writer = AbortOnDrop(access.spawn_last_used_writer());
+    let access_housekeeping = AbortOnDrop(access.spawn_housekeeping());
     let telemetry = Telemetry::start(store.clone(), registry.clone(), table.clone());
     let gateway = Arc::new(
         Gateway::new(registry, table, http, options.timeouts)
@@ -190,7 +190,7 @@ pub async fn build(
         access,
         telemetry,
         _file_watch: file_watch,
-        _last_used_writer: last_used_writer,
+        _access_housekeeping: access_housekeeping,
     })
 }
 
@@ -211,6 +211,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cache_dir: Some(cli.data_dir.join("plugin-cache")),
             idle_instance_ttl: Duration::from_secs(cli.plugin_idle_secs),
             max_concurrent_calls: cli.plugin_max_concurrency,
+            busy_wait: Duration::from_millis(cli.plugin_busy_wait_ms),
             ..RuntimeConfig::default()
         },
         upstream.shared(),

@@ -485,6 +485,9 @@ async fn idle_instances_are_dropped_after_their_ttl() {
     assert_eq!(plugin.idle_instances(), 1);
 }
 
+/// A caller with no time budget of its own: only `busy_wait` bounds it.
+const NO_BUDGET: Duration = Duration::MAX;
+
 /// Past `max_concurrent_calls` requests in flight, a request waits for a
 /// slot and gets a 503 `Busy` when none frees up in time; a stream keeps
 /// its slot until it finishes or is abandoned.
@@ -502,14 +505,17 @@ async fn requests_in_flight_are_capped_and_streams_keep_their_slot_to_the_end() 
 
     // Two streams in flight take both slots.
     let mut first = plugin.stream_decoder(&ep).await.expect("decoder");
-    first.hold(plugin.reserve().await.expect("slot"));
+    first.hold(plugin.reserve(NO_BUDGET).await.expect("slot"));
     let mut second = plugin.stream_decoder(&ep).await.expect("decoder");
-    second.hold(plugin.reserve().await.expect("slot"));
+    second.hold(plugin.reserve(NO_BUDGET).await.expect("slot"));
     assert_eq!(plugin.requests_in_flight(), 2);
 
     // A third request waits its full turn, then is refused as overloaded.
     let start = Instant::now();
-    let busy = plugin.reserve().await.expect_err("no slot is free");
+    let busy = plugin
+        .reserve(NO_BUDGET)
+        .await
+        .expect_err("no slot is free");
     let waited = start.elapsed();
     let message = busy.to_string();
     assert!(
@@ -522,10 +528,28 @@ async fn requests_in_flight_are_capped_and_streams_keep_their_slot_to_the_end() 
     assert!(waited >= wait, "refused after {waited:?}, before the wait");
     assert!(waited < wait * 10, "refused only after {waited:?}");
 
+    // A caller whose time budget is shorter than the wait is refused when
+    // its budget is spent, not after the whole wait.
+    let budget = Duration::from_millis(40);
+    let start = Instant::now();
+    plugin
+        .reserve(budget)
+        .await
+        .expect_err("no slot is free within the budget");
+    let waited = start.elapsed();
+    assert!(
+        waited >= budget,
+        "refused after {waited:?}, before the budget"
+    );
+    assert!(
+        waited < wait,
+        "waited {waited:?}, past the budget of {budget:?}"
+    );
+
     // One that arrives while full gets the slot of the stream that ends.
     let waiting = {
         let plugin = plugin.clone();
-        tokio::spawn(async move { plugin.reserve().await.map(|_slot| Instant::now()) })
+        tokio::spawn(async move { plugin.reserve(NO_BUDGET).await.map(|_slot| Instant::now()) })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     first.push(b"x\n").await.expect("push");
@@ -543,8 +567,8 @@ async fn requests_in_flight_are_capped_and_streams_keep_their_slot_to_the_end() 
 
     // Plugin calls themselves take no slot: a request holding one runs
     // its calls (and conformance checks run) whatever the load.
-    let _a = plugin.reserve().await.expect("slot");
-    let _b = plugin.reserve().await.expect("slot");
+    let _a = plugin.reserve(NO_BUDGET).await.expect("slot");
+    let _b = plugin.reserve(NO_BUDGET).await.expect("slot");
     echo(&plugin, &ep, "still served")
         .await
         .expect("a call of a request in flight");

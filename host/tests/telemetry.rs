@@ -154,6 +154,76 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
     store.close().await;
 }
 
+/// Percentiles by nearest rank, per group and bucket, whatever order the
+/// calls were logged in.
+#[tokio::test]
+async fn usage_latency_percentiles_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    // "chat": latencies 1..=100 ms logged in a scrambled order; "embed":
+    // one call in the first hour, two in the second.
+    let mut entries: Vec<RequestLogEntry> = (1..=100u64)
+        .map(|n| {
+            let mut e = entry(n as usize, T0 + (n as i64 * 37 % 100) * 1_000);
+            e.latency_ms = (n * 61) % 100 + 1;
+            e
+        })
+        .collect();
+    for (n, (at_ms, latency)) in [(T0 + 5, 7), (T0 + HOUR, 40), (T0 + HOUR + 1, 20)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut e = entry(1_000 + n, at_ms);
+        e.endpoint = "embed".into();
+        e.latency_ms = latency;
+        entries.push(e);
+    }
+    store.insert_request_log(&entries).await.unwrap();
+    let query = |group_by: Vec<UsageGroup>, bucket| UsageQuery {
+        from: at(T0),
+        to: at(T0 + 2 * HOUR),
+        group_by,
+        bucket,
+    };
+    let percentiles = |r: &UsageRow| (r.p50_latency_ms, r.p95_latency_ms, r.p99_latency_ms);
+
+    let by_endpoint = store
+        .query_usage(&query(vec![UsageGroup::Endpoint], None))
+        .await
+        .unwrap();
+    assert_eq!(by_endpoint[0].endpoint.as_deref(), Some("chat"));
+    assert_eq!(percentiles(&by_endpoint[0]), (50, 95, 99));
+    assert_eq!(by_endpoint[0].max_latency_ms, 100);
+    assert_eq!(by_endpoint[1].endpoint.as_deref(), Some("embed"));
+    assert_eq!(percentiles(&by_endpoint[1]), (20, 40, 40));
+
+    let by_hour = store
+        .query_usage(&query(vec![UsageGroup::Endpoint], Some(UsageBucket::Hour)))
+        .await
+        .unwrap();
+    let embed: Vec<_> = by_hour
+        .iter()
+        .filter(|r| r.endpoint.as_deref() == Some("embed"))
+        .map(percentiles)
+        .collect();
+    assert_eq!(embed, vec![(7, 7, 7), (20, 40, 40)]);
+
+    // All 103 calls (7, 20 and 40 twice): the 52nd, 98th and 102nd smallest.
+    let all = total(&store).await;
+    assert_eq!(all.requests, 103);
+    assert_eq!(percentiles(&all), (49, 95, 99));
+
+    // No calls: zeros, as for the other latency figures.
+    let none = UsageQuery {
+        from: at(T0 - HOUR),
+        to: at(T0),
+        group_by: vec![],
+        bucket: None,
+    };
+    let empty = &store.query_usage(&none).await.unwrap()[0];
+    assert_eq!((empty.requests, percentiles(empty)), (0, (0, 0, 0)));
+}
+
 #[tokio::test]
 async fn usage_groups_buckets_and_range() {
     let dir = tempfile::tempdir().unwrap();

@@ -370,16 +370,20 @@ def test_total_timeout_bounds_retries_and_fallbacks(gw: Gateway, fakes) -> None:
 
 def test_plugin_concurrency_limit_queues_then_answers_503_in_each_dialect(tmp_path: Path, fakes) -> None:
     """--plugin-max-concurrency 1: a stream in flight holds the openai
-    plugin's only slot; other requests wait for it (up to 2 s), then get 503
-    (529 for an Anthropic client) without reaching the upstream; one that
-    arrives while it is held is served once the stream ends."""
+    plugin's only slot; other requests wait for it (up to
+    --plugin-busy-wait-ms, or their endpoint's attempt timeout if shorter),
+    then get 503 (529 for an Anthropic client) without reaching the
+    upstream; one that arrives while it is held is served once the stream
+    ends."""
     import anthropic
 
     fake = fakes("held")
     config = tmp_path / "portico.toml"
     config.write_text("")
-    with launch_gateway(tmp_path, config, extra_args=["--plugin-max-concurrency", "1"]) as g:
+    args = ["--plugin-max-concurrency", "1", "--plugin-busy-wait-ms", "1200"]
+    with launch_gateway(tmp_path, config, extra_args=args) as g:
         name = plain(g, fake)
+        hasty = router(g, {"targets": [{"endpoint": name}], "timeouts": {"attempt_ms": 200}})
         fake.script("hold_mid_stream")
         chunks = iter(
             client(g).chat.completions.create(
@@ -396,14 +400,21 @@ def test_plugin_concurrency_limit_queues_then_answers_503_in_each_dialect(tmp_pa
         plugins = {p["id"]: p for p in api(g, "GET", "/plugins").json()}
         assert plugins["openai"]["requests_in_flight"] == 1
 
-        start = time.monotonic()
-        with pytest.raises(openai.InternalServerError) as refused:
-            client(g).chat.completions.create(model=name, messages=[{"role": "user", "content": "refused"}])
-        waited = time.monotonic() - start
-        assert refused.value.status_code == 503
-        assert "at its limit of requests in flight (1, " in refused.value.message
-        assert "error" in refused.value.response.json()
-        assert 1.5 <= waited < 10, f"refused after {waited:.2f} s"
+        def refused_after(endpoint: str, text: str) -> float:
+            """Seconds until the OpenAI SDK's call is refused with the busy 503."""
+            start = time.monotonic()
+            with pytest.raises(openai.InternalServerError) as refused:
+                client(g).chat.completions.create(model=endpoint, messages=[{"role": "user", "content": text}])
+            assert refused.value.status_code == 503
+            assert "at its limit of requests in flight (1, " in refused.value.message
+            assert "error" in refused.value.response.json()
+            return time.monotonic() - start
+
+        waited = refused_after(name, "refused")
+        assert 1.1 <= waited < 10, f"refused after {waited:.2f} s"
+        # The wait is part of the attempt's time: refused when its 200 ms are spent.
+        waited = refused_after(hasty, "hurried")
+        assert 0.15 <= waited < 1.0, f"refused after {waited:.2f} s"
 
         claude = anthropic.Anthropic(base_url=g.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
         with pytest.raises(anthropic.APIStatusError) as overloaded:
@@ -426,7 +437,7 @@ def test_plugin_concurrency_limit_queues_then_answers_503_in_each_dialect(tmp_pa
         assert [r.json["messages"][-1]["content"] for r in fake.requests] == ["held stream here", "queued"]
 
         metrics = requests.get(f"{g.url}/metrics", timeout=10).text
-        assert 'portico_plugin_busy_total{plugin="openai"} 2' in metrics
+        assert 'portico_plugin_busy_total{plugin="openai"} 3' in metrics
         plugins = {p["id"]: p for p in api(g, "GET", "/plugins").json()}
         assert plugins["openai"]["requests_in_flight"] == 0
 

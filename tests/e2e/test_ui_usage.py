@@ -69,6 +69,16 @@ def test_usage_page_renders_totals_charts_and_table(page: Page, gateway: Gateway
     # The table, grouped by endpoint, then by provider.
     row = page.find(f'.usage-table tr[data-group="{CHAT}"]')
     assert int(row.find_element("css selector", '[data-col="requests"]').text.replace(",", "")) == expected
+    # Latency percentiles: the table's p95 is the API's, the stat names all three.
+    rows = requests.get(f"{gateway.url}/api/v1/usage", params={"group_by": "endpoint"}, timeout=10).json()["rows"]
+    p95 = next(r["p95_latency_ms"] for r in rows if r["endpoint"] == CHAT)
+    assert row.find_element("css selector", '[data-col="p95_latency"]').text == (
+        f"{p95} ms" if p95 < 1000 else f"{p95 / 1000:.2f} s"
+    )
+    latency_note = page.find('[data-stat="latency"]').text
+    assert all(f"{q} " in latency_note for q in ("p50", "p95", "p99")), latency_note
+    legend = page.find('[data-chart="latency"] .chart-legend').text
+    assert "p95 latency" in legend, legend
     for control in ("usage-range", "usage-group"):
         assert page.find(f"#{control}").get_attribute("aria-label")
     page.js(

@@ -228,8 +228,7 @@ def test_usage_api_groups_and_totals(gateway):
         rid = f"test-agg-{secrets.token_hex(6)}"
         tokens = call(gateway, target, target is TARGETS[1], rid)
         calls.append((target, tokens, rid))
-    for _, _, rid in calls:
-        logged(gateway, rid)
+    latencies = sorted(logged(gateway, rid)["latency_ms"] for _, _, rid in calls)
     window = {"from": t0, "to": int(time.time() * 1000) + 1000}
 
     usage = api(gateway, "/usage", group_by="endpoint,provider,model", **window)
@@ -254,6 +253,11 @@ def test_usage_api_groups_and_totals(gateway):
     assert totals["requests"] == len(calls)
     assert totals["input_tokens"] == sum(r["input_tokens"] for r in rows.values())
     assert totals["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows.values()))
+    # Latency percentiles by nearest rank over the logged latencies.
+    for q in (50, 95, 99):
+        rank = -(-q * len(latencies) // 100)
+        assert totals[f"p{q}_latency_ms"] == latencies[rank - 1], (q, latencies)
+    assert totals["max_latency_ms"] == latencies[-1]
 
     # A time series: per-minute buckets add up to the totals.
     series = api(gateway, "/usage", bucket="minute", **window)

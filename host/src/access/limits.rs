@@ -87,6 +87,13 @@ impl Bucket {
         self.updated = now;
     }
 
+    /// Whether the bucket has refilled to its limit by `now`.
+    fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        let capacity = f64::from(self.per_minute);
+        self.level + elapsed * capacity / 60.0 >= capacity
+    }
+
     /// How long until the level reaches `needed` (zero if it has).
     fn wait_for(&self, needed: f64) -> Duration {
         let missing = needed - self.level;
@@ -184,6 +191,27 @@ impl Limiter {
     pub fn forget(&self, scope: &Scope) {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         buckets.retain(|(s, _), _| s != scope);
+    }
+
+    /// Drops the buckets that have refilled to their limit: one would start
+    /// full if needed again, so nothing changes for callers, while buckets
+    /// of deleted endpoints and keys, or of limits since removed, go away
+    /// instead of staying until a restart. Returns how many were dropped.
+    pub fn forget_full(&self) -> usize {
+        let now = self.clock.now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = buckets.len();
+        buckets.retain(|_, bucket| !bucket.is_full_at(now));
+        before - buckets.len()
+    }
+
+    /// Buckets kept (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -315,6 +343,45 @@ mod tests {
         assert!(limiter.admit(&[requests(scope.clone(), 1)]).is_err());
         limiter.forget(&scope);
         limiter.admit(&[requests(scope, 1)]).unwrap();
+    }
+
+    #[test]
+    fn refilled_buckets_are_forgotten_without_changing_any_answer() {
+        let (clock, limiter) = limiter();
+        let gone = endpoint("deleted");
+        let busy = endpoint("busy");
+        let charged = Scope::Key("k".into());
+        limiter.admit(&[requests(gone.clone(), 60)]).unwrap();
+        for _ in 0..60 {
+            limiter.admit(&[requests(busy.clone(), 60)]).unwrap();
+        }
+        limiter.admit(&[tokens(charged.clone(), 600)]).unwrap();
+        limiter.charge(&charged, 1_000);
+        assert_eq!(limiter.len(), 3);
+        assert_eq!(limiter.forget_full(), 0, "nothing has refilled yet");
+
+        // After 1 s: one request back in each request bucket, so only the
+        // bucket that lost a single request is full again.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(limiter.forget_full(), 1);
+        assert_eq!(limiter.len(), 2);
+        assert!(limiter.admit(&[requests(busy.clone(), 60)]).is_ok());
+        assert!(limiter.admit(&[requests(busy.clone(), 60)]).is_err());
+        assert!(
+            limiter.admit(&[tokens(charged.clone(), 600)]).is_err(),
+            "still overdrawn"
+        );
+
+        // A minute on, every bucket is back at its limit: all are
+        // forgotten, and fresh ones answer as the old ones would have.
+        clock.advance(Duration::from_secs(120));
+        assert_eq!(limiter.forget_full(), 2);
+        assert_eq!(limiter.len(), 0);
+        for _ in 0..60 {
+            limiter.admit(&[requests(busy.clone(), 60)]).unwrap();
+        }
+        assert!(limiter.admit(&[requests(busy, 60)]).is_err());
+        limiter.admit(&[tokens(charged, 600)]).unwrap();
     }
 
     #[test]

@@ -41,7 +41,8 @@ use limits::{Check, Clock, Limiter, Scope, Unit};
 
 /// Longest key name.
 const MAX_NAME_LEN: usize = 128;
-/// How often last-use times are written to the store.
+/// How often last-use times are written to the store (and refilled
+/// rate-limit buckets forgotten).
 const LAST_USED_FLUSH: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
@@ -277,9 +278,10 @@ impl Access {
         }
     }
 
-    /// Writes last-use times periodically, off the request path, for as
-    /// long as the access service lives.
-    pub fn spawn_last_used_writer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Periodically, off the request path, for as long as the access
+    /// service lives: writes last-use times, and forgets rate-limit buckets
+    /// that have refilled (so those of deleted endpoints and keys go).
+    pub fn spawn_housekeeping(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(LAST_USED_FLUSH);
@@ -288,6 +290,10 @@ impl Access {
                 every.tick().await;
                 let Some(access) = weak.upgrade() else { break };
                 access.flush_last_used().await;
+                let forgotten = access.limiter.forget_full();
+                if forgotten > 0 {
+                    tracing::debug!(forgotten, "refilled rate-limit buckets forgotten");
+                }
             }
         })
     }

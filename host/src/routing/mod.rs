@@ -553,12 +553,15 @@ impl Gateway {
             .route(target, call.operation())
             .map_err(Failed::unsent)?;
         // Before anything reaches the upstream: once it has, the answer is
-        // read whatever the load (see `Plugin::reserve`).
+        // read whatever the load (see `Plugin::reserve`). Waiting for a
+        // place spends the attempt's budget like any other wait.
+        let reserving = Instant::now();
         let slot = route
             .plugin
-            .reserve()
+            .reserve(budget)
             .await
             .map_err(|busy| Failed::unsent(busy.into_provider_error()))?;
+        let budget = budget.saturating_sub(reserving.elapsed());
         // The target's model stands in for the client's while the request
         // is built (put back after: a fallback target has its own), which
         // spares a deep copy of the messages per attempt.

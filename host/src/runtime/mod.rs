@@ -64,7 +64,8 @@ pub struct RuntimeConfig {
     /// fails with 503: a flood of slow streams, each holding an instance
     /// (up to `memory_limit_bytes`), cannot grow the gateway without bound.
     pub max_concurrent_calls: usize,
-    /// How long a request waits for a slot under `max_concurrent_calls`.
+    /// How long a request waits at most for a slot under
+    /// `max_concurrent_calls` (zero: refused at once).
     pub busy_wait: Duration,
     /// Timeout of one `http-fetch` (connect to end of body).
     pub http_fetch_timeout: Duration,
@@ -688,17 +689,18 @@ impl Plugin {
             .saturating_sub(self.slots.available_permits())
     }
 
-    /// A place for one request in flight, waiting up to `busy_wait` for
-    /// one to free up. Taken before the upstream is called and held until
-    /// its answer is read (a stream's until its end, see
-    /// [`StreamDecoder::hold`]), so a request the upstream has begun to
-    /// answer is never refused for want of one.
-    pub async fn reserve(&self) -> Result<Slot, Busy> {
+    /// A place for one request in flight, waiting for one to free up up to
+    /// `busy_wait` or `within`, whichever is shorter (the caller's time
+    /// budget: waiting here is part of the request's time). Taken before
+    /// the upstream is called and held until its answer is read (a
+    /// stream's until its end, see [`StreamDecoder::hold`]), so a request
+    /// the upstream has begun to answer is never refused for want of one.
+    pub async fn reserve(&self, within: Duration) -> Result<Slot, Busy> {
         // The uncontended case costs one atomic operation, no timer.
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(Slot { _permit: permit });
         }
-        let wait = self.runtime.config.busy_wait;
+        let wait = self.runtime.config.busy_wait.min(within);
         match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot { _permit: permit }),
             // Timed out (the semaphore is never closed).

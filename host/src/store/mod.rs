@@ -300,6 +300,11 @@ pub struct UsageRow {
     pub unpriced_requests: u64,
     pub avg_latency_ms: f64,
     pub max_latency_ms: u64,
+    /// Latency percentiles (nearest rank: the smallest latency at least
+    /// that share of the calls did not exceed).
+    pub p50_latency_ms: u64,
+    pub p95_latency_ms: u64,
+    pub p99_latency_ms: u64,
     /// Over the calls that measured it (streams).
     pub avg_ttft_ms: Option<f64>,
 }

@@ -562,13 +562,24 @@ mod request_log {
             let _ = write!(select, "{} AS g_{i}, ", group_column(*dim));
             group.push(format!("g_{i}"));
         }
-        let group_clause = if group.is_empty() {
-            String::new()
+        let (group_clause, partition) = if group.is_empty() {
+            (String::new(), String::new())
         } else {
-            format!("GROUP BY {0} ORDER BY {0}", group.join(", "))
+            let group = group.join(", ");
+            (
+                format!("GROUP BY {group} ORDER BY {group}"),
+                format!("PARTITION BY {group}"),
+            )
+        };
+        // Latency percentiles by nearest rank: each call's rank by latency
+        // within its group, against the group's size.
+        let percentile = |q: u32| {
+            format!(
+                "MIN(CASE WHEN lat_rank * 100 >= lat_n * {q} THEN latency_ms END) AS p{q}_latency"
+            )
         };
         let sql = format!(
-            "SELECT {select} COUNT(*) AS requests, \
+            "SELECT {groups} COUNT(*) AS requests, \
                COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS errors, \
                COALESCE(SUM(input_tokens), 0) AS input_tokens, \
                COALESCE(SUM(output_tokens), 0) AS output_tokens, \
@@ -577,8 +588,19 @@ mod request_log {
                  AND COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) > 0 \
                  THEN 1 ELSE 0 END), 0) AS unpriced, \
                AVG(latency_ms) AS avg_latency, MAX(latency_ms) AS max_latency, \
+               {p50}, {p95}, {p99}, \
                AVG(ttft_ms) AS avg_ttft, MAX(key_prefix) AS key_prefix \
-             FROM request_log WHERE at >= ? AND at < ? {group_clause}"
+             FROM (SELECT *, \
+                     ROW_NUMBER() OVER ({partition} ORDER BY latency_ms) AS lat_rank, \
+                     COUNT(*) OVER ({partition}) AS lat_n \
+                   FROM (SELECT {select} status, input_tokens, output_tokens, cost_usd, \
+                           latency_ms, ttft_ms, key_prefix \
+                         FROM request_log WHERE at >= ? AND at < ?)) \
+             {group_clause}",
+            groups = group.iter().map(|g| format!("{g}, ")).collect::<String>(),
+            p50 = percentile(50),
+            p95 = percentile(95),
+            p99 = percentile(99),
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(unix_ms(query.from))
@@ -589,6 +611,14 @@ mod request_log {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let requests: i64 = row.try_get("requests").map_err(db_error)?;
+            // NULL when the group has no calls.
+            let latency = |column: &str| -> StoreResult<u64> {
+                Ok(to_u64(
+                    row.try_get::<Option<i64>, _>(column)
+                        .map_err(db_error)?
+                        .unwrap_or(0),
+                ))
+            };
             if requests == 0 && !group.is_empty() {
                 continue;
             }
@@ -603,11 +633,10 @@ mod request_log {
                     .try_get::<Option<f64>, _>("avg_latency")
                     .map_err(db_error)?
                     .unwrap_or(0.0),
-                max_latency_ms: to_u64(
-                    row.try_get::<Option<i64>, _>("max_latency")
-                        .map_err(db_error)?
-                        .unwrap_or(0),
-                ),
+                max_latency_ms: latency("max_latency")?,
+                p50_latency_ms: latency("p50_latency")?,
+                p95_latency_ms: latency("p95_latency")?,
+                p99_latency_ms: latency("p99_latency")?,
                 avg_ttft_ms: row.try_get("avg_ttft").map_err(db_error)?,
                 ..UsageRow::default()
             };

@@ -58,7 +58,7 @@ function series(rows, fromMs, toMs, bucket) {
   const byStart = new Map(rows.map((r) => [r.bucket_start_ms, r]));
   const out = [];
   for (let t = Math.floor(fromMs / size) * size; t < toMs; t += size) {
-    out.push(byStart.get(t) || { bucket_start_ms: t, requests: 0, errors: 0, input_tokens: 0, output_tokens: 0, cost_usd: 0, avg_latency_ms: null, avg_ttft_ms: null });
+    out.push(byStart.get(t) || { bucket_start_ms: t, requests: 0, errors: 0, input_tokens: 0, output_tokens: 0, cost_usd: 0, avg_latency_ms: null, p95_latency_ms: null, avg_ttft_ms: null });
   }
   return out;
 }
@@ -171,7 +171,7 @@ function table(rows, group) {
     h(
       "table",
       { class: "table usage-table", "aria-label": `Usage by ${label.toLowerCase()}` },
-      h("thead", {}, h("tr", {}, [label, "Requests", "Errors", "Input tokens", "Output tokens", "Cost", "Avg latency", "Avg TTFT"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, [label, "Requests", "Errors", "Input tokens", "Output tokens", "Cost", "Avg latency", "p95 latency", "Avg TTFT"].map((t) => h("th", { scope: "col" }, t)))),
       h(
         "tbody",
         {},
@@ -186,6 +186,7 @@ function table(rows, group) {
             h("td", { dataset: { col: "output_tokens" } }, count.format(r.output_tokens)),
             h("td", { dataset: { col: "cost" }, title: r.unpriced_requests ? `${r.unpriced_requests} call(s) without a catalog price are not included` : null }, money(r.cost_usd), r.unpriced_requests ? " *" : ""),
             h("td", {}, ms(r.avg_latency_ms)),
+            h("td", { dataset: { col: "p95_latency" } }, ms(r.p95_latency_ms)),
             h("td", {}, ms(r.avg_ttft_ms)),
           ),
         ),
@@ -215,7 +216,7 @@ async function content() {
       stat("requests", "Requests", count.format(t.requests), `${count.format(t.errors)} errors${errorRate}`),
       stat("tokens", "Tokens", compact.format(t.input_tokens + t.output_tokens), `${compact.format(t.input_tokens)} in · ${compact.format(t.output_tokens)} out`),
       stat("cost", "Cost", money(t.cost_usd), t.unpriced_requests ? `${t.unpriced_requests} call(s) without a catalog price` : "at catalog prices"),
-      stat("latency", "Avg latency", ms(t.requests ? t.avg_latency_ms : null), `max ${ms(t.requests ? t.max_latency_ms : null)} · TTFT ${ms(t.avg_ttft_ms)}`),
+      stat("latency", "Avg latency", ms(t.requests ? t.avg_latency_ms : null), `p50 ${ms(t.requests ? t.p50_latency_ms : null)} · p95 ${ms(t.requests ? t.p95_latency_ms : null)} · p99 ${ms(t.requests ? t.p99_latency_ms : null)} · max ${ms(t.requests ? t.max_latency_ms : null)} · TTFT ${ms(t.avg_ttft_ms)}`),
     ),
     h(
       "div",
@@ -223,7 +224,7 @@ async function content() {
       chart({ id: "requests", title: "Requests", points, bucket: range.bucket, kind: "bar", format: (v) => compact.format(v), series: [{ label: "Succeeded", value: (p) => p.requests - p.errors }, { label: "Errors", value: (p) => p.errors }] }),
       chart({ id: "tokens", title: "Tokens", points, bucket: range.bucket, kind: "bar", format: (v) => compact.format(v), series: [{ label: "Input", value: (p) => p.input_tokens }, { label: "Output", value: (p) => p.output_tokens }] }),
       chart({ id: "cost", title: "Cost (USD)", points, bucket: range.bucket, kind: "bar", format: money, series: [{ label: "Cost", value: (p) => p.cost_usd }] }),
-      chart({ id: "latency", title: "Latency", points, bucket: range.bucket, kind: "line", format: ms, series: [{ label: "Avg latency", value: (p) => (p.requests ? p.avg_latency_ms : null) }, { label: "Avg time to first token", value: (p) => p.avg_ttft_ms }] }),
+      chart({ id: "latency", title: "Latency", points, bucket: range.bucket, kind: "line", format: ms, series: [{ label: "Avg latency", value: (p) => (p.requests ? p.avg_latency_ms : null) }, { label: "p95 latency", value: (p) => (p.requests ? p.p95_latency_ms : null) }, { label: "Avg time to first token", value: (p) => p.avg_ttft_ms }] }),
     ),
     h("h2", { class: "section-title" }, `By ${GROUPS.find((g) => g.id === state.group).label.toLowerCase()}`),
     table(grouped.rows, state.group),
