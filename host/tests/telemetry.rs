@@ -43,6 +43,16 @@ fn entry(n: usize, at_ms: i64) -> RequestLogEntry {
     }
 }
 
+/// Usage over hours 0 and 1 after `T0` (the range the usage tests log in).
+fn first_two_hours(group_by: Vec<UsageGroup>, bucket: Option<UsageBucket>) -> UsageQuery {
+    UsageQuery {
+        from: at(T0),
+        to: at(T0 + 2 * HOUR),
+        group_by,
+        bucket,
+    }
+}
+
 async fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(&dir.path().join(DB_FILE)).await.unwrap())
 }
@@ -179,16 +189,10 @@ async fn usage_latency_percentiles_per_group() {
         entries.push(e);
     }
     store.insert_request_log(&entries).await.unwrap();
-    let query = |group_by: Vec<UsageGroup>, bucket| UsageQuery {
-        from: at(T0),
-        to: at(T0 + 2 * HOUR),
-        group_by,
-        bucket,
-    };
     let percentiles = |r: &UsageRow| (r.p50_latency_ms, r.p95_latency_ms, r.p99_latency_ms);
 
     let by_endpoint = store
-        .query_usage(&query(vec![UsageGroup::Endpoint], None))
+        .query_usage(&first_two_hours(vec![UsageGroup::Endpoint], None))
         .await
         .unwrap();
     assert_eq!(by_endpoint[0].endpoint.as_deref(), Some("chat"));
@@ -198,7 +202,10 @@ async fn usage_latency_percentiles_per_group() {
     assert_eq!(percentiles(&by_endpoint[1]), (20, 40, 40));
 
     let by_hour = store
-        .query_usage(&query(vec![UsageGroup::Endpoint], Some(UsageBucket::Hour)))
+        .query_usage(&first_two_hours(
+            vec![UsageGroup::Endpoint],
+            Some(UsageBucket::Hour),
+        ))
         .await
         .unwrap();
     let embed: Vec<_> = by_hour
@@ -263,13 +270,10 @@ async fn usage_groups_buckets_and_range() {
     entries.push(entry(6, T0 - 1));
     store.insert_request_log(&entries).await.unwrap();
 
-    let range = |group_by: Vec<UsageGroup>, bucket| UsageQuery {
-        from: at(T0),
-        to: at(T0 + 2 * HOUR),
-        group_by,
-        bucket,
-    };
-    let totals = store.query_usage(&range(vec![], None)).await.unwrap();
+    let totals = store
+        .query_usage(&first_two_hours(vec![], None))
+        .await
+        .unwrap();
     assert_eq!(totals.len(), 1);
     let t = &totals[0];
     assert_eq!((t.requests, t.errors), (4, 1));
@@ -283,7 +287,10 @@ async fn usage_groups_buckets_and_range() {
     assert_eq!(t.avg_ttft_ms, Some(50.0));
 
     let by_provider = store
-        .query_usage(&range(vec![UsageGroup::Provider], Some(UsageBucket::Hour)))
+        .query_usage(&first_two_hours(
+            vec![UsageGroup::Provider],
+            Some(UsageBucket::Hour),
+        ))
         .await
         .unwrap();
     let view: Vec<_> = by_provider
@@ -302,7 +309,10 @@ async fn usage_groups_buckets_and_range() {
     assert!(by_provider.iter().all(|r| r.endpoint.is_none()));
 
     let by_key_model = store
-        .query_usage(&range(vec![UsageGroup::Key, UsageGroup::Model], None))
+        .query_usage(&first_two_hours(
+            vec![UsageGroup::Key, UsageGroup::Model],
+            None,
+        ))
         .await
         .unwrap();
     let view: Vec<_> = by_key_model
@@ -326,7 +336,7 @@ async fn usage_groups_buckets_and_range() {
     );
 
     let by_minute_endpoint = store
-        .query_usage(&range(
+        .query_usage(&first_two_hours(
             vec![UsageGroup::Endpoint],
             Some(UsageBucket::Minute),
         ))

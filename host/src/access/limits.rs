@@ -80,18 +80,20 @@ impl Bucket {
     /// Refills for the time since the last update, and follows a changed
     /// limit (keeping the level, capped at the new budget).
     fn refresh(&mut self, per_minute: u32, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.per_minute = per_minute;
-        let capacity = f64::from(per_minute);
-        self.level = (self.level + elapsed * capacity / 60.0).min(capacity);
+        self.level = self.level_at(now).min(f64::from(per_minute));
         self.updated = now;
+    }
+
+    /// The level refilled at the current rate up to `now`, not yet capped.
+    fn level_at(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.level + elapsed * f64::from(self.per_minute) / 60.0
     }
 
     /// Whether the bucket has refilled to its limit by `now`.
     fn is_full_at(&self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        let capacity = f64::from(self.per_minute);
-        self.level + elapsed * capacity / 60.0 >= capacity
+        self.level_at(now) >= f64::from(self.per_minute)
     }
 
     /// How long until the level reaches `needed` (zero if it has).
