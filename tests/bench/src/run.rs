@@ -743,6 +743,9 @@ fn criterion_median_us(settings: &Settings, full_id: &str) -> Option<f64> {
 
 fn prepare_work(settings: &Settings, upstream_port: u16) -> anyhow::Result<()> {
     let work = &settings.work;
+    // An empty compiled-plugin cache: the first start compiles every plugin,
+    // as a newcomer's first `make run` does, and its memory is measured.
+    let _ = std::fs::remove_dir_all(work.join("data/plugin-cache"));
     std::fs::create_dir_all(work.join("data"))?;
     let plugins = work.join("plugins");
     let _ = std::fs::remove_dir_all(&plugins);
@@ -848,14 +851,21 @@ pub async fn run() -> anyhow::Result<()> {
     )
     .await?;
 
-    // Start once to fill the compiled-plugin cache, then again: idle memory
-    // is that of a normal (cached) start, not of a first-ever compilation.
+    // Start once with an empty compiled-plugin cache (every plugin is
+    // compiled), then again from the cache: idle memory is measured after
+    // both, as a first start and an ordinary one.
     let gateway_port = free_port()?;
     eprintln!("[bench] starting the gateway (first start compiles the plugins)");
-    drop(start_gateway(&settings, gateway_port, "gateway-warm.log").await?);
+    let first = start_gateway(&settings, gateway_port, "gateway-warm.log").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first_start_rss = procfs::status_kb(first.pid(), "VmRSS");
+    drop(first);
     let gateway = start_gateway(&settings, gateway_port, "gateway.log").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle_rss = procfs::status_kb(gateway.pid(), "VmRSS");
+    let idle = IdleMemory {
+        first_start: first_start_rss,
+        cached_start: procfs::status_kb(gateway.pid(), "VmRSS"),
+    };
     let plugins_loaded = load::fetch(
         &format!("http://127.0.0.1:{gateway_port}/api/v1/plugins"),
         None,
@@ -875,8 +885,9 @@ pub async fn run() -> anyhow::Result<()> {
     })
     .unwrap_or(0);
     eprintln!(
-        "[bench] gateway idle RSS {} with {plugins_loaded} plugins",
-        mib(idle_rss)
+        "[bench] gateway idle RSS {} with {plugins_loaded} plugins ({} after the first start)",
+        mib(idle.cached_start),
+        mib(idle.first_start)
     );
 
     let mut stack = Stack {
@@ -940,7 +951,7 @@ pub async fn run() -> anyhow::Result<()> {
         &scenarios,
         &results,
         &peaks,
-        idle_rss,
+        idle,
         plugins_loaded,
         &reload,
         started.elapsed(),
@@ -952,6 +963,15 @@ pub async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Gateway RSS at rest, all plugins loaded.
+#[derive(Clone, Copy)]
+struct IdleMemory {
+    /// After a start that compiled every plugin (empty cache).
+    first_start: u64,
+    /// After a start from the compiled-plugin cache.
+    cached_start: u64,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn report(
     settings: &Settings,
@@ -959,7 +979,7 @@ fn report(
     scenarios: &[Scenario],
     results: &[Vec<Measurement>],
     peaks: &[u64],
-    idle_rss: u64,
+    idle: IdleMemory,
     plugins_loaded: usize,
     reload: &anyhow::Result<Duration>,
     elapsed: Duration,
@@ -1124,8 +1144,13 @@ fn report(
     );
     let _ = writeln!(
         md,
-        "| idle RSS after start | — | — | {} ({plugins_loaded} plugins loaded, test-echo included) |\n",
-        mib(idle_rss)
+        "| idle RSS after a start from the compiled-plugin cache | — | — | {} ({plugins_loaded} plugins loaded, test-echo included) |",
+        mib(idle.cached_start)
+    );
+    let _ = writeln!(
+        md,
+        "| idle RSS after a first start (every plugin compiled) | — | — | {} |\n",
+        mib(idle.first_start)
     );
 
     let micro: Vec<(String, Option<f64>)> = [
@@ -1211,9 +1236,16 @@ fn report(
     let _ = writeln!(
         md,
         "| idle memory (RSS), all plugins loaded < 64 MB | {} = {:.1} MB ({plugins_loaded} plugins, test-echo included) | {} |",
-        mib(idle_rss),
-        idle_rss as f64 / 1e6,
-        pass(idle_rss < 64 * 1000 * 1000)
+        mib(idle.cached_start),
+        idle.cached_start as f64 / 1e6,
+        pass(idle.cached_start < 64 * 1000 * 1000)
+    );
+    let _ = writeln!(
+        md,
+        "| idle memory (RSS) after a first start that compiled every plugin < 64 MB | {} = {:.1} MB | {} |",
+        mib(idle.first_start),
+        idle.first_start as f64 / 1e6,
+        pass(idle.first_start < 64 * 1000 * 1000)
     );
     match reload {
         Ok(d) => {
