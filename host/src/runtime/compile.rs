@@ -51,47 +51,45 @@ pub(crate) fn entry_path(cache_dir: &Path, sha256: &str, engine_hash: &str) -> P
 }
 
 /// Compiles `wasm` (whose digest is `sha256`) for `engine`, going through
-/// the cache in `cache_dir` when given. `config` is `engine`'s own
-/// configuration. Blocking: run it off the async workers.
+/// the cache in `cache_dir` when given. Blocking: run it off the async
+/// workers.
 pub(crate) fn compile(
     engine: &Engine,
-    config: &wasmtime::Config,
     engine_hash: &str,
     cache_dir: Option<&Path>,
     wasm: &[u8],
     sha256: &str,
 ) -> wasmtime::Result<(Component, CompileSource)> {
-    let Some(dir) = cache_dir else {
-        let compiled = compile_apart(config, wasm)?;
-        // SAFETY: these bytes were just serialized by an engine with
-        // `engine`'s configuration.
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
-        return Ok((component, CompileSource::Compiled));
-    };
-    let path = entry_path(dir, sha256, engine_hash);
-    match read_entry(engine, &path) {
-        Ok(Some(component)) => return Ok((component, CompileSource::Cache)),
-        Ok(None) => {}
-        Err(reason) => {
-            tracing::warn!(path = %path.display(), %reason, "ignoring bad compiled-plugin cache entry")
+    let entry = cache_dir.map(|dir| (dir, entry_path(dir, sha256, engine_hash)));
+    if let Some((_, path)) = &entry {
+        match read_entry(engine, path) {
+            Ok(Some(component)) => return Ok((component, CompileSource::Cache)),
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "ignoring bad compiled-plugin cache entry")
+            }
         }
     }
-    let compiled = compile_apart(config, wasm)?;
-    let source = match write_entry(&compiled, dir, &path) {
-        // Run the mapped entry rather than the compiled bytes: a copy
-        // keeps every code page resident, the mapping only those in use.
-        // SAFETY: `write_entry` just wrote this entry from `serialize` of
-        // an engine with this engine's configuration.
-        Ok(()) => match unsafe { map_entry(engine, &path) } {
-            Ok(mapped) => return Ok((mapped, CompileSource::CompiledAndCached)),
-            Err(_) => CompileSource::CompiledAndCached,
+    let compiled = compile_apart(engine.config(), wasm)?;
+    let source = match &entry {
+        None => CompileSource::Compiled,
+        Some((dir, path)) => match write_entry(&compiled, dir, path) {
+            // Run the mapped entry rather than the compiled bytes: a copy
+            // keeps every code page resident, the mapping only those in use.
+            // SAFETY: `write_entry` just wrote this entry from `serialize`
+            // of an engine with this engine's configuration.
+            Ok(()) => match unsafe { map_entry(engine, path) } {
+                Ok(mapped) => return Ok((mapped, CompileSource::CompiledAndCached)),
+                Err(_) => CompileSource::CompiledAndCached,
+            },
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot write compiled-plugin cache entry");
+                CompileSource::Compiled
+            }
         },
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "cannot write compiled-plugin cache entry");
-            CompileSource::Compiled
-        }
     };
-    // SAFETY: as above, bytes just serialized for this configuration.
+    // SAFETY: these bytes were just serialized by an engine with `engine`'s
+    // configuration.
     let component = unsafe { Component::deserialize(engine, &compiled)? };
     Ok((component, source))
 }

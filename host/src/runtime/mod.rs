@@ -164,8 +164,6 @@ impl Busy {
 /// Compiles, links and instantiates provider plugins. One per process.
 pub struct PluginRuntime {
     engine: Engine,
-    /// `engine`'s configuration, for the engines plugins compile on.
-    compile_config: wasmtime::Config,
     engine_hash: String,
     linker: Linker<HostState>,
     config: RuntimeConfig,
@@ -189,9 +187,6 @@ impl PluginRuntime {
         // runtime, so instantiation is off the hot path and the pooling
         // allocator's large up-front virtual reservations buy nothing.
         let engine = Engine::new(&wasm)?;
-        // Plugins compile on engines of their own with this configuration
-        // (`compile::compile`).
-        let compile_config = wasm;
         let mut linker = Linker::new(&engine);
         bindings::add_to_linker(&mut linker)?;
         if let Some(dir) = &config.cache_dir {
@@ -208,7 +203,6 @@ impl PluginRuntime {
         Ok(Arc::new(PluginRuntime {
             engine_hash: compile::engine_hash(&engine),
             engine,
-            compile_config,
             linker,
             config,
             http,
@@ -244,7 +238,6 @@ impl PluginRuntime {
             let sha256 = hex::encode(Sha256::digest(&bytes));
             let compiled = compile::compile(
                 &runtime.engine,
-                &runtime.compile_config,
                 &runtime.engine_hash,
                 runtime.config.cache_dir.as_deref(),
                 &bytes,
