@@ -339,15 +339,20 @@ fn prune_responses_periodically(store: Arc<dyn Store>, retention: Duration) -> A
 /// at moderate load those wake-ups cost more than the request's own work.
 /// Background work (request log, reloads, pruning) runs on the main runtime.
 mod serving {
-    use std::net::SocketAddr;
+    use std::net::{Shutdown, SocketAddr};
 
     use anyhow::Context;
     use axum::Router;
-    use axum::serve::ListenerExt as _;
+    use axum::serve::{Listener, ListenerExt as _};
+    use socket2::Socket;
+    use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::{oneshot, watch};
 
     pub struct Serving {
         stopping: watch::Sender<bool>,
+        /// Handles on the listening sockets, to refuse new connections
+        /// from the stopping thread itself.
+        listening: Vec<Socket>,
         finished: Vec<oneshot::Receiver<()>>,
     }
 
@@ -355,6 +360,14 @@ mod serving {
         /// Closes the listeners and waits for in-flight requests to finish.
         pub async fn stop(self) {
             let _ = self.stopping.send(true);
+            // Each serving thread drops its listener once its runtime gets
+            // to the stop; shutting the sockets down here refuses new
+            // connections at once, however busy those threads are.
+            for socket in &self.listening {
+                if let Err(error) = socket.shutdown(Shutdown::Read) {
+                    tracing::debug!(%error, "cannot shut a listening socket down");
+                }
+            }
             for finished in self.finished {
                 // An error means the thread is gone: nothing left to wait for.
                 let _ = finished.await;
@@ -365,6 +378,11 @@ mod serving {
     pub fn start(addr: SocketAddr, threads: usize, router: Router) -> anyhow::Result<Serving> {
         let listeners = bind(addr, threads.max(1)).with_context(|| format!("binding {addr}"))?;
         let (stopping, stop) = watch::channel(false);
+        let listening = listeners
+            .iter()
+            .map(|listener| Ok(Socket::from(listener.try_clone()?)))
+            .collect::<std::io::Result<_>>()
+            .context("keeping a handle on a listening socket")?;
         let mut finished = Vec::new();
         for (index, listener) in listeners.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -377,12 +395,16 @@ mod serving {
                 .name(format!("portico-serve-{index}"))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        let listener = match tokio::net::TcpListener::from_std(listener) {
+                        let listener = match TcpListener::from_std(listener) {
                             Ok(listener) => listener,
                             Err(error) => {
                                 tracing::error!(%error, "cannot serve on a listening socket");
                                 return;
                             }
+                        };
+                        let listener = StoppableListener {
+                            listener,
+                            stop: stop.clone(),
                         };
                         // Without TCP_NODELAY each small stream frame after
                         // the first waits for the client's delayed ACK.
@@ -403,7 +425,38 @@ mod serving {
                 .context("starting a serving thread")?;
             finished.push(done_rx);
         }
-        Ok(Serving { stopping, finished })
+        Ok(Serving {
+            stopping,
+            listening,
+            finished,
+        })
+    }
+
+    /// A listener whose socket [`Serving::stop`] shuts down: accepting then
+    /// fails at once, which is the stop rather than an error to log and
+    /// retry, so it waits for axum's own shutdown signal instead.
+    struct StoppableListener {
+        listener: TcpListener,
+        stop: watch::Receiver<bool>,
+    }
+
+    impl Listener for StoppableListener {
+        type Io = TcpStream;
+        type Addr = SocketAddr;
+
+        async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+            let Self { listener, stop } = self;
+            let stopped = async { stop.wait_for(|stopping| *stopping).await.is_ok() };
+            tokio::select! {
+                biased;
+                true = stopped => std::future::pending().await,
+                accepted = Listener::accept(listener) => accepted,
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<SocketAddr> {
+            self.listener.local_addr()
+        }
     }
 
     /// One listening socket per thread where the kernel balances
@@ -440,5 +493,62 @@ mod serving {
         socket.bind(&addr.into())?;
         socket.listen(1024)?;
         Ok(socket.into())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::io::ErrorKind;
+        use std::time::{Duration, Instant};
+
+        use super::*;
+
+        #[tokio::test]
+        async fn stop_refuses_new_connections_at_once_even_while_the_serving_thread_is_busy() {
+            const BUSY: Duration = Duration::from_secs(3);
+            let (started, has_started) = std::sync::mpsc::channel::<()>();
+            // Blocks its thread, as a wedged serving runtime would.
+            let busy = move || {
+                let started = started.clone();
+                async move {
+                    let _ = started.send(());
+                    std::thread::sleep(BUSY);
+                    "done"
+                }
+            };
+            let router = Router::new().route("/busy", axum::routing::get(busy));
+            let serving = start(SocketAddr::from(([127, 0, 0, 1], 0)), 1, router).unwrap();
+            let addr = serving.listening[0]
+                .local_addr()
+                .unwrap()
+                .as_socket()
+                .unwrap();
+            let in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/busy")));
+            tokio::task::spawn_blocking(move || has_started.recv_timeout(Duration::from_secs(10)))
+                .await
+                .unwrap()
+                .unwrap();
+
+            let stopped_at = Instant::now();
+            let stopping = tokio::spawn(serving.stop());
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                    Err(error) if error.kind() == ErrorKind::ConnectionRefused => break,
+                    _ => assert!(
+                        stopped_at.elapsed() < BUSY / 2,
+                        "new connections still accepted {:?} after the stop",
+                        stopped_at.elapsed()
+                    ),
+                }
+            }
+
+            // The request in flight still finishes, then the stop does.
+            let response = in_flight.await.unwrap().unwrap();
+            assert_eq!(response.text().await.unwrap(), "done");
+            tokio::time::timeout(Duration::from_secs(10), stopping)
+                .await
+                .unwrap()
+                .unwrap();
+        }
     }
 }

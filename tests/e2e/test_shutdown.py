@@ -80,7 +80,8 @@ def test_sigterm_lets_an_inflight_stream_finish_and_refuses_new_connections(laun
         deadline = time.monotonic() + 5
         while _accepts_connections(gw.port) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _accepts_connections(gw.port), "the listener still accepts after SIGTERM"
+        still_accepts = _accepts_connections(gw.port)
+        assert not still_accepts, f"the listener still accepts after SIGTERM:\n{gw.log_text()[-4000:]}"
         assert gw.process.poll() is None, "the gateway exited before its in-flight stream finished"
 
         thread.join(20)
