@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+import harness
 from fake_openai import FakeOpenAI
 from harness import PLUGINS_DIR, Gateway, _tail, free_port, launch_gateway, require_built  # noqa: F401
 
@@ -28,6 +30,14 @@ UPSTREAM_DOWN = "e2e-upstream-down"
 CHAT_MODEL = "gpt-fake-mini"
 EMBED_MODEL = "text-embedding-fake"
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_plugin_cache(tmp_path_factory) -> Iterator[Path]:
+    """One compiled-plugin cache for every gateway the suite starts."""
+    harness.SHARED_PLUGIN_CACHE = tmp_path_factory.mktemp("plugin-cache")
+    yield harness.SHARED_PLUGIN_CACHE
+    harness.SHARED_PLUGIN_CACHE = None
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -24,6 +25,14 @@ BINARY = Path(os.environ.get("PORTICO_BIN", REPO / "target" / "dist" / "portico"
 # Overridable to run the suite against another build of the plugins.
 PLUGINS_DIR = Path(os.environ.get("PORTICO_E2E_PLUGINS_DIR", REPO / "plugins"))
 START_TIMEOUT = float(os.environ.get("PORTICO_E2E_START_TIMEOUT", "120"))
+
+# Compiled plugins shared by every gateway the suite starts (set for the
+# session by conftest.py): a start in a fresh data dir would otherwise compile
+# every plugin again, ~8 s on two cores. Entries are named by the plugin's
+# SHA-256 and the engine's hash and are only ever replaced by rename, never
+# rewritten, so linking them between data dirs is safe; the suite's first
+# start still compiles them all.
+SHARED_PLUGIN_CACHE: Path | None = None
 
 # Local sockets only: a proxy from the environment must not get in between.
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
@@ -78,6 +87,34 @@ def require_built(*plugin_ids: str) -> None:
             )
 
 
+def _share(entry: Path, target: Path) -> None:
+    if target.exists():
+        return
+    try:
+        os.link(entry, target)
+    except OSError:
+        shutil.copyfile(entry, target)
+
+
+def _seed_plugin_cache(data_dir: Path) -> None:
+    """Gives a fresh data dir the suite's compiled plugins (a restart keeps
+    its own cache)."""
+    cache = data_dir / "plugin-cache"
+    if SHARED_PLUGIN_CACHE is None or cache.exists():
+        return
+    cache.mkdir(parents=True)
+    for entry in SHARED_PLUGIN_CACHE.glob("*.cwasm"):
+        _share(entry, cache / entry.name)
+
+
+def _collect_plugin_cache(data_dir: Path) -> None:
+    """Adds what a stopped gateway compiled to the suite's cache."""
+    if SHARED_PLUGIN_CACHE is None:
+        return
+    for entry in (data_dir / "plugin-cache").glob("*.cwasm"):
+        _share(entry, SHARED_PLUGIN_CACHE / entry.name)
+
+
 @contextlib.contextmanager
 def launch_gateway(
     work: Path,
@@ -107,6 +144,7 @@ def launch_gateway(
         str(work / "data"),
         *(extra_args or []),
     ]
+    _seed_plugin_cache(work / "data")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=work, env=process_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     gw = Gateway(port=port, process=process, log_path=log_path)
@@ -144,3 +182,4 @@ def launch_gateway(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+        _collect_plugin_cache(work / "data")

@@ -372,10 +372,12 @@ def test_plugin_concurrency_limit_queues_then_answers_503_in_each_dialect(tmp_pa
     """--plugin-max-concurrency 1: a stream in flight holds the openai
     plugin's only slot; other requests wait for it (up to
     --plugin-busy-wait-ms, or their endpoint's attempt timeout if shorter),
-    then get 503 (529 for an Anthropic client) without reaching the
-    upstream; one that arrives while it is held is served once the stream
-    ends."""
+    then get 503 (529 for an Anthropic client, UNAVAILABLE for a Gemini
+    one) without reaching the upstream; one that arrives while it is held
+    is served once the stream ends."""
     import anthropic
+    from google import genai
+    from google.genai import errors as genai_errors
 
     fake = fakes("held")
     config = tmp_path / "portico.toml"
@@ -422,6 +424,16 @@ def test_plugin_concurrency_limit_queues_then_answers_503_in_each_dialect(tmp_pa
         assert overloaded.value.status_code == 529
         assert overloaded.value.body["type"] == "error"
         assert overloaded.value.body["error"]["type"] == "overloaded_error"
+
+        gemini = genai.Client(api_key="dummy", http_options={"base_url": g.gemini_base_url})
+        try:
+            with pytest.raises(genai_errors.ServerError) as unavailable:
+                gemini.models.generate_content(model=name, contents="refused as well")
+        finally:
+            gemini.close()
+        assert unavailable.value.code == 503
+        assert unavailable.value.status == "UNAVAILABLE"
+        assert "at its limit of requests in flight (1, " in (unavailable.value.message or "")
         assert len(fake.requests) == 1, "refused calls never reached the upstream"
 
         with ThreadPoolExecutor(1) as pool:
@@ -437,7 +449,7 @@ def test_plugin_concurrency_limit_queues_then_answers_503_in_each_dialect(tmp_pa
         assert [r.json["messages"][-1]["content"] for r in fake.requests] == ["held stream here", "queued"]
 
         metrics = requests.get(f"{g.url}/metrics", timeout=10).text
-        assert 'portico_plugin_busy_total{plugin="openai"} 3' in metrics
+        assert 'portico_plugin_busy_total{plugin="openai"} 4' in metrics
         plugins = {p["id"]: p for p in api(g, "GET", "/plugins").json()}
         assert plugins["openai"]["requests_in_flight"] == 0
 
