@@ -75,10 +75,6 @@ def write_config(path: Path, fake: FakeOpenAI, down_port: int) -> None:
     )
 
 
-def _tail(text: str, lines: int = 60) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
 @pytest.fixture(scope="session")
 def gateway(fake_upstream: FakeOpenAI, upstream_key: str, tmp_path_factory) -> Gateway:
     require_built("openai")

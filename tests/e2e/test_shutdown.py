@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from conftest import KEY_VAR, write_config
-from harness import free_port, launch_gateway, require_built
+from harness import _tail, free_port, launch_gateway, require_built
 
 WORDS = " ".join(f"w{i}" for i in range(12))
 # The fake spaces "[slow]" stream events 0.3 s apart: ~4 s for this prompt.
@@ -80,8 +80,7 @@ def test_sigterm_lets_an_inflight_stream_finish_and_refuses_new_connections(laun
         deadline = time.monotonic() + 5
         while _accepts_connections(gw.port) and time.monotonic() < deadline:
             time.sleep(0.05)
-        still_accepts = _accepts_connections(gw.port)
-        assert not still_accepts, f"the listener still accepts after SIGTERM:\n{gw.log_text()[-4000:]}"
+        assert not _accepts_connections(gw.port), f"the listener still accepts after SIGTERM:\n{_tail(gw.log_text())}"
         assert gw.process.poll() is None, "the gateway exited before its in-flight stream finished"
 
         thread.join(20)
