@@ -233,6 +233,13 @@ impl OpenAiCompat {
         self
     }
 
+    /// Whether a client's reasoning request is sent as `reasoning_effort`
+    /// (default `true`); off for upstreams that reject the field.
+    pub fn reasoning_effort(mut self, enabled: bool) -> Self {
+        self.body.reasoning_effort = enabled;
+        self
+    }
+
     /// Whether request bodies carry `model` (default `true`); off for
     /// upstreams that address the model by URL and reject the field.
     pub fn model_in_body(mut self, enabled: bool) -> Self {

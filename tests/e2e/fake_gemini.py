@@ -201,6 +201,34 @@ def _check_schema(schema: Any, where: str) -> None:
         _check_schema(schema["items"], f"{where}.items")
 
 
+THINKING_CONFIG_FIELDS = {"includeThoughts", "thinkingBudget", "thinkingLevel"}
+THINKING_LEVELS = {"THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"}
+
+
+def _check_thinking_config(thinking: Any) -> None:
+    """generationConfig.thinkingConfig as the real API checks it."""
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict):
+        raise invalid("Invalid value at 'generation_config.thinking_config': expected an object")
+    for key in thinking:
+        if key not in THINKING_CONFIG_FIELDS:
+            raise invalid(
+                f'Invalid JSON payload received. Unknown name "{key}" at \'generation_config.thinking_config\': Cannot find field.'
+            )
+    budget = thinking.get("thinkingBudget")
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < -1):
+        raise invalid(f"Invalid value at 'generation_config.thinking_config.thinking_budget' ({budget!r})")
+    level = thinking.get("thinkingLevel")
+    if level is not None and level not in THINKING_LEVELS:
+        raise invalid(f"Invalid value at 'generation_config.thinking_config.thinking_level' ({level!r})")
+    include = thinking.get("includeThoughts")
+    if include is not None and not isinstance(include, bool):
+        raise invalid(f"Invalid value at 'generation_config.thinking_config.include_thoughts' ({include!r})")
+    if budget is not None and level is not None:
+        raise invalid("You can only set only one of thinking budget and thinking level.")
+
+
 def validate_generate_content(body: Any) -> None:
     """Raises ApiError for what the real API rejects."""
     if not isinstance(body, dict):
@@ -253,6 +281,7 @@ def validate_generate_content(body: Any) -> None:
     for key in config:
         if key not in GENERATION_CONFIG_FIELDS:
             raise invalid(f'Invalid JSON payload received. Unknown name "{key}" at \'generation_config\': Cannot find field.')
+    _check_thinking_config(config.get("thinkingConfig"))
     for t, tool in enumerate(body.get("tools") or []):
         for d, decl in enumerate(tool.get("functionDeclarations") or []):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}", decl.get("name", "")):

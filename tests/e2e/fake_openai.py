@@ -20,6 +20,8 @@ Answers are computed from the request, so a test can tell what came through:
 - model "force-<status>" answers that HTTP error (429 with Retry-After: 7).
 - a wrong `Authorization: Bearer` key answers 401 invalid_api_key.
 - embeddings: vector_for(text), exactly representable in float32.
+- a `reasoning_effort` the real API does not know answers 400
+  invalid_value.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from urllib.parse import urlsplit
 import fake_server
 
 RETRY_AFTER_SECONDS = 7
+REASONING_EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
 SLOW_MARKER = "[slow]"
 SLOW_DELAY_SECONDS = 0.3
 CREATED = 1_700_000_000
@@ -225,6 +228,10 @@ class _Handler(fake_server.RecordingHandler):
         if not isinstance(messages, list) or not messages:
             msg = "'messages' must contain at least one message."
             return self._send_json(rec, 400, openai_error(msg, "invalid_request_error", param="messages"))
+        effort = body.get("reasoning_effort")
+        if effort is not None and effort not in REASONING_EFFORTS:
+            msg = f"Invalid value: '{effort}'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."
+            return self._send_json(rec, 400, openai_error(msg, "invalid_request_error", "invalid_value", "reasoning_effort"))
 
         prompt_tokens = sum(count_tokens(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
         last = messages[-1] if isinstance(messages[-1], dict) else {}

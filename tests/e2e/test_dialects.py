@@ -4,7 +4,10 @@ reference page's snippets as written (api_key="dummy", endpoint as model)."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
+import openai
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
@@ -246,11 +249,70 @@ def test_responses_function_call_round_trip(oai: OpenAI, fake_upstream: FakeOpen
 
 
 def test_responses_errors(oai: OpenAI):
-    import openai
-
     with pytest.raises(openai.NotFoundError):
         oai.responses.create(model=CHAT, input="x", previous_response_id="resp_does_not_exist")
     with pytest.raises(openai.NotFoundError):
         oai.responses.create(model="no-such-endpoint", input="x")
     with pytest.raises(openai.BadRequestError):
         oai.responses.create(model=CHAT, input="x", tools=[{"type": "web_search"}])
+
+
+def test_reasoning_requests_reach_an_openai_upstream_as_reasoning_effort(
+    claude: anthropic.Anthropic, gateway: Gateway, oai: OpenAI, fake_upstream: FakeOpenAI
+):
+    """Each dialect's way of asking for reasoning (Anthropic `thinking`,
+    Gemini `thinkingConfig`, the Responses API's `reasoning`) reaches an
+    OpenAI upstream as `reasoning_effort`: a budget as the level that
+    covers it; "off" as nothing, since models without reasoning reject the
+    field."""
+    hi = [{"role": "user", "content": "think about it"}]
+    cases = [
+        ({"type": "enabled", "budget_tokens": 1024}, "low"),
+        ({"type": "enabled", "budget_tokens": 3000}, "medium"),
+        ({"type": "enabled", "budget_tokens": 12000}, "high"),
+        ({"type": "disabled"}, None),
+    ]
+    for thinking, effort in cases:
+        fake_upstream.reset()
+        answer = claude.messages.create(model=CHAT, max_tokens=16000, thinking=thinking, messages=hi)
+        assert answer.content[0].text == "Echo: think about it"
+        sent = fake_upstream.only_request().json
+        assert sent.get("reasoning_effort") == effort, thinking
+        assert "thinking" not in sent, "Anthropic's own field is not forwarded to another dialect"
+
+    client = gemini_client(gateway)
+    cases = [
+        (genai_types.ThinkingConfig(thinking_budget=2048, include_thoughts=True), "low"),
+        (genai_types.ThinkingConfig(thinking_level=genai_types.ThinkingLevel.HIGH), "high"),
+        (genai_types.ThinkingConfig(thinking_budget=0), None),
+    ]
+    for thinking, effort in cases:
+        fake_upstream.reset()
+        answer = client.models.generate_content(
+            model=CHAT, contents="think about it", config=genai_types.GenerateContentConfig(thinking_config=thinking)
+        )
+        assert answer.text == "Echo: think about it"
+        sent = fake_upstream.only_request().json
+        assert sent.get("reasoning_effort") == effort, thinking
+        assert "thinkingConfig" not in json.dumps(sent)
+
+    fake_upstream.reset()
+    response = oai.responses.create(model=CHAT, input="think about it", reasoning={"effort": "high"})
+    assert response.output_text == "Echo: think about it"
+    assert response.reasoning.effort == "high"
+    assert fake_upstream.only_request().json["reasoning_effort"] == "high"
+
+
+def test_openai_clients_reasoning_effort_passes_through_as_sent(oai: OpenAI, fake_upstream: FakeOpenAI):
+    """To a provider of its own dialect, an OpenAI client's reasoning_effort
+    goes as sent, even a value this gateway does not know: the upstream
+    judges it, and its error reaches the client."""
+    oai.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}], reasoning_effort="minimal")
+    assert fake_upstream.only_request().json["reasoning_effort"] == "minimal"
+    fake_upstream.reset()
+    with pytest.raises(openai.BadRequestError) as error:
+        oai.chat.completions.create(
+            model=CHAT, messages=[{"role": "user", "content": "hi"}], extra_body={"reasoning_effort": "extreme"}
+        )
+    assert "reasoning_effort" in str(error.value) or "extreme" in str(error.value)
+    assert fake_upstream.only_request().json["reasoning_effort"] == "extreme"

@@ -287,6 +287,46 @@ def test_streamed_thinking_keeps_its_signature_for_the_next_turn(anthropic_gatew
     assert second.content[0].signature == thinking_signature(second.content[0].thinking)
 
 
+def test_openai_reasoning_effort_becomes_extended_thinking(client: OpenAI, fake: FakeAnthropic):
+    """An OpenAI client's reasoning_effort reaches Anthropic as extended
+    thinking (the level's budget, kept below max_tokens), the thinking comes
+    back as reasoning_content, and the tool-result turn that follows, which
+    an OpenAI client cannot replay with signed thinking, goes without
+    thinking: Anthropic refuses it otherwise (the fake does, like the API)."""
+    messages = [{"role": "user", "content": "Paris"}]
+    resp = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL], reasoning_effort="low")
+    first = fake.only_request()
+    assert first.response_status == 200
+    assert first.json["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert first.json["max_tokens"] == CATALOG_MAX_OUTPUT
+    assert "reasoning_effort" not in first.json
+    message = resp.choices[0].message
+    assert message.reasoning_content == "The user wrote: Paris. I should answer."
+    assert resp.choices[0].finish_reason == "tool_calls"
+    call = message.tool_calls[0]
+
+    fake.reset()
+    messages += [
+        {"role": "assistant", "content": message.content, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "18 degrees"},
+    ]
+    resp = client.chat.completions.create(model=CHAT, messages=messages, tools=[WEATHER_TOOL], reasoning_effort="low")
+    second = fake.only_request()
+    assert second.response_status == 200
+    assert "thinking" not in second.json
+    assert resp.choices[0].message.content == "Tool result: 18 degrees"
+
+    # The client's limit stays; the budget goes below it, or, with no room
+    # for Anthropic's minimum of 1024, there is no thinking.
+    for limit, thinking in [(5000, {"type": "enabled", "budget_tokens": 4999}), (1024, None)]:
+        fake.reset()
+        client.chat.completions.create(model=CHAT, messages=HELLO, reasoning_effort="high", max_completion_tokens=limit)
+        sent = fake.only_request()
+        assert sent.response_status == 200
+        assert sent.json["max_tokens"] == limit
+        assert sent.json.get("thinking") == thinking
+
+
 # -- tools ---------------------------------------------------------------------------------
 
 

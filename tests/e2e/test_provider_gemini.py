@@ -333,6 +333,32 @@ def test_openai_clients_replay_gemini_3_calls_with_the_documented_skip_signature
 # -- vision ------------------------------------------------------------------------------
 
 
+def test_reasoning_requests_become_a_thinking_budget(gemini_gateway: Gateway, client: OpenAI, fake: FakeGemini):
+    """An OpenAI client's reasoning_effort and an Anthropic client's
+    thinking reach Gemini as thinkingConfig: the level's (or the client's)
+    budget with the thoughts shown, or a budget of 0 when turned off."""
+    resp = client.chat.completions.create(model=CHAT, messages=HELLO, reasoning_effort="medium")
+    assert resp.choices[0].message.content == "Echo: Say hello to Portico"
+    rec = fake.only_request()
+    assert rec.response_status == 200
+    assert rec.json["generationConfig"]["thinkingConfig"] == {"includeThoughts": True, "thinkingBudget": 8192}
+    assert "reasoning_effort" not in rec.json
+
+    claude = anthropic.Anthropic(base_url=gemini_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    hi = [{"role": "user", "content": "hi"}]
+    for thinking, config in [
+        ({"type": "enabled", "budget_tokens": 3000}, {"includeThoughts": True, "thinkingBudget": 3000}),
+        ({"type": "disabled"}, {"thinkingBudget": 0}),
+    ]:
+        fake.reset()
+        answer = claude.messages.create(model=CHAT, max_tokens=4096, thinking=thinking, messages=hi)
+        assert answer.content[-1].text == "Echo: hi"
+        rec = fake.only_request()
+        assert rec.response_status == 200
+        assert rec.json["generationConfig"]["thinkingConfig"] == config
+        assert rec.json["generationConfig"]["maxOutputTokens"] == 4096
+
+
 def test_vision_images_are_forwarded(client: OpenAI, fake: FakeGemini):
     png_bytes = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
     png = base64.b64encode(png_bytes).decode()

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 from openai import OpenAI
@@ -142,6 +143,7 @@ class Case:
     fake: FakeOpenAICompat
     client: OpenAI
     key: str
+    gateway: Gateway
 
     def endpoint(self, kind: str) -> str:
         return f"{self.provider}-{kind}"
@@ -155,7 +157,7 @@ class Case:
 def case(request, stack: Stack) -> Case:
     fake = stack.fakes[request.param]
     client = fresh_client(stack.gateway, fake, api_key=CLIENT_KEY)
-    return Case(provider=request.param, fake=fake, client=client, key=stack.keys[request.param])
+    return Case(provider=request.param, fake=fake, client=client, key=stack.keys[request.param], gateway=stack.gateway)
 
 
 def assert_route(case: Case, rec, kind: str, operation: str) -> None:
@@ -383,6 +385,25 @@ def test_mistral_gets_valid_ids_for_foreign_tool_calls(stack: Stack):
     mapped = up[1]["tool_calls"][0]["id"]
     assert MISTRAL_TOOL_ID.match(mapped) and mapped != foreign
     assert up[2]["tool_call_id"] == mapped
+
+
+def test_anthropic_thinking_becomes_reasoning_effort_except_for_mistral(case: Case):
+    """An Anthropic client's thinking budget reaches each OpenAI-compatible
+    upstream as the reasoning_effort level that covers it; Mistral, which
+    refuses fields it does not know (its fake too, with a 422), gets none."""
+    claude = anthropic.Anthropic(base_url=case.gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    answer = claude.messages.create(
+        model=case.endpoint("chat"),
+        max_tokens=8000,
+        thinking={"type": "enabled", "budget_tokens": 3000},
+        messages=[{"role": "user", "content": "think first"}],
+    )
+    assert answer.content[-1].text == "Echo: think first"
+    rec = case.fake.only_request()
+    assert rec.response_status == 200
+    expected = None if case.provider == "mistral" else "medium"
+    assert rec.json.get("reasoning_effort") == expected
+    assert "thinking" not in rec.json
 
 
 # -- vision -----------------------------------------------------------------------

@@ -28,6 +28,8 @@ impl Provider for Mistral {
             // Mistral puts usage on the last chunk by itself and its
             // schema has no stream_options.
             .stream_usage(false)
+            // Mistral rejects fields it does not know.
+            .reasoning_effort(false)
             .chat_body_hook(adjust_chat_body)
             .embeddings_body_hook(adjust_embeddings_body);
         Mistral { api }

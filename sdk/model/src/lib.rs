@@ -43,6 +43,11 @@ pub struct ChatRequest {
     /// Ask for a JSON-object answer (OpenAI `response_format`), if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<Value>,
+    /// How much the model should reason before answering, when the client
+    /// asked (OpenAI `reasoning_effort`, Anthropic `thinking`, Gemini
+    /// `thinkingConfig`); `None` leaves it to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Reasoning>,
     /// Client-dialect fields the neutral model does not know. Forwarded
     /// unchanged only when the client dialect is the provider's native one
     /// (`extra_dialect`), and ignored otherwise.
@@ -72,6 +77,121 @@ pub struct SamplingParams {
     pub presence_penalty: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f64>,
+}
+
+/// A client's request for reasoning ("thinking"), in the terms it used:
+/// an effort level, a token budget, or both. Each provider format reads
+/// it through [`Reasoning::effort_level`] or [`Reasoning::thinking_budget`],
+/// so every pair of dialects maps the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reasoning {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<ReasoningEffort>,
+    /// Tokens the model may spend thinking; 0 turns thinking off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u32>,
+}
+
+/// OpenAI's scale of reasoning effort, the coarsest the dialects share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningEffort {
+    /// No reasoning.
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    #[serde(rename = "xhigh")]
+    XHigh,
+}
+
+impl ReasoningEffort {
+    /// Parses an OpenAI `reasoning_effort` (or Gemini `thinkingLevel`,
+    /// any case); `None` for a value this gateway does not know.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value.to_ascii_lowercase().as_str() {
+            "none" => Self::None,
+            "minimal" => Self::Minimal,
+            "low" => Self::Low,
+            "medium" => Self::Medium,
+            "high" => Self::High,
+            "xhigh" => Self::XHigh,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Minimal => "minimal",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::XHigh => "xhigh",
+        }
+    }
+
+    /// The thinking budget a level stands for where a provider wants
+    /// tokens (Anthropic's minimum budget is 1024).
+    pub fn budget_tokens(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::Minimal => 1024,
+            Self::Low => 2048,
+            Self::Medium => 8192,
+            Self::High => 16384,
+            Self::XHigh => 32768,
+        }
+    }
+
+    /// The level a token budget stands for where a provider wants a level:
+    /// the lowest whose budget covers it, never `minimal` (which few
+    /// OpenAI models accept).
+    pub fn from_budget(budget: u32) -> Self {
+        match budget {
+            0 => Self::None,
+            1..=2048 => Self::Low,
+            2049..=8192 => Self::Medium,
+            8193..=16384 => Self::High,
+            _ => Self::XHigh,
+        }
+    }
+}
+
+impl Reasoning {
+    /// Reasoning turned off.
+    pub fn off() -> Self {
+        Reasoning {
+            effort: Some(ReasoningEffort::None),
+            budget_tokens: None,
+        }
+    }
+
+    /// Whether the client turned reasoning off.
+    pub fn is_off(&self) -> bool {
+        self.budget_tokens == Some(0) || self.effort == Some(ReasoningEffort::None)
+    }
+
+    /// The effort level asked for: the client's own level, else the level
+    /// of its budget; `None` when it gave neither (the provider decides).
+    pub fn effort_level(&self) -> Option<ReasoningEffort> {
+        if self.is_off() {
+            return Some(ReasoningEffort::None);
+        }
+        self.effort
+            .or_else(|| self.budget_tokens.map(ReasoningEffort::from_budget))
+    }
+
+    /// The thinking budget asked for: the client's own budget, else its
+    /// level's; 0 when off; `None` when it gave neither.
+    pub fn thinking_budget(&self) -> Option<u32> {
+        if self.is_off() {
+            return Some(0);
+        }
+        self.budget_tokens
+            .or_else(|| self.effort.map(ReasoningEffort::budget_tokens))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use portico_model::formats::openai::{
 };
 use portico_model::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, Role, SamplingParams, StreamEvent, Tool,
-    ToolChoice, Usage,
+    FinishReason, ImageSource, Message, ProviderError, Reasoning, ReasoningEffort, Role,
+    SamplingParams, StreamEvent, Tool, ToolChoice, Usage,
 };
 use serde_json::{Value, json};
 
@@ -566,6 +566,7 @@ fn full_request() -> ChatRequest {
             json!({"user": "u-1", "temperature": 2.0, "logit_bias": {"50256": -100}}),
         )
         .unwrap(),
+        reasoning: None,
         extra_dialect: Some("openai".into()),
     }
 }
@@ -617,6 +618,7 @@ fn builds_upstream_chat_body() {
         max_tokens_field: MaxTokensField::MaxTokens,
         stream_usage: false,
         top_k: true,
+        reasoning_effort: false,
     };
     let body = openai::chat_request_body_with(&full_request(), true, &options);
     assert_eq!(body["max_tokens"], 256);
@@ -661,6 +663,10 @@ fn typed_chat_body_writes_its_value_form() {
         }],
     });
     odd.messages.push(Message::assistant(""));
+    odd.reasoning = Some(Reasoning {
+        effort: None,
+        budget_tokens: Some(3000),
+    });
     requests.push(odd);
     requests.push(ChatRequest {
         model: "m".into(),
@@ -673,6 +679,7 @@ fn typed_chat_body_writes_its_value_form() {
             max_tokens_field: MaxTokensField::MaxTokens,
             stream_usage: false,
             top_k: true,
+            reasoning_effort: false,
         },
     ];
     for request in &requests {
@@ -691,6 +698,88 @@ fn typed_chat_body_writes_its_value_form() {
             }
         }
     }
+}
+
+/// A client's reasoning request, in any dialect, reaches an
+/// OpenAI-compatible upstream as `reasoning_effort`.
+#[test]
+fn reasoning_requests_become_reasoning_effort() {
+    let client = openai::parse_chat_request(
+        br#"{"model":"ep","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"high"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        client.request.reasoning,
+        Some(Reasoning {
+            effort: Some(ReasoningEffort::High),
+            budget_tokens: None,
+        })
+    );
+    let body = openai::chat_request_body(&client.request, false);
+    assert_eq!(body["reasoning_effort"], "high");
+
+    // A value this gateway does not know still reaches an OpenAI upstream.
+    let client = openai::parse_chat_request(
+        br#"{"model":"ep","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"extreme"}"#,
+    )
+    .unwrap();
+    assert_eq!(client.request.reasoning, None);
+    assert_eq!(
+        openai::chat_request_body(&client.request, false)["reasoning_effort"],
+        "extreme"
+    );
+    let error = openai::parse_chat_request(
+        br#"{"model":"ep","messages":[{"role":"user","content":"hi"}],"reasoning_effort":3}"#,
+    )
+    .unwrap_err();
+    assert_eq!(error.status, 400);
+    assert!(
+        error.message.contains("reasoning_effort"),
+        "{}",
+        error.message
+    );
+
+    // From another dialect: a budget becomes the level that covers it.
+    let foreign = |reasoning: Reasoning| ChatRequest {
+        model: "gpt-5".into(),
+        messages: vec![Message::user("hi")],
+        reasoning: Some(reasoning),
+        extra_dialect: Some("anthropic".into()),
+        ..Default::default()
+    };
+    for (budget, effort) in [
+        (1024, "low"),
+        (2048, "low"),
+        (5000, "medium"),
+        (16384, "high"),
+    ] {
+        let request = foreign(Reasoning {
+            effort: None,
+            budget_tokens: Some(budget),
+        });
+        assert_eq!(
+            openai::chat_request_body(&request, false)["reasoning_effort"],
+            effort,
+            "budget {budget}"
+        );
+    }
+    // "Off" and "on, model's default" send nothing: models without
+    // reasoning reject the field.
+    for reasoning in [Reasoning::off(), Reasoning::default()] {
+        let body = openai::chat_request_body(&foreign(reasoning), false);
+        assert!(body.get("reasoning_effort").is_none(), "{body}");
+    }
+    // Upstreams that reject the field (Mistral) do not get it.
+    let options = ChatBodyOptions {
+        reasoning_effort: false,
+        ..Default::default()
+    };
+    let request = foreign(Reasoning {
+        effort: Some(ReasoningEffort::High),
+        budget_tokens: None,
+    });
+    let body = openai::chat_request_body_with(&request, false, &options);
+    assert!(body.get("reasoning_effort").is_none(), "{body}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use super::common;
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, ErrorKind, FinishReason, ImageSource, Message,
-    ProviderError, RawJson, Role, StreamEvent, Tool, ToolChoice, Usage,
+    ProviderError, RawJson, Reasoning, ReasoningEffort, Role, StreamEvent, Tool, ToolChoice, Usage,
 };
 
 /// Value of the `anthropic-version` header the provider side speaks.
@@ -197,6 +197,11 @@ pub fn parse_messages_request(body: &[u8]) -> Result<ClientMessagesRequest, Prov
                 })?;
             }
             "tools" => request.tools = parse_tools(value)?,
+            "thinking" => {
+                request.reasoning = parse_thinking(value)?;
+                // Forwarded as sent to an Anthropic upstream.
+                request.extra.insert(key.clone(), value.clone());
+            }
             "tool_choice" => {
                 let (choice, keep_original) = parse_tool_choice(value)?;
                 request.tool_choice = Some(choice);
@@ -227,6 +232,24 @@ pub fn parse_messages_request(body: &[u8]) -> Result<ClientMessagesRequest, Prov
         stream,
         request,
     })
+}
+
+/// `thinking` as a neutral reasoning request: `enabled` with its budget,
+/// `disabled`, or another type (e.g. `adaptive`) as "on, the provider's
+/// default".
+fn parse_thinking(value: &Value) -> Result<Option<Reasoning>, ProviderError> {
+    let obj = expect_object(value, "thinking")?;
+    Ok(Some(match required_str(obj, "type", "thinking")? {
+        "disabled" => Reasoning::off(),
+        "enabled" => Reasoning {
+            effort: None,
+            budget_tokens: Some(expect_u32(
+                required(obj, "budget_tokens", "thinking")?,
+                "thinking.budget_tokens",
+            )?),
+        },
+        _ => Reasoning::default(),
+    }))
 }
 
 /// A system prompt (string or text blocks) at `path`; `None` when empty.
@@ -905,10 +928,21 @@ pub fn messages_body(
     use BodyField as F;
     let mut fields: Vec<(&str, BodyField)> = Vec::with_capacity(12);
     fields.push(("model", F::Str(&request.model)));
-    fields.push((
-        "max_tokens",
-        F::U32(request.params.max_tokens.unwrap_or(default_max_tokens)),
-    ));
+    let max_tokens = request.params.max_tokens.unwrap_or(default_max_tokens);
+    fields.push(("max_tokens", F::U32(max_tokens)));
+    // An Anthropic client's own `thinking` is forwarded from `extra` below.
+    let thinking = (request.extra_dialect.as_deref() != Some(DIALECT))
+        .then(|| thinking_for(request, Some(max_tokens)))
+        .flatten();
+    if let Some(budget_tokens) = thinking {
+        fields.push((
+            "thinking",
+            F::Thinking(WireThinking {
+                budget_tokens,
+                kind: "enabled",
+            }),
+        ));
+    }
     if let Some(system) = request.system.as_deref().filter(|s| !s.is_empty()) {
         fields.push(("system", F::Str(system)));
     }
@@ -960,6 +994,61 @@ pub fn messages_body(
     MessagesBody(common::SortedObject::new(fields))
 }
 
+/// The smallest thinking budget Anthropic accepts.
+const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// The thinking budget for a reasoning request from another dialect, or
+/// `None` to send no `thinking`: when it is off, when `max_tokens` leaves
+/// no room for the minimum budget (the budget must stay below it), when a
+/// tool call is forced (Anthropic refuses that with thinking), or when the
+/// conversation ends in tool calls without the signed thinking Anthropic
+/// then requires in front of them (another dialect's client has none to
+/// replay).
+pub(crate) fn thinking_for(request: &ChatRequest, max_tokens: Option<u32>) -> Option<u32> {
+    let reasoning = request.reasoning.as_ref()?;
+    if reasoning.is_off() {
+        return None;
+    }
+    let forced_tool = !request.tools.is_empty()
+        && matches!(
+            request.tool_choice,
+            Some(ToolChoice::Required | ToolChoice::Tool { .. })
+        );
+    if forced_tool {
+        return None;
+    }
+    let wanted = reasoning
+        .thinking_budget()
+        .unwrap_or_else(|| ReasoningEffort::Medium.budget_tokens())
+        .max(MIN_THINKING_BUDGET);
+    let budget = match max_tokens {
+        Some(max_tokens) => wanted.min(max_tokens.saturating_sub(1)),
+        None => wanted,
+    };
+    let last_assistant = request
+        .messages
+        .iter()
+        .rev()
+        .find(|message| message.role == Role::Assistant);
+    let unsigned_tool_turn = last_assistant.is_some_and(|message| {
+        let calls = message
+            .content
+            .iter()
+            .any(|part| matches!(part, ContentPart::ToolCall { .. }));
+        let signed = message.content.iter().any(|part| {
+            matches!(
+                part,
+                ContentPart::Thinking {
+                    signature: Some(_),
+                    ..
+                }
+            )
+        });
+        calls && !signed
+    });
+    (budget >= MIN_THINKING_BUDGET && !unsigned_tool_turn).then_some(budget)
+}
+
 /// A Messages API request body; see [`messages_body`].
 #[derive(Debug)]
 pub struct MessagesBody<'a>(common::SortedObject<'a, BodyField<'a>>);
@@ -991,7 +1080,15 @@ enum BodyField<'a> {
     F64(f64),
     Bool(bool),
     Strings(&'a [String]),
+    Thinking(WireThinking),
     Json(&'a Value),
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WireThinking {
+    budget_tokens: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -1746,6 +1843,10 @@ mod tests {
         request.tools.clear();
         request.extra_dialect = None;
         request.system = Some(String::new());
+        request.reasoning = Some(Reasoning {
+            effort: Some(ReasoningEffort::Low),
+            budget_tokens: None,
+        });
         requests.push(request);
         for request in &requests {
             for stream in [false, true] {
@@ -1768,6 +1869,161 @@ mod tests {
         assert_eq!(merged[0]["type"], "tool_result");
         assert_eq!(merged[1]["type"], "tool_result");
         assert_eq!(merged[2]["text"], "and");
+    }
+
+    #[test]
+    fn client_thinking_is_a_neutral_reasoning_request() {
+        let parse = |thinking: &str| {
+            parse_messages_request(
+                format!(r#"{{"model":"ep","max_tokens":4096,"messages":[{{"role":"user","content":"hi"}}],"thinking":{thinking}}}"#)
+                    .as_bytes(),
+            )
+        };
+        let request = parse(r#"{"type":"enabled","budget_tokens":2048}"#)
+            .unwrap()
+            .request;
+        assert_eq!(
+            request.reasoning,
+            Some(Reasoning {
+                effort: None,
+                budget_tokens: Some(2048),
+            })
+        );
+        // Forwarded as sent to an Anthropic upstream.
+        let body = messages_request_body(&request, false, 1024);
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2048})
+        );
+        assert_eq!(body["max_tokens"], 4096);
+        let request = parse(r#"{"type":"disabled"}"#).unwrap().request;
+        assert_eq!(request.reasoning, Some(Reasoning::off()));
+        let request = parse(r#"{"type":"adaptive"}"#).unwrap().request;
+        assert_eq!(request.reasoning, Some(Reasoning::default()));
+        for bad in [
+            r#""on""#,
+            r#"{"type":"enabled"}"#,
+            r#"{"budget_tokens":1024}"#,
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert_eq!(error.status, 400, "{bad}");
+            assert!(
+                error.message.contains("thinking"),
+                "{bad}: {}",
+                error.message
+            );
+        }
+    }
+
+    #[test]
+    fn reasoning_from_other_dialects_becomes_thinking() {
+        let request = |reasoning: Reasoning, max_tokens: Option<u32>| {
+            let mut request = ChatRequest {
+                model: "claude-x".into(),
+                messages: vec![Message::user("hi")],
+                reasoning: Some(reasoning),
+                extra_dialect: Some("openai".into()),
+                ..Default::default()
+            };
+            request.params.max_tokens = max_tokens;
+            request
+        };
+        let effort = |effort| Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        };
+        let thinking = |body: &Value| body.get("thinking").cloned();
+
+        // A level becomes its budget, below the default limit (the model's
+        // most output) when the client set none.
+        let high = request(effort(ReasoningEffort::High), None);
+        let body = messages_request_body(&high, false, 64000);
+        assert_eq!(
+            thinking(&body),
+            Some(json!({"type": "enabled", "budget_tokens": 16384}))
+        );
+        assert_eq!(body["max_tokens"], 64000);
+        let body = messages_request_body(&high, false, 4096);
+        assert_eq!(body["thinking"]["budget_tokens"], 4095);
+        assert_eq!(body["max_tokens"], 4096);
+        // The client's limit is kept and the budget stays below it.
+        let body = messages_request_body(
+            &request(effort(ReasoningEffort::High), Some(5000)),
+            false,
+            4096,
+        );
+        assert_eq!(body["max_tokens"], 5000);
+        assert_eq!(body["thinking"]["budget_tokens"], 4999);
+        // A limit with no room for Anthropic's minimum budget: no thinking.
+        let body = messages_request_body(
+            &request(effort(ReasoningEffort::Low), Some(1024)),
+            false,
+            4096,
+        );
+        assert_eq!(thinking(&body), None);
+        assert_eq!(body["max_tokens"], 1024);
+        // "On" without a size: medium; a small budget: the minimum; off: none.
+        let body = messages_request_body(&request(Reasoning::default(), None), false, 64000);
+        assert_eq!(body["thinking"]["budget_tokens"], 8192);
+        let small = Reasoning {
+            effort: None,
+            budget_tokens: Some(100),
+        };
+        let body = messages_request_body(&request(small, None), false, 4096);
+        assert_eq!(body["thinking"]["budget_tokens"], 1024);
+        for off in [Reasoning::off(), effort(ReasoningEffort::None)] {
+            let body = messages_request_body(&request(off, None), false, 4096);
+            assert_eq!(thinking(&body), None);
+            assert_eq!(body["max_tokens"], 4096);
+        }
+
+        // Tool calls Anthropic would want signed thinking in front of.
+        let mut tool_turn = request(effort(ReasoningEffort::Medium), None);
+        tool_turn.messages.push(Message {
+            role: Role::Assistant,
+            content: vec![ContentPart::ToolCall {
+                id: "t1".into(),
+                name: "get".into(),
+                arguments: "{}".into(),
+            }],
+        });
+        tool_turn.messages.push(Message {
+            role: Role::Tool,
+            content: vec![ContentPart::ToolResult {
+                tool_call_id: "t1".into(),
+                name: Some("get".into()),
+                content: "42".into(),
+                is_error: false,
+            }],
+        });
+        assert_eq!(
+            thinking(&messages_request_body(&tool_turn, false, 64000)),
+            None
+        );
+        tool_turn.messages[1].content.insert(
+            0,
+            ContentPart::Thinking {
+                text: "hmm".into(),
+                signature: Some("sig".into()),
+            },
+        );
+        assert_eq!(
+            thinking(&messages_request_body(&tool_turn, false, 64000)),
+            Some(json!({"type": "enabled", "budget_tokens": 8192}))
+        );
+        // A forced tool call wins over thinking (Anthropic refuses both).
+        tool_turn.tools = vec![Tool {
+            name: "get".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+        }];
+        tool_turn.tool_choice = Some(ToolChoice::Required);
+        assert_eq!(
+            thinking(&messages_request_body(&tool_turn, false, 64000)),
+            None
+        );
+        tool_turn.tool_choice = Some(ToolChoice::Auto);
+        assert!(thinking(&messages_request_body(&tool_turn, false, 64000)).is_some());
     }
 
     #[test]

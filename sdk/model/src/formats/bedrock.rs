@@ -25,6 +25,10 @@ use crate::{
     Usage,
 };
 
+/// Output tokens left for Claude's answer besides its thinking budget when
+/// the client set no limit.
+const THINKING_ANSWER_TOKENS: u32 = 4096;
+
 /// Most texts one Cohere Embed call on Bedrock accepts.
 pub const COHERE_MAX_TEXTS: usize = 96;
 
@@ -46,9 +50,27 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
     }
 
     let params = &request.params;
+    // Claude's extended thinking, under Anthropic's own rules (Converse has
+    // no reasoning field; other families on Bedrock get none).
+    let thinking = request
+        .model
+        .to_ascii_lowercase()
+        .contains("anthropic.claude")
+        .then(|| super::anthropic::thinking_for(request, params.max_tokens))
+        .flatten();
     let mut inference = Map::new();
-    if let Some(max_tokens) = params.max_tokens {
-        inference.insert("maxTokens".into(), json!(max_tokens));
+    match (params.max_tokens, thinking) {
+        (Some(max_tokens), _) => {
+            inference.insert("maxTokens".into(), json!(max_tokens));
+        }
+        // The budget must stay below maxTokens: room for an answer besides.
+        (None, Some(budget)) => {
+            inference.insert(
+                "maxTokens".into(),
+                json!(budget.saturating_add(THINKING_ANSWER_TOKENS)),
+            );
+        }
+        (None, None) => {}
     }
     if let Some(temperature) = params.temperature {
         inference.insert("temperature".into(), json!(temperature));
@@ -64,10 +86,20 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
     }
     // Converse has no top_k; the model-specific fields carry it (Anthropic,
     // Mistral and Cohere models on Bedrock name it `top_k`).
+    let mut additional = Map::new();
     if let Some(top_k) = params.top_k {
+        additional.insert("top_k".into(), json!(top_k));
+    }
+    if let Some(budget) = thinking {
+        additional.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
+    }
+    if !additional.is_empty() {
         body.insert(
             "additionalModelRequestFields".into(),
-            json!({"top_k": top_k}),
+            Value::Object(additional),
         );
     }
     // seed, penalties and response_format have no Converse equivalent.
@@ -710,6 +742,38 @@ pub fn exception_error(exception_type: &str, payload: &[u8]) -> ProviderError {
 mod tests {
     use super::*;
     use crate::{SamplingParams, Tool};
+
+    #[test]
+    fn reasoning_requests_give_claude_thinking_only() {
+        let mut request = ChatRequest {
+            model: "us.anthropic.claude-sonnet-4-20250514-v1:0".into(),
+            messages: vec![Message::user("hi")],
+            reasoning: Some(crate::Reasoning {
+                effort: Some(crate::ReasoningEffort::Low),
+                budget_tokens: None,
+            }),
+            ..Default::default()
+        };
+        let body = converse_request_body(&request).unwrap();
+        assert_eq!(
+            body["additionalModelRequestFields"],
+            json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})
+        );
+        assert_eq!(body["inferenceConfig"]["maxTokens"], 2048 + 4096);
+        request.params.max_tokens = Some(3000);
+        request.params.top_k = Some(5);
+        let body = converse_request_body(&request).unwrap();
+        assert_eq!(body["inferenceConfig"]["maxTokens"], 3000);
+        assert_eq!(
+            body["additionalModelRequestFields"],
+            json!({"top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 2048}})
+        );
+        // Other families on Bedrock have no such field.
+        request.model = "amazon.nova-pro-v1:0".into();
+        request.params.top_k = None;
+        let body = converse_request_body(&request).unwrap();
+        assert!(body.get("additionalModelRequestFields").is_none(), "{body}");
+    }
 
     fn request_with(messages: Vec<Message>) -> ChatRequest {
         ChatRequest {

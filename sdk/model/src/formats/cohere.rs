@@ -24,8 +24,8 @@ use super::common;
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, RawJson, Role, StreamEvent, ToolChoice,
-    Usage,
+    FinishReason, ImageSource, Message, ProviderError, RawJson, Reasoning, Role, StreamEvent,
+    ToolChoice, Usage,
 };
 
 /// `input_type` sent when the neutral request names none: Cohere requires
@@ -37,6 +37,18 @@ pub const DEFAULT_INPUT_TYPE: &str = "search_document";
 // ---------------------------------------------------------------------------
 
 /// The `POST /v2/chat` body for `request`.
+/// Cohere's `thinking` (reasoning models such as Command A Reasoning) for a
+/// reasoning request: off, or on with the budget asked for, if any.
+fn thinking(reasoning: &Reasoning) -> Value {
+    if reasoning.is_off() {
+        return json!({"type": "disabled"});
+    }
+    match reasoning.thinking_budget() {
+        Some(budget) => json!({"type": "enabled", "token_budget": budget}),
+        None => json!({"type": "enabled"}),
+    }
+}
+
 pub fn chat_request_body(request: &ChatRequest, stream: bool) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(request.model));
@@ -106,6 +118,7 @@ pub fn chat_request_body(request: &ChatRequest, stream: bool) -> Value {
         "response_format",
         request.response_format.as_ref().and_then(response_format),
     );
+    set("thinking", request.reasoning.as_ref().map(thinking));
     if stream {
         body.insert("stream".into(), json!(true));
     }
@@ -584,6 +597,31 @@ pub fn parse_error(status: u16, headers: &[(String, String)], body: &[u8]) -> Pr
 mod tests {
     use super::*;
     use crate::{SamplingParams, Tool};
+
+    #[test]
+    fn reasoning_requests_become_thinking() {
+        let mut request = ChatRequest {
+            model: "command-a-reasoning-08-2025".into(),
+            messages: vec![Message::user("hi")],
+            ..Default::default()
+        };
+        assert!(chat_request_body(&request, false).get("thinking").is_none());
+        let cases = [
+            (
+                Reasoning {
+                    effort: Some(crate::ReasoningEffort::Low),
+                    budget_tokens: None,
+                },
+                json!({"type": "enabled", "token_budget": 2048}),
+            ),
+            (Reasoning::default(), json!({"type": "enabled"})),
+            (Reasoning::off(), json!({"type": "disabled"})),
+        ];
+        for (reasoning, thinking) in cases {
+            request.reasoning = Some(reasoning);
+            assert_eq!(chat_request_body(&request, false)["thinking"], thinking);
+        }
+    }
 
     fn request() -> ChatRequest {
         ChatRequest {

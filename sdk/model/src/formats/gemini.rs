@@ -21,8 +21,8 @@ use serde_json::{Map, Number, Value, json};
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, RawJson, Role, SamplingParams, StreamEvent,
-    Tool, ToolChoice, Usage,
+    FinishReason, ImageSource, Message, ProviderError, RawJson, Reasoning, ReasoningEffort, Role,
+    SamplingParams, StreamEvent, Tool, ToolChoice, Usage,
 };
 
 const DIALECT: &str = "gemini";
@@ -1121,6 +1121,10 @@ fn parse_generation_config(
             })
             .collect::<Result<_, _>>()?;
     }
+    if let Some(thinking) = object_field(config, "thinkingConfig", path)? {
+        // Also left in `extra`, so a Gemini upstream gets it as sent.
+        request.reasoning = parse_thinking_config(thinking, &at(path, "thinkingConfig"))?;
+    }
     let mime = str_field(config, "responseMimeType", path)?;
     let json_schema = field(config, "responseJsonSchema");
     let schema = field(config, "responseSchema");
@@ -1149,6 +1153,28 @@ fn parse_generation_config(
         }
     }
     Ok(())
+}
+
+/// `thinkingConfig` as a neutral reasoning request: a budget of 0 is off,
+/// -1 (dynamic) is "on, the provider's default", a level is an effort;
+/// `includeThoughts` alone asks for thinking the provider sizes.
+fn parse_thinking_config(
+    config: &Map<String, Value>,
+    path: &str,
+) -> Result<Option<Reasoning>, ProviderError> {
+    let budget = i64_field(config, "thinkingBudget", path)?;
+    let level = str_field(config, "thinkingLevel", path)?.and_then(ReasoningEffort::parse);
+    let include_thoughts = bool_field(config, "includeThoughts", path)?.unwrap_or(false);
+    let budget_tokens = match budget {
+        Some(0) => return Ok(Some(Reasoning::off())),
+        Some(n) => u32::try_from(n).ok(),
+        None => None,
+    };
+    let asked = budget.is_some() || level.is_some() || include_thoughts;
+    Ok(asked.then_some(Reasoning {
+        effort: level,
+        budget_tokens,
+    }))
 }
 
 /// A `generateContent` / `streamGenerateContent` request body as the
@@ -1809,6 +1835,26 @@ fn generation_config(
     config
 }
 
+/// The largest thinking budget every Gemini thinking model accepts
+/// (Flash's; Pro's is 32768).
+const MAX_THINKING_BUDGET: u32 = 24576;
+
+/// `thinkingConfig` for a reasoning request from another dialect: a budget
+/// (0 when off), and the thoughts shown when thinking is on, as the other
+/// dialects show reasoning; no budget leaves it to the model (dynamic).
+fn thinking_config(reasoning: &Reasoning) -> Value {
+    if reasoning.is_off() {
+        return json!({"thinkingBudget": 0});
+    }
+    match reasoning.thinking_budget() {
+        Some(budget) => json!({
+            "includeThoughts": true,
+            "thinkingBudget": budget.min(MAX_THINKING_BUDGET),
+        }),
+        None => json!({"includeThoughts": true}),
+    }
+}
+
 /// Adds `extra` (Gemini-dialect fields the neutral model does not carry)
 /// without overriding what the neutral request set: objects merge key by
 /// key, `tools` arrays concatenate.
@@ -1879,7 +1925,13 @@ pub fn generate_content_request_body(request: &ChatRequest) -> Value {
             );
         }
     }
-    let config = generation_config(&request.params, request.response_format.as_ref());
+    let mut config = generation_config(&request.params, request.response_format.as_ref());
+    // A Gemini client's own `thinkingConfig` is merged from `extra` below.
+    if request.extra_dialect.as_deref() != Some(DIALECT)
+        && let Some(reasoning) = &request.reasoning
+    {
+        config.insert("thinkingConfig".into(), thinking_config(reasoning));
+    }
     if !config.is_empty() {
         body.insert("generationConfig".into(), Value::Object(config));
     }
@@ -2375,6 +2427,92 @@ mod tests {
 
     fn parse(body: Value) -> ChatRequest {
         parse_generate_content_request(body.to_string().as_bytes()).expect("valid request")
+    }
+
+    #[test]
+    fn thinking_config_is_a_neutral_reasoning_request_both_ways() {
+        use crate::{Reasoning, ReasoningEffort};
+        let with = |thinking: Value| {
+            parse(json!({
+                "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                "generationConfig": {"thinkingConfig": thinking},
+            }))
+        };
+        let budget = |n| Reasoning {
+            effort: None,
+            budget_tokens: Some(n),
+        };
+        let level = |effort| Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        };
+        let cases = [
+            (
+                json!({"thinkingBudget": 2048, "includeThoughts": true}),
+                Some(budget(2048)),
+            ),
+            (json!({"thinking_budget": 0}), Some(Reasoning::off())),
+            (json!({"thinkingBudget": -1}), Some(Reasoning::default())),
+            (
+                json!({"thinkingLevel": "HIGH"}),
+                Some(level(ReasoningEffort::High)),
+            ),
+            (json!({"includeThoughts": true}), Some(Reasoning::default())),
+            (json!({"includeThoughts": false}), None),
+        ];
+        for (thinking, reasoning) in cases {
+            let request = with(thinking.clone());
+            assert_eq!(request.reasoning, reasoning, "{thinking}");
+            // A Gemini upstream gets the client's own config, as sent.
+            let body = gemini::generate_content_request_body(&request);
+            assert_eq!(body["generationConfig"]["thinkingConfig"], thinking);
+        }
+        let error = parse_generate_content_request(
+            br#"{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"thinkingConfig":{"thinkingBudget":"lots"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(error.status, 400);
+        assert!(
+            error.message.contains("thinkingBudget"),
+            "{}",
+            error.message
+        );
+
+        // From another dialect: a budget (the level's, at most what every
+        // Gemini thinking model takes) and the thoughts shown; off is 0.
+        let foreign = |reasoning: Reasoning| ChatRequest {
+            model: "gemini-2.5-flash".into(),
+            messages: vec![Message::user("hi")],
+            reasoning: Some(reasoning),
+            extra_dialect: Some("openai".into()),
+            ..Default::default()
+        };
+        let thinking = |reasoning| {
+            gemini::generate_content_request_body(&foreign(reasoning))["generationConfig"]
+                ["thinkingConfig"]
+                .clone()
+        };
+        assert_eq!(
+            thinking(level(ReasoningEffort::Low)),
+            json!({"includeThoughts": true, "thinkingBudget": 2048})
+        );
+        assert_eq!(
+            thinking(level(ReasoningEffort::XHigh)),
+            json!({"includeThoughts": true, "thinkingBudget": 24576})
+        );
+        assert_eq!(thinking(budget(3000))["thinkingBudget"], 3000);
+        assert_eq!(thinking(Reasoning::off()), json!({"thinkingBudget": 0}));
+        assert_eq!(
+            thinking(Reasoning::default()),
+            json!({"includeThoughts": true})
+        );
+        let mut none = foreign(Reasoning::default());
+        none.reasoning = None;
+        assert!(
+            gemini::generate_content_request_body(&none)
+                .get("generationConfig")
+                .is_none()
+        );
     }
 
     fn parse_err(body: Value) -> ProviderError {

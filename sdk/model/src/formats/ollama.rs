@@ -92,6 +92,11 @@ pub fn chat_request_body(request: &ChatRequest, stream: bool) -> Result<Value, P
     if let Some(format) = request.response_format.as_ref().and_then(response_format) {
         body.insert("format".into(), format);
     }
+    // `think` takes levels only for some models (gpt-oss) and on/off for
+    // every thinking model, so a reasoning request is sent as on/off.
+    if let Some(reasoning) = &request.reasoning {
+        body.insert("think".into(), json!(!reasoning.is_off()));
+    }
     Ok(Value::Object(body))
 }
 
@@ -479,6 +484,29 @@ pub fn parse_error(status: u16, headers: &[(String, String)], body: &[u8]) -> Pr
 mod tests {
     use super::*;
     use crate::{ErrorKind, SamplingParams, Tool};
+
+    #[test]
+    fn reasoning_requests_turn_think_on_or_off() {
+        let mut request = ChatRequest {
+            model: "qwen3".into(),
+            messages: vec![Message::user("hi")],
+            ..Default::default()
+        };
+        let think = |request: &ChatRequest| {
+            chat_request_body(request, false)
+                .unwrap()
+                .get("think")
+                .cloned()
+        };
+        assert_eq!(think(&request), None);
+        request.reasoning = Some(crate::Reasoning {
+            effort: Some(crate::ReasoningEffort::High),
+            budget_tokens: None,
+        });
+        assert_eq!(think(&request), Some(json!(true)));
+        request.reasoning = Some(crate::Reasoning::off());
+        assert_eq!(think(&request), Some(json!(false)));
+    }
 
     fn request() -> ChatRequest {
         ChatRequest {

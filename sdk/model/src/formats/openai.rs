@@ -32,8 +32,8 @@ use serde_json::{Map, Value, json};
 use super::common;
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, RawJson, Role, SamplingParams, StreamEvent,
-    Tool, ToolChoice, Usage,
+    FinishReason, ImageSource, Message, ProviderError, RawJson, Reasoning, ReasoningEffort, Role,
+    SamplingParams, StreamEvent, Tool, ToolChoice, Usage,
 };
 
 /// Dialect tag of `extra` fields that came from an OpenAI client.
@@ -147,6 +147,17 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderErro
         Some(_) => return Err(invalid("response_format", "must be an object")),
     };
 
+    // Kept in `extra` too, so an OpenAI-compatible upstream gets the
+    // client's own value even when this gateway does not know it.
+    let reasoning = match field(&obj, "reasoning_effort") {
+        None => None,
+        Some(Value::String(effort)) => ReasoningEffort::parse(effort).map(|effort| Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        }),
+        Some(_) => return Err(invalid("reasoning_effort", "must be a string")),
+    };
+
     let extra = obj
         .into_iter()
         .filter(|(k, _)| !KNOWN_CHAT_FIELDS.contains(&k.as_str()))
@@ -167,6 +178,7 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderErro
             tool_choice,
             params,
             response_format,
+            reasoning,
             extra,
             extra_dialect: Some(DIALECT.to_string()),
         },
@@ -984,6 +996,10 @@ pub struct ChatBodyOptions {
     /// Send `top_k` (not an OpenAI parameter, but vLLM, Together and
     /// Fireworks accept it).
     pub top_k: bool,
+    /// Send a client's reasoning request as `reasoning_effort` (OpenAI,
+    /// Azure, Groq, Together, Fireworks and Databricks accept it; Mistral
+    /// rejects unknown fields).
+    pub reasoning_effort: bool,
 }
 
 impl Default for ChatBodyOptions {
@@ -992,6 +1008,7 @@ impl Default for ChatBodyOptions {
             max_tokens_field: MaxTokensField::MaxCompletionTokens,
             stream_usage: true,
             top_k: false,
+            reasoning_effort: true,
         }
     }
 }
@@ -1062,6 +1079,17 @@ pub fn chat_body<'a>(
     }
     if let Some(format) = &request.response_format {
         fields.push(("response_format", F::Json(format)));
+    }
+    // "Off" is left out: models without reasoning reject the field, and
+    // those with it default to little or none.
+    if options.reasoning_effort
+        && let Some(effort) = request
+            .reasoning
+            .as_ref()
+            .and_then(Reasoning::effort_level)
+            .filter(|effort| *effort != ReasoningEffort::None)
+    {
+        fields.push(("reasoning_effort", F::Str(effort.as_str())));
     }
     if stream {
         fields.push(("stream", F::Bool(true)));

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::openai::fill_tool_result_names;
 use crate::{
     ChatRequest, ChatResponse, ChatResponseBuilder, ContentPart, FinishReason, ImageSource,
-    Message, ProviderError, Role, StreamEvent, Tool, ToolChoice, Usage,
+    Message, ProviderError, Reasoning, ReasoningEffort, Role, StreamEvent, Tool, ToolChoice, Usage,
 };
 
 /// Request fields the response object repeats back to the client.
@@ -24,6 +24,7 @@ pub struct ResponseEcho {
     pub text: Value,
     pub store: bool,
     pub previous_response_id: Option<String>,
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 /// A parsed `/v1/responses` request.
@@ -129,6 +130,18 @@ pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, Pr
             ));
         }
     };
+    let reasoning = match obj.get("reasoning") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(reasoning)) => match reasoning.get("effort") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(effort)) => ReasoningEffort::parse(effort).map(|effort| Reasoning {
+                effort: Some(effort),
+                budget_tokens: None,
+            }),
+            Some(_) => return Err(invalid("reasoning.effort", "must be a string")),
+        },
+        Some(_) => return Err(invalid("reasoning", "must be an object")),
+    };
     let previous_response_id = match obj.get("previous_response_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(id.clone()),
@@ -146,6 +159,7 @@ pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, Pr
             ..Default::default()
         },
         response_format,
+        reasoning: reasoning.clone(),
         ..Default::default()
     };
     Ok(ClientResponsesRequest {
@@ -166,6 +180,7 @@ pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, Pr
             text,
             store: obj.get("store").and_then(Value::as_bool).unwrap_or(true),
             previous_response_id,
+            reasoning_effort: reasoning.and_then(|r| r.effort),
         },
     })
 }
@@ -509,7 +524,7 @@ fn skeleton(id: &str, created_at: u64, model: &str, echo: &ResponseEcho, status:
         "output": [],
         "parallel_tool_calls": true,
         "previous_response_id": echo.previous_response_id,
-        "reasoning": {"effort": null, "summary": null},
+        "reasoning": {"effort": echo.reasoning_effort.map(ReasoningEffort::as_str), "summary": null},
         "store": echo.store,
         "temperature": echo.temperature,
         "text": echo.text,
@@ -782,6 +797,36 @@ pub fn conversation_after(history: &[Message], response: &ChatResponse) -> Vec<M
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasoning_effort_is_a_neutral_reasoning_request_and_echoed() {
+        let parsed = parse_responses_request(
+            br#"{"model":"ep","input":"hi","reasoning":{"effort":"low","summary":"auto"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.request.reasoning,
+            Some(Reasoning {
+                effort: Some(ReasoningEffort::Low),
+                budget_tokens: None,
+            })
+        );
+        let object = skeleton("resp_1", 0, "ep", &parsed.echo, "completed");
+        assert_eq!(
+            object["reasoning"],
+            json!({"effort": "low", "summary": null})
+        );
+        let parsed = parse_responses_request(br#"{"model":"ep","input":"hi"}"#).unwrap();
+        assert_eq!(parsed.request.reasoning, None);
+        let error =
+            parse_responses_request(br#"{"model":"ep","input":"hi","reasoning":{"effort":1}}"#)
+                .unwrap_err();
+        assert!(
+            error.message.contains("reasoning.effort"),
+            "{}",
+            error.message
+        );
+    }
 
     #[test]
     fn parses_string_input_instructions_and_tools() {
