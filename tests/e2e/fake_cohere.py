@@ -188,6 +188,15 @@ class _Handler(fake_server.RecordingHandler):
         unknown = set(body) - CHAT_FIELDS
         if unknown:
             raise BadRequest(f"invalid request: unknown field: parameter {sorted(unknown)[0]} is not a valid field")
+        thinking = body.get("thinking")
+        if thinking is not None:
+            if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+                raise BadRequest("invalid request: thinking.type must be one of enabled, disabled")
+            if set(thinking) - {"type", "token_budget"}:
+                raise BadRequest("invalid request: unknown field in thinking")
+            budget = thinking.get("token_budget")
+            if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
+                raise BadRequest("invalid request: thinking.token_budget must be a positive integer")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("invalid request: messages must not be empty")

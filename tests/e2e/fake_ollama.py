@@ -142,6 +142,9 @@ class _Handler(fake_server.RecordingHandler):
         unknown = set(body) - CHAT_FIELDS
         if unknown:
             raise BadRequest(f"fake: unknown top-level field(s) {sorted(unknown)} (sampling belongs in options)")
+        think = body.get("think")
+        if think is not None and not isinstance(think, bool) and think not in ("low", "medium", "high"):
+            raise BadRequest(f"invalid think value: {think!r} (must be a boolean or one of low, medium, high)")
         options = body.get("options") or {}
         if set(options) - OPTION_FIELDS:
             raise BadRequest(f"fake: unknown option(s) {sorted(set(options) - OPTION_FIELDS)}")

@@ -189,6 +189,24 @@ def test_length_finish_reason(client: OpenAI, fake: FakeBedrock):
     assert resp.choices[0].finish_reason == "length"
 
 
+def test_reasoning_effort_becomes_claude_thinking_only(client: OpenAI, fake: FakeBedrock):
+    """Converse has no reasoning field: a Claude model gets Anthropic's
+    `thinking` in additionalModelRequestFields (the budget below maxTokens,
+    set with room for the answer when the client gave no limit); other
+    families get nothing."""
+    client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}], reasoning_effort="low")
+    rec = fake.only_request()
+    assert rec.response_status == 200
+    assert rec.json["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert rec.json["inferenceConfig"] == {"maxTokens": 2048 + 4096}
+    assert_signed(rec)
+    fake.reset()
+    client.chat.completions.create(model=SESSION, messages=[{"role": "user", "content": "hi"}], reasoning_effort="low")
+    rec = fake.only_request()
+    assert rec.response_status == 200
+    assert "additionalModelRequestFields" not in rec.json and "inferenceConfig" not in rec.json
+
+
 def test_session_token_is_sent_and_signed(client: OpenAI, fake: FakeBedrock):
     resp = client.chat.completions.create(model=SESSION, messages=[{"role": "user", "content": "temporary"}])
     assert resp.choices[0].message.content == "Echo: temporary"

@@ -80,6 +80,20 @@ def assert_cohere_request(fake: FakeCohere, rec, path: str) -> dict:
 # -- chat -----------------------------------------------------------------------
 
 
+def test_reasoning_effort_becomes_thinking(client: OpenAI, fake_cohere: FakeCohere):
+    """A client's reasoning request reaches Cohere's reasoning models as
+    `thinking`: on with the level's token budget, or off."""
+    for effort, thinking in [("low", {"type": "enabled", "token_budget": 2048}), ("none", {"type": "disabled"})]:
+        fake_cohere.reset()
+        resp = client.chat.completions.create(
+            model=CHAT, messages=[{"role": "user", "content": "hi"}], reasoning_effort=effort
+        )
+        assert resp.choices[0].message.content
+        rec = fake_cohere.only_request()
+        assert rec.response_status == 200
+        assert rec.json["thinking"] == thinking
+
+
 def test_chat_with_system_prompt_and_sampling(client: OpenAI, fake_cohere: FakeCohere):
     resp = client.chat.completions.create(
         model=CHAT,

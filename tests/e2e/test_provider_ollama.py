@@ -78,6 +78,23 @@ def assert_plain_request(rec, path: str) -> dict:
 # -- chat -----------------------------------------------------------------------
 
 
+def test_reasoning_effort_turns_think_on_or_off(client: OpenAI, fake_ollama: FakeOllama):
+    """Ollama takes `think` on or off for every thinking model (levels only
+    for some), so a client's reasoning request is sent as on or off."""
+    for effort, think in [("high", True), ("none", False)]:
+        fake_ollama.reset()
+        resp = client.chat.completions.create(
+            model=CHAT, messages=[{"role": "user", "content": "hi"}], reasoning_effort=effort
+        )
+        assert resp.choices[0].message.content
+        rec = fake_ollama.only_request()
+        assert rec.response_status == 200
+        assert rec.json["think"] is think
+    fake_ollama.reset()
+    client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    assert "think" not in fake_ollama.only_request().json
+
+
 def test_chat_with_system_prompt_and_options(client: OpenAI, fake_ollama: FakeOllama):
     resp = client.chat.completions.create(
         model=CHAT,
