@@ -146,15 +146,15 @@ impl ReasoningEffort {
     }
 
     /// The level a token budget stands for where a provider wants a level:
-    /// the lowest whose budget covers it, never `minimal` (which few
-    /// OpenAI models accept).
+    /// the lowest whose budget covers it, at most `high`. Never `minimal`
+    /// or `xhigh`, which only some OpenAI models accept (a large budget,
+    /// such as Claude Code's 31999, would otherwise fail on the others).
     pub fn from_budget(budget: u32) -> Self {
         match budget {
             0 => Self::None,
             1..=2048 => Self::Low,
             2049..=8192 => Self::Medium,
-            8193..=16384 => Self::High,
-            _ => Self::XHigh,
+            _ => Self::High,
         }
     }
 }

@@ -752,6 +752,7 @@ fn reasoning_requests_become_reasoning_effort() {
         (2048, "low"),
         (5000, "medium"),
         (16384, "high"),
+        (31999, "high"),
     ] {
         let request = foreign(Reasoning {
             effort: None,
