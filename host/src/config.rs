@@ -32,7 +32,13 @@ pub struct Cli {
     #[arg(long, env = "PORTICO_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
     /// When set, every /api/v1 request needs `Authorization: Bearer <token>`.
-    #[arg(long, env = "PORTICO_ADMIN_TOKEN", hide_env_values = true)]
+    /// A token may start with `-` (one URL-safe random token in 64 does).
+    #[arg(
+        long,
+        env = "PORTICO_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub admin_token: Option<String>,
     /// Require a gateway key (created with /api/v1/keys or the UI) on every
     /// /gateway request; off, any API key is accepted.
@@ -221,6 +227,20 @@ mod tests {
 
     fn env(name: &str) -> Option<String> {
         (name == "KEY").then(|| "sk-secret".to_string())
+    }
+
+    #[test]
+    fn an_admin_token_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from([
+            "portico",
+            "--admin-token",
+            "-CARGQkfVxsgAD",
+            "--listen",
+            "127.0.0.1:1",
+        ])
+        .expect("a token starting with '-' is a value, not a flag");
+        assert_eq!(cli.admin_token(), Some("-CARGQkfVxsgAD"));
+        assert_eq!(cli.listen.port(), 1);
     }
 
     #[test]
