@@ -93,7 +93,7 @@ pub struct Reasoning {
 }
 
 /// OpenAI's scale of reasoning effort, the coarsest the dialects share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReasoningEffort {
     /// No reasoning.
@@ -160,12 +160,25 @@ impl ReasoningEffort {
 }
 
 impl Reasoning {
-    /// Reasoning turned off.
-    pub fn off() -> Self {
+    /// A request for this level of effort.
+    pub fn with_effort(effort: ReasoningEffort) -> Self {
         Reasoning {
-            effort: Some(ReasoningEffort::None),
+            effort: Some(effort),
             budget_tokens: None,
         }
+    }
+
+    /// A request for this thinking budget.
+    pub fn with_budget(budget_tokens: u32) -> Self {
+        Reasoning {
+            effort: None,
+            budget_tokens: Some(budget_tokens),
+        }
+    }
+
+    /// Reasoning turned off.
+    pub fn off() -> Self {
+        Reasoning::with_effort(ReasoningEffort::None)
     }
 
     /// Whether the client turned reasoning off.

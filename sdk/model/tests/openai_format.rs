@@ -663,10 +663,7 @@ fn typed_chat_body_writes_its_value_form() {
         }],
     });
     odd.messages.push(Message::assistant(""));
-    odd.reasoning = Some(Reasoning {
-        effort: None,
-        budget_tokens: Some(3000),
-    });
+    odd.reasoning = Some(Reasoning::with_budget(3000));
     requests.push(odd);
     requests.push(ChatRequest {
         model: "m".into(),
@@ -710,10 +707,7 @@ fn reasoning_requests_become_reasoning_effort() {
     .unwrap();
     assert_eq!(
         client.request.reasoning,
-        Some(Reasoning {
-            effort: Some(ReasoningEffort::High),
-            budget_tokens: None,
-        })
+        Some(Reasoning::with_effort(ReasoningEffort::High))
     );
     let body = openai::chat_request_body(&client.request, false);
     assert_eq!(body["reasoning_effort"], "high");
@@ -754,10 +748,7 @@ fn reasoning_requests_become_reasoning_effort() {
         (16384, "high"),
         (31999, "high"),
     ] {
-        let request = foreign(Reasoning {
-            effort: None,
-            budget_tokens: Some(budget),
-        });
+        let request = foreign(Reasoning::with_budget(budget));
         assert_eq!(
             openai::chat_request_body(&request, false)["reasoning_effort"],
             effort,
@@ -775,10 +766,7 @@ fn reasoning_requests_become_reasoning_effort() {
         reasoning_effort: false,
         ..Default::default()
     };
-    let request = foreign(Reasoning {
-        effort: Some(ReasoningEffort::High),
-        budget_tokens: None,
-    });
+    let request = foreign(Reasoning::with_effort(ReasoningEffort::High));
     let body = openai::chat_request_body_with(&request, false, &options);
     assert!(body.get("reasoning_effort").is_none(), "{body}");
 }

@@ -241,13 +241,10 @@ fn parse_thinking(value: &Value) -> Result<Option<Reasoning>, ProviderError> {
     let obj = expect_object(value, "thinking")?;
     Ok(Some(match required_str(obj, "type", "thinking")? {
         "disabled" => Reasoning::off(),
-        "enabled" => Reasoning {
-            effort: None,
-            budget_tokens: Some(expect_u32(
-                required(obj, "budget_tokens", "thinking")?,
-                "thinking.budget_tokens",
-            )?),
-        },
+        "enabled" => Reasoning::with_budget(expect_u32(
+            required(obj, "budget_tokens", "thinking")?,
+            "thinking.budget_tokens",
+        )?),
         _ => Reasoning::default(),
     }))
 }
@@ -1843,10 +1840,7 @@ mod tests {
         request.tools.clear();
         request.extra_dialect = None;
         request.system = Some(String::new());
-        request.reasoning = Some(Reasoning {
-            effort: Some(ReasoningEffort::Low),
-            budget_tokens: None,
-        });
+        request.reasoning = Some(Reasoning::with_effort(ReasoningEffort::Low));
         requests.push(request);
         for request in &requests {
             for stream in [false, true] {
@@ -1882,13 +1876,7 @@ mod tests {
         let request = parse(r#"{"type":"enabled","budget_tokens":2048}"#)
             .unwrap()
             .request;
-        assert_eq!(
-            request.reasoning,
-            Some(Reasoning {
-                effort: None,
-                budget_tokens: Some(2048),
-            })
-        );
+        assert_eq!(request.reasoning, Some(Reasoning::with_budget(2048)));
         // Forwarded as sent to an Anthropic upstream.
         let body = messages_request_body(&request, false, 1024);
         assert_eq!(
@@ -1928,10 +1916,7 @@ mod tests {
             request.params.max_tokens = max_tokens;
             request
         };
-        let effort = |effort| Reasoning {
-            effort: Some(effort),
-            budget_tokens: None,
-        };
+        let effort = Reasoning::with_effort;
         let thinking = |body: &Value| body.get("thinking").cloned();
 
         // A level becomes its budget, below the default limit (the model's
@@ -1965,10 +1950,7 @@ mod tests {
         // "On" without a size: medium; a small budget: the minimum; off: none.
         let body = messages_request_body(&request(Reasoning::default(), None), false, 64000);
         assert_eq!(body["thinking"]["budget_tokens"], 8192);
-        let small = Reasoning {
-            effort: None,
-            budget_tokens: Some(100),
-        };
+        let small = Reasoning::with_budget(100);
         let body = messages_request_body(&request(small, None), false, 4096);
         assert_eq!(body["thinking"]["budget_tokens"], 1024);
         for off in [Reasoning::off(), effort(ReasoningEffort::None)] {

@@ -748,10 +748,7 @@ mod tests {
         let mut request = ChatRequest {
             model: "us.anthropic.claude-sonnet-4-20250514-v1:0".into(),
             messages: vec![Message::user("hi")],
-            reasoning: Some(crate::Reasoning {
-                effort: Some(crate::ReasoningEffort::Low),
-                budget_tokens: None,
-            }),
+            reasoning: Some(crate::Reasoning::with_effort(crate::ReasoningEffort::Low)),
             ..Default::default()
         };
         let body = converse_request_body(&request).unwrap();

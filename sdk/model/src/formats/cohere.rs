@@ -608,10 +608,7 @@ mod tests {
         assert!(chat_request_body(&request, false).get("thinking").is_none());
         let cases = [
             (
-                Reasoning {
-                    effort: Some(crate::ReasoningEffort::Low),
-                    budget_tokens: None,
-                },
+                Reasoning::with_effort(crate::ReasoningEffort::Low),
                 json!({"type": "enabled", "token_budget": 2048}),
             ),
             (Reasoning::default(), json!({"type": "enabled"})),

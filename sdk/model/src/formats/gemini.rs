@@ -2438,14 +2438,8 @@ mod tests {
                 "generationConfig": {"thinkingConfig": thinking},
             }))
         };
-        let budget = |n| Reasoning {
-            effort: None,
-            budget_tokens: Some(n),
-        };
-        let level = |effort| Reasoning {
-            effort: Some(effort),
-            budget_tokens: None,
-        };
+        let budget = Reasoning::with_budget;
+        let level = Reasoning::with_effort;
         let cases = [
             (
                 json!({"thinkingBudget": 2048, "includeThoughts": true}),

@@ -499,10 +499,7 @@ mod tests {
                 .cloned()
         };
         assert_eq!(think(&request), None);
-        request.reasoning = Some(crate::Reasoning {
-            effort: Some(crate::ReasoningEffort::High),
-            budget_tokens: None,
-        });
+        request.reasoning = Some(crate::Reasoning::with_effort(crate::ReasoningEffort::High));
         assert_eq!(think(&request), Some(json!(true)));
         request.reasoning = Some(crate::Reasoning::off());
         assert_eq!(think(&request), Some(json!(false)));

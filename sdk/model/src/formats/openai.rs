@@ -151,10 +151,7 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderErro
     // client's own value even when this gateway does not know it.
     let reasoning = match field(&obj, "reasoning_effort") {
         None => None,
-        Some(Value::String(effort)) => ReasoningEffort::parse(effort).map(|effort| Reasoning {
-            effort: Some(effort),
-            budget_tokens: None,
-        }),
+        Some(Value::String(effort)) => ReasoningEffort::parse(effort).map(Reasoning::with_effort),
         Some(_) => return Err(invalid("reasoning_effort", "must be a string")),
     };
 

@@ -130,14 +130,11 @@ pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, Pr
             ));
         }
     };
-    let reasoning = match obj.get("reasoning") {
+    let reasoning_effort = match obj.get("reasoning") {
         None | Some(Value::Null) => None,
         Some(Value::Object(reasoning)) => match reasoning.get("effort") {
             None | Some(Value::Null) => None,
-            Some(Value::String(effort)) => ReasoningEffort::parse(effort).map(|effort| Reasoning {
-                effort: Some(effort),
-                budget_tokens: None,
-            }),
+            Some(Value::String(effort)) => ReasoningEffort::parse(effort),
             Some(_) => return Err(invalid("reasoning.effort", "must be a string")),
         },
         Some(_) => return Err(invalid("reasoning", "must be an object")),
@@ -159,7 +156,7 @@ pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, Pr
             ..Default::default()
         },
         response_format,
-        reasoning: reasoning.clone(),
+        reasoning: reasoning_effort.map(Reasoning::with_effort),
         ..Default::default()
     };
     Ok(ClientResponsesRequest {
@@ -180,7 +177,7 @@ pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, Pr
             text,
             store: obj.get("store").and_then(Value::as_bool).unwrap_or(true),
             previous_response_id,
-            reasoning_effort: reasoning.and_then(|r| r.effort),
+            reasoning_effort,
         },
     })
 }
@@ -806,10 +803,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             parsed.request.reasoning,
-            Some(Reasoning {
-                effort: Some(ReasoningEffort::Low),
-                budget_tokens: None,
-            })
+            Some(Reasoning::with_effort(ReasoningEffort::Low))
         );
         let object = skeleton("resp_1", 0, "ep", &parsed.echo, "completed");
         assert_eq!(
