@@ -27,7 +27,8 @@ Answers are computed from the request:
   and one signature_delta, as the real API does). Like the real API, the
   fake rejects (400) a replayed thinking block whose signature does not
   match its text, and, with thinking enabled, a tool result whose
-  assistant turn does not start with a thinking block.
+  assistant turn does not start with a thinking block, or a temperature
+  other than 1, a top_p below 0.95 or any top_k.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def thinking_errors(body: dict) -> str | None:
                 return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
     if (body.get("thinking") or {}).get("type") != "enabled":
         return None
+    problem = thinking_sampling_error(body.get("temperature"), body.get("top_p"), body.get("top_k"))
+    if problem:
+        return problem
     messages = body["messages"]
     last = messages[-1]
     if any(b.get("type") == "tool_result" for b in blocks(last.get("content"))) and len(messages) >= 2:
@@ -93,6 +97,18 @@ def thinking_errors(body: dict) -> str | None:
                 f"but found `{first.get('type')}`. When `thinking` is enabled, a final `assistant` message "
                 "must start with a thinking block."
             )
+    return None
+
+
+def thinking_sampling_error(temperature, top_p, top_k) -> str | None:
+    """The sampling options Anthropic refuses beside extended thinking (also
+    Claude's rule on Bedrock)."""
+    if temperature is not None and temperature != 1:
+        return "`temperature` may only be set to 1 when thinking is enabled."
+    if top_p is not None and not 0.95 <= top_p <= 1:
+        return "`top_p` must be between 0.95 and 1 when thinking is enabled."
+    if top_k is not None:
+        return "`top_k` may not be set when thinking is enabled."
     return None
 
 

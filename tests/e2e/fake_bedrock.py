@@ -14,7 +14,8 @@ raw body) and speaks the real protocol:
   InvalidSignatureException (Signature expired).
 - `POST /model/{modelId}/converse`: the Converse JSON API (validated: roles
   alternate, content blocks have one known member, toolUse/toolResult need a
-  toolConfig, images carry base64 bytes of an allowed format...).
+  toolConfig, images carry base64 bytes of an allowed format, Claude's
+  thinking refuses a temperature other than 1, a topP below 0.95, a top_k...).
 - `POST /model/{modelId}/converse-stream`: the same answer as an AWS binary
   event stream (`application/vnd.amazon.eventstream`: prelude with lengths
   and CRC32, typed headers, JSON payload, message CRC32, all computed with
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 import fake_server
-from fake_anthropic import awkward_chunks
+from fake_anthropic import awkward_chunks, thinking_sampling_error
 
 SERVICE = "bedrock"
 MAX_SKEW_SECONDS = 300
@@ -385,6 +386,9 @@ class _Handler(fake_server.RecordingHandler):
             spec = tool.get("toolSpec") or {}
             if not spec.get("name") or not isinstance((spec.get("inputSchema") or {}).get("json"), dict):
                 return "Each tool needs toolSpec.name and toolSpec.inputSchema.json."
+        additional = body.get("additionalModelRequestFields") or {}
+        if (additional.get("thinking") or {}).get("type") == "enabled":
+            return thinking_sampling_error(inference.get("temperature"), inference.get("topP"), additional.get("top_k"))
         return None
 
     def _converse(self, rec: RecordedRequest, body: dict, stream: bool) -> None:

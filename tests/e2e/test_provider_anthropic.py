@@ -12,6 +12,8 @@ import secrets
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import types as genai_types
 from openai import OpenAI
 
 from fake_anthropic import API_VERSION, RETRY_AFTER_SECONDS, FakeAnthropic, blocks, blocks_text, thinking_signature
@@ -287,6 +289,43 @@ def test_streamed_thinking_keeps_its_signature_for_the_next_turn(anthropic_gatew
     assert second.content[0].signature == thinking_signature(second.content[0].thinking)
 
 
+def test_gemini_thinking_config_reaches_claude_and_thoughts_come_back(anthropic_gateway: Gateway, fake: FakeAnthropic):
+    """A google-genai client's thinkingConfig reaches Claude as extended
+    thinking and the thinking comes back as a thought part. Anthropic's
+    signature is not base64, which the SDK would fail to decode as
+    thoughtSignature bytes, so it stays out of the Gemini answer, streamed
+    or not. Sampling options Anthropic refuses beside thinking stay out."""
+    fake.reset()
+    client = genai.Client(api_key="dummy", http_options={"base_url": anthropic_gateway.gemini_base_url})
+    config = genai_types.GenerateContentConfig(
+        max_output_tokens=4096,
+        temperature=0.2,
+        top_k=5,
+        thinking_config=genai_types.ThinkingConfig(thinking_budget=2048, include_thoughts=True),
+    )
+    response = client.models.generate_content(model=CHAT, contents="Bern", config=config)
+    rec = fake.only_request()
+    assert rec.response_status == 200
+    assert rec.json["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert rec.json["max_tokens"] == 4096
+    # Anthropic refuses these beside thinking; Gemini takes them together.
+    assert "temperature" not in rec.json and "top_k" not in rec.json
+    parts = response.candidates[0].content.parts
+    thought = "The user wrote: Bern. I should answer."
+    assert [(part.thought, part.text) for part in parts][0] == (True, thought)
+    assert not parts[0].thought_signature
+    assert parts[-1].text and not parts[-1].thought
+    assert response.text == parts[-1].text
+
+    fake.reset()
+    chunks = list(client.models.generate_content_stream(model=CHAT, contents="Bern", config=config))
+    streamed = fake.only_request()
+    assert streamed.json["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    thoughts = "".join(p.text for c in chunks for p in c.candidates[0].content.parts or [] if p.thought)
+    assert thoughts == thought
+    assert chunks[-1].candidates[0].finish_reason == genai_types.FinishReason.STOP
+
+
 def test_openai_reasoning_effort_becomes_extended_thinking(client: OpenAI, fake: FakeAnthropic):
     """An OpenAI client's reasoning_effort reaches Anthropic as extended
     thinking (the level's budget, kept below max_tokens), the thinking comes
@@ -315,6 +354,26 @@ def test_openai_reasoning_effort_becomes_extended_thinking(client: OpenAI, fake:
     assert second.response_status == 200
     assert "thinking" not in second.json
     assert resp.choices[0].message.content == "Tool result: 18 degrees"
+
+    # Sampling Anthropic refuses beside thinking stays out, unless there is
+    # no thinking after all (no room for it below the limit).
+    for limit, thinking, sampling in [
+        (None, {"type": "enabled", "budget_tokens": 2048}, {"top_p": 0.96}),
+        (1024, None, {"temperature": 0.4, "top_p": 0.96}),
+    ]:
+        fake.reset()
+        client.chat.completions.create(
+            model=CHAT,
+            messages=HELLO,
+            reasoning_effort="low",
+            temperature=0.4,
+            top_p=0.96,
+            **({"max_completion_tokens": limit} if limit else {}),
+        )
+        sent = fake.only_request()
+        assert sent.response_status == 200, sent.response_json
+        assert sent.json.get("thinking") == thinking
+        assert {k: sent.json[k] for k in ("temperature", "top_p", "top_k") if k in sent.json} == sampling
 
     # The client's limit stays; the budget goes below it, or, with no room
     # for Anthropic's minimum of 1024, there is no thinking.

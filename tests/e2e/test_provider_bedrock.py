@@ -200,11 +200,27 @@ def test_reasoning_effort_becomes_claude_thinking_only(client: OpenAI, fake: Fak
     assert rec.json["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
     assert rec.json["inferenceConfig"] == {"maxTokens": 2048 + 4096}
     assert_signed(rec)
+    # Sampling Claude refuses beside thinking stays out; what it accepts goes.
     fake.reset()
-    client.chat.completions.create(model=SESSION, messages=[{"role": "user", "content": "hi"}], reasoning_effort="low")
+    client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": "hi"}],
+        reasoning_effort="low",
+        temperature=0.3,
+        top_p=0.97,
+    )
     rec = fake.only_request()
     assert rec.response_status == 200
-    assert "additionalModelRequestFields" not in rec.json and "inferenceConfig" not in rec.json
+    assert rec.json["inferenceConfig"] == {"maxTokens": 2048 + 4096, "topP": 0.97}
+    assert rec.json["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    fake.reset()
+    client.chat.completions.create(
+        model=SESSION, messages=[{"role": "user", "content": "hi"}], reasoning_effort="low", temperature=0.3
+    )
+    rec = fake.only_request()
+    assert rec.response_status == 200
+    assert "additionalModelRequestFields" not in rec.json
+    assert rec.json["inferenceConfig"] == {"temperature": 0.3}
 
 
 def test_session_token_is_sent_and_signed(client: OpenAI, fake: FakeBedrock):

@@ -20,7 +20,8 @@ use super::common;
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, ErrorKind, FinishReason, ImageSource, Message,
-    ProviderError, RawJson, Reasoning, ReasoningEffort, Role, StreamEvent, Tool, ToolChoice, Usage,
+    ProviderError, RawJson, Reasoning, ReasoningEffort, Role, SamplingParams, StreamEvent, Tool,
+    ToolChoice, Usage,
 };
 
 /// Value of the `anthropic-version` header the provider side speaks.
@@ -963,13 +964,14 @@ pub fn messages_body(
         }
     }
     let params = &request.params;
-    if let Some(temperature) = params.temperature {
+    let sampling = Sampling::beside_thinking(params, thinking.is_some());
+    if let Some(temperature) = sampling.temperature {
         fields.push(("temperature", F::F64(temperature)));
     }
-    if let Some(top_p) = params.top_p {
+    if let Some(top_p) = sampling.top_p {
         fields.push(("top_p", F::F64(top_p)));
     }
-    if let Some(top_k) = params.top_k {
+    if let Some(top_k) = sampling.top_k {
         fields.push(("top_k", F::U32(top_k)));
     }
     if !params.stop.is_empty() {
@@ -993,6 +995,36 @@ pub fn messages_body(
 
 /// The smallest thinking budget Anthropic accepts.
 const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// The sampling options to send to Claude.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Sampling {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+}
+
+impl Sampling {
+    /// The request's sampling options, less those Anthropic refuses beside
+    /// extended thinking (a temperature other than 1, any top_k, a top_p
+    /// below 0.95) when the gateway turned thinking on: the client asked
+    /// for reasoning in its own dialect, where these options go with it,
+    /// and would otherwise get a 400 for a combination it never wrote.
+    pub(crate) fn beside_thinking(params: &SamplingParams, thinking: bool) -> Self {
+        if !thinking {
+            return Self {
+                temperature: params.temperature,
+                top_p: params.top_p,
+                top_k: params.top_k,
+            };
+        }
+        Self {
+            temperature: params.temperature.filter(|t| *t == 1.0),
+            top_p: params.top_p.filter(|p| (0.95..=1.0).contains(p)),
+            top_k: None,
+        }
+    }
+}
 
 /// The thinking budget for a reasoning request from another dialect, or
 /// `None` to send no `thinking`: when it is off, when `max_tokens` leaves
@@ -1900,6 +1932,45 @@ mod tests {
                 "{bad}: {}",
                 error.message
             );
+        }
+    }
+
+    #[test]
+    fn sampling_claude_refuses_beside_thinking_stays_out() {
+        let mut request = ChatRequest {
+            model: "claude-x".into(),
+            messages: vec![Message::user("hi")],
+            reasoning: Some(Reasoning::with_effort(ReasoningEffort::Low)),
+            extra_dialect: Some("gemini".into()),
+            ..Default::default()
+        };
+        request.params.temperature = Some(0.7);
+        request.params.top_p = Some(0.9);
+        request.params.top_k = Some(40);
+        let body = messages_request_body(&request, false, 4096);
+        assert_eq!(body["thinking"]["budget_tokens"], 2048);
+        for key in ["temperature", "top_p", "top_k"] {
+            assert!(body.get(key).is_none(), "{key} in {body}");
+        }
+        // What Anthropic accepts with thinking goes through.
+        request.params.temperature = Some(1.0);
+        request.params.top_p = Some(0.95);
+        let body = messages_request_body(&request, false, 4096);
+        assert_eq!(
+            (body["temperature"].as_f64(), body["top_p"].as_f64()),
+            (Some(1.0), Some(0.95))
+        );
+        // Without thinking (none asked for, or no room for it) nothing is dropped.
+        for max_tokens in [None, Some(1000)] {
+            request.reasoning = max_tokens
+                .is_some()
+                .then(|| Reasoning::with_effort(ReasoningEffort::Low));
+            request.params.max_tokens = max_tokens;
+            request.params.temperature = Some(0.7);
+            let body = messages_request_body(&request, false, 4096);
+            assert!(body.get("thinking").is_none(), "{body}");
+            assert_eq!(body["temperature"], 0.7);
+            assert_eq!(body["top_k"], 40);
         }
     }
 

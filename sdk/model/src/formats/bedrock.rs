@@ -72,10 +72,11 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
         }
         (None, None) => {}
     }
-    if let Some(temperature) = params.temperature {
+    let sampling = super::anthropic::Sampling::beside_thinking(params, thinking.is_some());
+    if let Some(temperature) = sampling.temperature {
         inference.insert("temperature".into(), json!(temperature));
     }
-    if let Some(top_p) = params.top_p {
+    if let Some(top_p) = sampling.top_p {
         inference.insert("topP".into(), json!(top_p));
     }
     if !params.stop.is_empty() {
@@ -87,7 +88,7 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
     // Converse has no top_k; the model-specific fields carry it (Anthropic,
     // Mistral and Cohere models on Bedrock name it `top_k`).
     let mut additional = Map::new();
-    if let Some(top_k) = params.top_k {
+    if let Some(top_k) = sampling.top_k {
         additional.insert("top_k".into(), json!(top_k));
     }
     if let Some(budget) = thinking {
@@ -757,19 +758,28 @@ mod tests {
             json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})
         );
         assert_eq!(body["inferenceConfig"]["maxTokens"], 2048 + 4096);
+        // Sampling Claude refuses beside thinking stays out.
         request.params.max_tokens = Some(3000);
         request.params.top_k = Some(5);
+        request.params.temperature = Some(0.2);
+        request.params.top_p = Some(0.97);
         let body = converse_request_body(&request).unwrap();
-        assert_eq!(body["inferenceConfig"]["maxTokens"], 3000);
+        assert_eq!(
+            body["inferenceConfig"],
+            json!({"maxTokens": 3000, "topP": 0.97})
+        );
         assert_eq!(
             body["additionalModelRequestFields"],
-            json!({"top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 2048}})
+            json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})
         );
-        // Other families on Bedrock have no such field.
+        // Other families on Bedrock have no such field, and keep their sampling.
         request.model = "amazon.nova-pro-v1:0".into();
-        request.params.top_k = None;
         let body = converse_request_body(&request).unwrap();
-        assert!(body.get("additionalModelRequestFields").is_none(), "{body}");
+        assert_eq!(
+            body["inferenceConfig"],
+            json!({"maxTokens": 3000, "temperature": 0.2, "topP": 0.97})
+        );
+        assert_eq!(body["additionalModelRequestFields"], json!({"top_k": 5}));
     }
 
     fn request_with(messages: Vec<Message>) -> ChatRequest {

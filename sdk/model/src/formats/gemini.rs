@@ -1256,12 +1256,21 @@ pub fn count_tokens_body(total_tokens: u32) -> Value {
 // ---------------------------------------------------------------------------
 
 /// Whether a signature can go to a Gemini client: the SDKs decode
-/// `thoughtSignature` as base64 bytes and fail on anything else.
+/// `thoughtSignature` as base64 bytes and fail on anything else, including
+/// base64-looking text of the wrong length or with stray trailing bits (an
+/// Anthropic signature is such text). Both alphabets pass, padded or not.
 fn is_base64(signature: &str) -> bool {
+    use base64::Engine as _;
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+    const CONFIG: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STANDARD_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(&STANDARD, CONFIG);
+    const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(&URL_SAFE, CONFIG);
     !signature.is_empty()
-        && signature
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+        && (STANDARD_ANY_PADDING.decode(signature).is_ok()
+            || URL_SAFE_ANY_PADDING.decode(signature).is_ok())
 }
 
 /// Neutral parts as Gemini response parts; an empty-text `Thinking` with a
@@ -2943,7 +2952,7 @@ mod tests {
                 text("Checking the weather."),
                 ContentPart::Thinking {
                     text: String::new(),
-                    signature: Some("sig-1".into()),
+                    signature: Some("c2lnLTE=".into()),
                 },
                 ContentPart::ToolCall {
                     id: "call_abc".into(),
@@ -2967,7 +2976,7 @@ mod tests {
                         {"text": "Let me check.", "thought": true},
                         {"text": "Checking the weather."},
                         {"functionCall": {"id": "call_abc", "name": "get_weather", "args": {"location": "Paris"}},
-                         "thoughtSignature": "sig-1"}
+                         "thoughtSignature": "c2lnLTE="}
                     ]},
                     "finishReason": "STOP",
                     "index": 0
@@ -4100,12 +4109,45 @@ mod tests {
                     signature: Some("{json}".into()),
                 },
                 text("answer"),
+                // Base64 characters, but a length no encoder produces.
+                ContentPart::Thinking {
+                    text: "hmm".into(),
+                    signature: Some("Eq0a1b2".into()),
+                },
+                // Stray bits after the last whole byte: not canonical.
+                ContentPart::Thinking {
+                    text: "so".into(),
+                    signature: Some("QR==".into()),
+                },
             ],
             ..Default::default()
         };
         assert_eq!(
             gemini::generate_content_body(&response, "m")["candidates"][0]["content"]["parts"],
-            json!([{"text": "why", "thought": true}, {"text": "answer"}])
+            json!([
+                {"text": "why", "thought": true},
+                {"text": "answer"},
+                {"text": "hmm", "thought": true},
+                {"text": "so", "thought": true}
+            ])
         );
+    }
+
+    #[test]
+    fn base64_signatures_of_either_alphabet_reach_client_bodies() {
+        for signature in ["c2lnLTE=", "c2lnLTE", "-_-_", "+/+/"] {
+            let response = ChatResponse {
+                content: vec![ContentPart::Thinking {
+                    text: "why".into(),
+                    signature: Some(signature.into()),
+                }],
+                ..Default::default()
+            };
+            assert_eq!(
+                gemini::generate_content_body(&response, "m")["candidates"][0]["content"]["parts"],
+                json!([{"text": "why", "thought": true, "thoughtSignature": signature}]),
+                "{signature}"
+            );
+        }
     }
 }
