@@ -29,6 +29,10 @@ Answers are computed from the request:
   match its text, and, with thinking enabled, a tool result whose
   assistant turn does not start with a thinking block, or a temperature
   other than 1, a top_p below 0.95 or any top_k.
+- with "output_config": {"format": {"type": "json_schema", "schema": S}}
+  (structured output), the text is JSON that follows S (`instance_of`:
+  strings are the user's text); a malformed `output_config` (format type
+  other than json_schema, no object schema, an unknown effort) is a 400.
 """
 
 from __future__ import annotations
@@ -110,6 +114,53 @@ def thinking_sampling_error(temperature, top_p, top_k) -> str | None:
     if top_k is not None:
         return "`top_k` may not be set when thinking is enabled."
     return None
+
+
+EFFORTS = ("low", "medium", "high", "max")
+
+
+def output_config_error(body: dict) -> str | None:
+    """Why the real API would refuse `output_config` in `body`."""
+    config = body.get("output_config")
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        return "output_config: Input should be an object"
+    effort = config.get("effort")
+    if effort is not None and effort not in EFFORTS:
+        return f"output_config.effort: Input should be one of {', '.join(EFFORTS)}"
+    fmt = config.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return "output_config.format.type: Input should be 'json_schema'"
+    if not isinstance(fmt.get("schema"), dict):
+        return "output_config.format.schema: Field required"
+    return None
+
+
+def instance_of(schema: dict, text: str) -> Any:
+    """A value that follows a JSON schema, strings filled with `text`."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return instance_of(schema["anyOf"][0], text)
+    if kind == "object" or "properties" in schema:
+        return {name: instance_of(sub, text) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [instance_of(schema.get("items") or {"type": "string"}, text)]
+    if kind == "integer":
+        return count_tokens(text)
+    if kind == "number":
+        return count_tokens(text) + 0.5
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return text
 
 
 def anthropic_error(type_: str, message: str) -> dict:
@@ -256,7 +307,7 @@ class _Handler(fake_server.RecordingHandler):
             return self._send_json(
                 rec, 400, anthropic_error("invalid_request_error", "messages: roles must alternate between user and assistant")
             )
-        refusal = thinking_errors(body)
+        refusal = thinking_errors(body) or output_config_error(body)
         if refusal:
             return self._send_json(rec, 400, anthropic_error("invalid_request_error", refusal))
         return self._messages(rec, body)
@@ -301,8 +352,11 @@ class _Handler(fake_server.RecordingHandler):
                 prefix = f"I see {len(images)} image(s). " if images else ""
                 text = f"{prefix}Echo: {user_text}"
             stop_reason = "end_turn"
+            output_format = (body.get("output_config") or {}).get("format")
+            if output_format:
+                text = json.dumps(instance_of(output_format["schema"], user_text))
             words = text.split(" ")
-            if body["max_tokens"] < len(words):
+            if body["max_tokens"] < len(words) and not output_format:
                 text = " ".join(words[: body["max_tokens"]])
                 stop_reason = "max_tokens"
             content = [{"type": "text", "text": text}]

@@ -29,7 +29,10 @@ Answers are computed from the request, like the other fakes: "Echo: <last
 user text>" ("I see N image(s). " first when the last user turn has images),
 "Tool result: <text>" after tool results, a toolUse when tools are offered
 (the forced one for toolChoice.tool), maxTokens cuts the answer to that many
-words (stopReason max_tokens). Models named below force errors.
+words (stopReason max_tokens). With structured output (`outputConfig.
+textFormat` of type json_schema, its schema a JSON string, validated as
+Bedrock does), the text is JSON that follows the schema. Models named below
+force errors.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 import fake_server
-from fake_anthropic import awkward_chunks, thinking_sampling_error
+from fake_anthropic import awkward_chunks, instance_of, thinking_sampling_error
 
 SERVICE = "bedrock"
 MAX_SKEW_SECONDS = 300
@@ -75,10 +78,31 @@ CONVERSE_FIELDS = {
     "additionalModelResponseFieldPaths",
     "requestMetadata",
     "performanceConfig",
+    "outputConfig",
 }
 INFERENCE_FIELDS = {"maxTokens", "temperature", "topP", "stopSequences"}
 BLOCK_TYPES = {"text", "image", "document", "video", "toolUse", "toolResult", "guardContent", "reasoningContent"}
 IMAGE_FORMATS = {"png", "jpeg", "gif", "webp"}
+
+
+def output_schema(body: dict) -> dict | None:
+    """The schema of Converse structured output, or None; raises on a
+    malformed `outputConfig` (the schema must be a JSON string of an object)."""
+    config = body.get("outputConfig")
+    if config is None:
+        return None
+    text_format = config["textFormat"]
+    if text_format["type"] != "json_schema":
+        raise ValueError(f"unknown type {text_format['type']!r}")
+    json_schema = text_format["structure"]["jsonSchema"]
+    if not isinstance(json_schema["schema"], str):
+        raise TypeError("jsonSchema.schema must be a string")
+    if not isinstance(json_schema.get("name", ""), str):
+        raise TypeError("jsonSchema.name must be a string")
+    schema = json.loads(json_schema["schema"])
+    if not isinstance(schema, dict):
+        raise TypeError("jsonSchema.schema must be a JSON object")
+    return schema
 
 
 def count_tokens(text: str) -> int:
@@ -386,6 +410,11 @@ class _Handler(fake_server.RecordingHandler):
             spec = tool.get("toolSpec") or {}
             if not spec.get("name") or not isinstance((spec.get("inputSchema") or {}).get("json"), dict):
                 return "Each tool needs toolSpec.name and toolSpec.inputSchema.json."
+        if "outputConfig" in body:
+            try:
+                output_schema(body)
+            except (KeyError, TypeError, ValueError) as e:
+                return f"Invalid outputConfig.textFormat: {e}"
         additional = body.get("additionalModelRequestFields") or {}
         if (additional.get("thinking") or {}).get("type") == "enabled":
             return thinking_sampling_error(inference.get("temperature"), inference.get("topP"), additional.get("top_k"))
@@ -427,8 +456,11 @@ class _Handler(fake_server.RecordingHandler):
                 prefix = f"I see {len(images)} image(s). " if images else ""
                 text = f"{prefix}Echo: {user_text}"
             stop_reason = "end_turn"
+            schema = output_schema(body)
+            if schema is not None:
+                text = json.dumps(instance_of(schema, user_text))
             words = text.split(" ")
-            if isinstance(max_tokens, int) and max_tokens < len(words):
+            if isinstance(max_tokens, int) and max_tokens < len(words) and schema is None:
                 text = " ".join(words[:max_tokens])
                 stop_reason = "max_tokens"
             content = [{"text": text}]

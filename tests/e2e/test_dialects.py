@@ -316,3 +316,30 @@ def test_openai_clients_reasoning_effort_passes_through_as_sent(oai: OpenAI, fak
         )
     assert "reasoning_effort" in str(error.value) or "extreme" in str(error.value)
     assert fake_upstream.only_request().json["reasoning_effort"] == "extreme"
+
+
+def test_anthropic_structured_output_and_effort_reach_an_openai_upstream(
+    claude: anthropic.Anthropic, fake_upstream: FakeOpenAI
+):
+    """An Anthropic client's structured output (output_config.format)
+    reaches an OpenAI upstream as a json_schema response_format, and its
+    output_config.effort beside thinking as the reasoning level (`max` is
+    OpenAI's `xhigh`); effort without thinking asks for no reasoning."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    hi = [{"role": "user", "content": "Bern"}]
+    claude.messages.create(
+        model=CHAT,
+        max_tokens=16000,
+        messages=hi,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        output_config={"format": {"type": "json_schema", "schema": schema}, "effort": "max"},
+    )
+    sent = fake_upstream.only_request().json
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    assert sent["reasoning_effort"] == "xhigh"
+    assert "output_config" not in sent, "Anthropic's own field is not forwarded to another dialect"
+
+    fake_upstream.reset()
+    claude.messages.create(model=CHAT, max_tokens=100, messages=hi, output_config={"effort": "low"})
+    sent = fake_upstream.only_request().json
+    assert "reasoning_effort" not in sent and "response_format" not in sent

@@ -11,6 +11,7 @@ import secrets
 
 import anthropic
 import openai
+import pydantic
 import pytest
 from google import genai
 from google.genai import types as genai_types
@@ -384,6 +385,85 @@ def test_openai_reasoning_effort_becomes_extended_thinking(client: OpenAI, fake:
         assert sent.response_status == 200
         assert sent.json["max_tokens"] == limit
         assert sent.json.get("thinking") == thinking
+
+
+class Place(pydantic.BaseModel):
+    city: str
+    population: int
+    coastal: bool
+
+
+PLACE_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+    "required": ["city", "population"],
+    "additionalProperties": False,
+}
+
+
+def test_response_format_becomes_structured_output(client: OpenAI, fake: FakeAnthropic):
+    """An OpenAI client's json_schema response_format reaches Claude as
+    structured output (output_config.format), and the answer parses into
+    the client's own type with the SDK's parse helper. A plain JSON answer
+    without a schema has no Anthropic equivalent and is left out."""
+    resp = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": "Bern"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "strict": True, "schema": PLACE_SCHEMA}},
+    )
+    rec = fake.only_request()
+    assert rec.response_status == 200, rec.response_json
+    assert rec.json["output_config"] == {"format": {"type": "json_schema", "schema": PLACE_SCHEMA}}
+    assert "response_format" not in rec.json
+    assert json.loads(resp.choices[0].message.content) == {"city": "Bern", "population": 1}
+
+    fake.reset()
+    parsed = client.chat.completions.parse(model=CHAT, messages=[{"role": "user", "content": "Lausanne"}], response_format=Place)
+    sent = fake.only_request().json["output_config"]["format"]
+    assert sent["type"] == "json_schema"
+    assert set(sent["schema"]["properties"]) == {"city", "population", "coastal"}
+    assert parsed.choices[0].message.parsed == Place(city="Lausanne", population=1, coastal=True)
+
+    fake.reset()
+    client.chat.completions.create(model=CHAT, messages=HELLO, response_format={"type": "json_object"})
+    rec = fake.only_request()
+    assert rec.response_status == 200
+    assert "output_config" not in rec.json and "response_format" not in rec.json
+
+
+def test_anthropic_clients_output_config_goes_as_sent(anthropic_gateway: Gateway, fake: FakeAnthropic):
+    """An Anthropic client's output_config (structured output with the
+    SDK's parse helper, effort) reaches an Anthropic upstream unchanged;
+    a malformed one is a 400 in Anthropic's error shape, naming the field,
+    before any upstream call."""
+    client = anthropic.Anthropic(api_key="dummy", base_url=anthropic_gateway.anthropic_base_url)
+    fake.reset()
+    parsed = client.messages.parse(
+        model=CHAT,
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Geneva"}],
+        output_format=Place,
+        output_config={"effort": "low"},
+    )
+    rec = fake.only_request()
+    assert rec.response_status == 200, rec.response_json
+    sent_config = rec.json["output_config"]
+    assert sent_config["effort"] == "low"
+    assert sent_config["format"]["type"] == "json_schema"
+    assert set(sent_config["format"]["schema"]["properties"]) == {"city", "population", "coastal"}
+    assert parsed.parsed_output == Place(city="Geneva", population=1, coastal=True)
+
+    fake.reset()
+    with pytest.raises(anthropic.BadRequestError) as error:
+        client.messages.create(
+            model=CHAT,
+            max_tokens=200,
+            messages=[{"role": "user", "content": "Geneva"}],
+            output_config={"format": {"type": "json_object"}},
+        )
+    assert error.value.body["error"]["type"] == "invalid_request_error"
+    assert "output_config.format.type" in error.value.body["error"]["message"]
+    assert fake.requests == []
 
 
 # -- tools ---------------------------------------------------------------------------------

@@ -223,6 +223,45 @@ def test_reasoning_effort_becomes_claude_thinking_only(client: OpenAI, fake: Fak
     assert rec.json["inferenceConfig"] == {"temperature": 0.3}
 
 
+def test_response_format_becomes_converse_structured_output(client: OpenAI, fake: FakeBedrock):
+    """A json_schema response_format reaches Converse as structured output
+    (outputConfig.textFormat, the schema as a JSON string), streamed or not;
+    a plain JSON answer without a schema has no Converse equivalent."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "place", "description": "A city", "schema": schema},
+    }
+    resp = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Bern"}], response_format=response_format
+    )
+    rec = fake.only_request()
+    assert rec.response_status == 200, rec.response_json
+    text_format = rec.json["outputConfig"]["textFormat"]
+    assert text_format["type"] == "json_schema"
+    json_schema = text_format["structure"]["jsonSchema"]
+    assert (json_schema["name"], json_schema["description"]) == ("place", "A city")
+    assert json.loads(json_schema["schema"]) == schema
+    assert json.loads(resp.choices[0].message.content) == {"city": "Bern"}
+    assert_signed(rec)
+
+    fake.reset()
+    stream = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Bern"}], response_format=response_format, stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert json.loads(text) == {"city": "Bern"}
+    assert "outputConfig" in fake.only_request().json
+
+    fake.reset()
+    client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Bern"}], response_format={"type": "json_object"}
+    )
+    rec = fake.only_request()
+    assert rec.response_status == 200
+    assert "outputConfig" not in rec.json
+
+
 def test_session_token_is_sent_and_signed(client: OpenAI, fake: FakeBedrock):
     resp = client.chat.completions.create(model=SESSION, messages=[{"role": "user", "content": "temporary"}])
     assert resp.choices[0].message.content == "Echo: temporary"

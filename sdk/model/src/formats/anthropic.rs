@@ -163,6 +163,7 @@ pub fn parse_messages_request(body: &[u8]) -> Result<ClientMessagesRequest, Prov
     let mut stream = false;
     let mut messages = None;
     let mut system = None;
+    let mut effort = None;
     let mut request = ChatRequest {
         extra_dialect: Some(DIALECT.to_string()),
         ..Default::default()
@@ -198,6 +199,21 @@ pub fn parse_messages_request(body: &[u8]) -> Result<ClientMessagesRequest, Prov
                 })?;
             }
             "tools" => request.tools = parse_tools(value)?,
+            "output_config" => {
+                let config = expect_object(value, key)?;
+                if let Some(format) = field(config, "format") {
+                    request.response_format =
+                        Some(parse_output_format(format, "output_config.format")?);
+                }
+                effort = optional_str(config, "effort", key)?;
+                // Forwarded as sent to an Anthropic upstream.
+                request.extra.insert(key.clone(), value.clone());
+            }
+            // The structured-outputs beta's name for `output_config.format`.
+            "output_format" => {
+                request.response_format = Some(parse_output_format(value, key)?);
+                request.extra.insert(key.clone(), value.clone());
+            }
             "thinking" => {
                 request.reasoning = parse_thinking(value)?;
                 // Forwarded as sent to an Anthropic upstream.
@@ -228,6 +244,9 @@ pub fn parse_messages_request(body: &[u8]) -> Result<ClientMessagesRequest, Prov
     if request.params.max_tokens.is_none() {
         return Err(invalid("max_tokens", "Field required"));
     }
+    if let (Some(reasoning), Some(effort)) = (request.reasoning.as_mut(), effort) {
+        output_effort(reasoning, effort);
+    }
     Ok(ClientMessagesRequest {
         endpoint,
         stream,
@@ -248,6 +267,44 @@ fn parse_thinking(value: &Value) -> Result<Option<Reasoning>, ProviderError> {
         )?),
         _ => Reasoning::default(),
     }))
+}
+
+/// A structured-output format (`{"type": "json_schema", "schema": …}`) as
+/// the neutral, OpenAI-style `response_format`.
+fn parse_output_format(value: &Value, path: &str) -> Result<Value, ProviderError> {
+    let format = expect_object(value, path)?;
+    let kind = required_str(format, "type", path)?;
+    if kind != "json_schema" {
+        return Err(invalid(
+            &join_path(path, "type"),
+            format!("Input should be 'json_schema', got '{kind}'"),
+        ));
+    }
+    let schema = expect_object(
+        required(format, "schema", path)?,
+        &join_path(path, "schema"),
+    )?;
+    Ok(json!({
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema},
+    }))
+}
+
+/// `output_config.effort` beside extended thinking: how hard Claude should
+/// think, which other providers take as the reasoning level (`max` is
+/// OpenAI's `xhigh`). Without thinking it only tunes Claude's answer
+/// length, which has no neutral equivalent.
+fn output_effort(reasoning: &mut Reasoning, effort: &str) {
+    if reasoning.is_off() {
+        return;
+    }
+    let level = match effort {
+        "max" => Some(ReasoningEffort::XHigh),
+        other => ReasoningEffort::parse(other),
+    };
+    if let Some(level) = level.filter(|level| *level != ReasoningEffort::None) {
+        reasoning.effort = Some(level);
+    }
 }
 
 /// A system prompt (string or text blocks) at `path`; `None` when empty.
@@ -980,7 +1037,22 @@ pub fn messages_body(
     if stream {
         fields.push(("stream", F::Bool(true)));
     }
-    // seed, penalties and response_format have no Messages API equivalent.
+    // An Anthropic client's own `output_config` is forwarded from `extra`
+    // below. A plain JSON answer without a schema, the seed and the
+    // penalties have no Messages API equivalent.
+    if request.extra_dialect.as_deref() != Some(DIALECT)
+        && let Some(format) = common::SchemaFormat::of(request.response_format.as_ref())
+    {
+        fields.push((
+            "output_config",
+            F::OutputConfig(WireOutputConfig {
+                format: WireOutputFormat {
+                    schema: format.schema,
+                    kind: "json_schema",
+                },
+            }),
+        ));
+    }
 
     if request.extra_dialect.as_deref() == Some(DIALECT) {
         // `tool_choice` was used above, or has nothing to choose from.
@@ -1110,7 +1182,20 @@ enum BodyField<'a> {
     Bool(bool),
     Strings(&'a [String]),
     Thinking(WireThinking),
+    OutputConfig(WireOutputConfig<'a>),
     Json(&'a Value),
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WireOutputConfig<'a> {
+    format: WireOutputFormat<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WireOutputFormat<'a> {
+    schema: &'a Value,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -1932,6 +2017,108 @@ mod tests {
                 "{bad}: {}",
                 error.message
             );
+        }
+    }
+
+    #[test]
+    fn output_effort_sets_the_level_of_thinking() {
+        let parse = |fields: &str| {
+            parse_messages_request(
+                format!(r#"{{"model":"ep","max_tokens":4096,"messages":[{{"role":"user","content":"hi"}}]{fields}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap()
+            .request
+        };
+        let thinking = r#","thinking":{"type":"enabled","budget_tokens":2048}"#;
+        let request = parse(&format!(r#"{thinking},"output_config":{{"effort":"max"}}"#));
+        let reasoning = request.reasoning.unwrap();
+        assert_eq!(reasoning.effort_level(), Some(ReasoningEffort::XHigh));
+        assert_eq!(reasoning.thinking_budget(), Some(2048));
+        let request = parse(&format!(r#"{thinking},"output_config":{{"effort":"low"}}"#));
+        assert_eq!(
+            request.reasoning.unwrap().effort_level(),
+            Some(ReasoningEffort::Low)
+        );
+        // Without thinking, effort is no reasoning request.
+        let request = parse(r#","output_config":{"effort":"high"}"#);
+        assert_eq!(request.reasoning, None);
+        let request = parse(r#","thinking":{"type":"disabled"},"output_config":{"effort":"high"}"#);
+        assert_eq!(request.reasoning, Some(Reasoning::off()));
+        // Forwarded as sent to an Anthropic upstream.
+        assert_eq!(
+            messages_request_body(&request, false, 1024)["output_config"],
+            json!({"effort": "high"})
+        );
+    }
+
+    #[test]
+    fn structured_output_crosses_dialects() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"], "additionalProperties": false});
+        let body = json!({"model": "ep", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "hi"}],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}}});
+        let request = parse_messages_request(body.to_string().as_bytes())
+            .unwrap()
+            .request;
+        assert_eq!(
+            request.response_format,
+            Some(
+                json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema}})
+            )
+        );
+        // The beta's top-level `output_format` reads the same.
+        let beta = json!({"model": "ep", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "hi"}],
+            "output_format": {"type": "json_schema", "schema": schema}});
+        let beta = parse_messages_request(beta.to_string().as_bytes())
+            .unwrap()
+            .request;
+        assert_eq!(beta.response_format, request.response_format);
+
+        // From another dialect, a schema becomes `output_config.format`.
+        let mut other = ChatRequest {
+            model: "claude-x".into(),
+            messages: vec![Message::user("hi")],
+            response_format: Some(json!({"type": "json_schema", "json_schema": {
+                "name": "place", "strict": true, "schema": schema}})),
+            extra_dialect: Some("openai".into()),
+            ..Default::default()
+        };
+        let sent = messages_request_body(&other, false, 1024);
+        assert_eq!(
+            sent["output_config"],
+            json!({"format": {"type": "json_schema", "schema": schema}})
+        );
+        let typed = serde_json::to_value(messages_body(&other, false, 1024)).unwrap();
+        assert_eq!(typed, sent);
+        // A plain JSON answer has no Messages API equivalent.
+        other.response_format = Some(json!({"type": "json_object"}));
+        assert!(
+            messages_request_body(&other, false, 1024)
+                .get("output_config")
+                .is_none()
+        );
+
+        for (bad, path) in [
+            (json!({"type": "json_object"}), "output_config.format.type"),
+            (
+                json!({"type": "json_schema"}),
+                "output_config.format.schema",
+            ),
+            (
+                json!({"type": "json_schema", "schema": "x"}),
+                "output_config.format.schema",
+            ),
+            (json!("json"), "output_config.format"),
+        ] {
+            let body = json!({"model": "ep", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "hi"}],
+                "output_config": {"format": bad}});
+            let error = parse_messages_request(body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(error.status, 400);
+            assert!(error.message.starts_with(path), "{path}: {}", error.message);
         }
     }
 

@@ -103,12 +103,35 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
             Value::Object(additional),
         );
     }
-    // seed, penalties and response_format have no Converse equivalent.
+    if let Some(output_config) = output_config(request) {
+        body.insert("outputConfig".into(), output_config);
+    }
+    // seed, penalties and a plain JSON answer without a schema have no
+    // Converse equivalent.
 
     if let Some(tool_config) = tool_config(request) {
         body.insert("toolConfig".into(), tool_config);
     }
     Ok(Value::Object(body))
+}
+
+/// A `response_format` schema as Converse structured output, which takes
+/// the schema as a JSON string.
+fn output_config(request: &ChatRequest) -> Option<Value> {
+    let format = super::common::SchemaFormat::of(request.response_format.as_ref())?;
+    let mut json_schema = json!({
+        "schema": format.schema.to_string(),
+        "name": format.name.unwrap_or("output"),
+    });
+    if let Some(description) = format.description.filter(|d| !d.is_empty()) {
+        json_schema["description"] = json!(description);
+    }
+    Some(json!({
+        "textFormat": {
+            "type": "json_schema",
+            "structure": {"jsonSchema": json_schema},
+        }
+    }))
 }
 
 fn tool_config(request: &ChatRequest) -> Option<Value> {
@@ -743,6 +766,32 @@ pub fn exception_error(exception_type: &str, payload: &[u8]) -> ProviderError {
 mod tests {
     use super::*;
     use crate::{SamplingParams, Tool};
+
+    #[test]
+    fn a_schema_becomes_structured_output() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+        let mut request = ChatRequest {
+            model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+            messages: vec![Message::user("hi")],
+            response_format: Some(json!({"type": "json_schema", "json_schema": {
+                "name": "place", "description": "A place", "schema": schema, "strict": true,
+            }})),
+            ..Default::default()
+        };
+        let body = converse_request_body(&request).unwrap();
+        let json_schema = &body["outputConfig"]["textFormat"]["structure"]["jsonSchema"];
+        assert_eq!(body["outputConfig"]["textFormat"]["type"], "json_schema");
+        assert_eq!(json_schema["name"], "place");
+        assert_eq!(json_schema["description"], "A place");
+        // Converse takes the schema as a JSON string.
+        let sent: Value = serde_json::from_str(json_schema["schema"].as_str().unwrap()).unwrap();
+        assert_eq!(sent, schema);
+
+        // A plain JSON answer has no Converse equivalent.
+        request.response_format = Some(json!({"type": "json_object"}));
+        let body = converse_request_body(&request).unwrap();
+        assert!(body.get("outputConfig").is_none());
+    }
 
     #[test]
     fn reasoning_requests_give_claude_thinking_only() {

@@ -46,6 +46,31 @@ impl<'a, F: Serialize> SortedObject<'a, F> {
     }
 }
 
+/// The JSON schema an OpenAI-style `response_format` asks the answer to
+/// follow (`{"type": "json_schema", "json_schema": {name, description,
+/// schema}}`); `None` for plain JSON or text, or without an object schema.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SchemaFormat<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub schema: &'a Value,
+}
+
+impl<'a> SchemaFormat<'a> {
+    pub(crate) fn of(response_format: Option<&'a Value>) -> Option<Self> {
+        let format = response_format?;
+        if format.get("type").and_then(Value::as_str) != Some("json_schema") {
+            return None;
+        }
+        let json_schema = format.get("json_schema")?;
+        Some(SchemaFormat {
+            name: json_schema.get("name").and_then(Value::as_str),
+            description: json_schema.get("description").and_then(Value::as_str),
+            schema: json_schema.get("schema").filter(|s| s.is_object())?,
+        })
+    }
+}
+
 /// Appends the `extra` fields whose key `fields` does not have yet: a field
 /// the translation set wins over a client extra of the same name.
 pub(crate) fn push_missing<'a, F>(
