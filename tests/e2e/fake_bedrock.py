@@ -15,7 +15,10 @@ raw body) and speaks the real protocol:
 - `POST /model/{modelId}/converse`: the Converse JSON API (validated: roles
   alternate, content blocks have one known member, toolUse/toolResult need a
   toolConfig, images carry base64 bytes of an allowed format, Claude's
-  thinking refuses a temperature other than 1, a topP below 0.95, a top_k...).
+  thinking refuses a temperature other than 1, a topP below 0.95, a top_k;
+  Nova 2 Lite's reasoningConfig and gpt-oss's reasoning_effort are checked
+  as `reasoning_fields_error` says...); a model that reasons answers a
+  `reasoningContent` block first, as `reasoning_of` says.
 - `POST /model/{modelId}/converse-stream`: the same answer as an AWS binary
   event stream (`application/vnd.amazon.eventstream`: prelude with lengths
   and CRC32, typed headers, JSON payload, message CRC32, all computed with
@@ -56,10 +59,15 @@ from fake_anthropic import awkward_chunks, instance_of, thinking_sampling_error
 SERVICE = "bedrock"
 MAX_SKEW_SECONDS = 300
 
+NOVA_2_MODEL = "us.amazon.nova-2-lite-v1:0"
+GPT_OSS_MODEL = "openai.gpt-oss-120b-1:0"
+REASONING_LEVELS = ("low", "medium", "high")
 CHAT_MODELS = {
     "anthropic.claude-3-5-sonnet-20240620-v1:0",
     "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
     "amazon.nova-lite-v1:0",
+    NOVA_2_MODEL,
+    GPT_OSS_MODEL,
 }
 THROTTLED_MODEL = "anthropic.claude-throttled-v1:0"
 STREAM_THROTTLED_MODEL = "anthropic.claude-stream-throttled-v1:0"
@@ -103,6 +111,46 @@ def output_schema(body: dict) -> dict | None:
     if not isinstance(schema, dict):
         raise TypeError("jsonSchema.schema must be a JSON object")
     return schema
+
+
+def reasoning_fields_error(model: str, body: dict) -> str | None:
+    """Why Bedrock would refuse the reasoning fields of the model-specific
+    request fields: Nova 2 Lite's `reasoningConfig` (other models refuse
+    it; at "high" no maxTokens, temperature or topP), gpt-oss's
+    `reasoning_effort`."""
+    additional = body.get("additionalModelRequestFields") or {}
+    inference = body.get("inferenceConfig") or {}
+    config = additional.get("reasoningConfig")
+    if config is not None:
+        if model != NOVA_2_MODEL:
+            return "Malformed input request: the provided reasoning config value is invalid"
+        if config.get("type") not in ("enabled", "disabled"):
+            return "reasoningConfig.type must be enabled or disabled"
+        effort = config.get("maxReasoningEffort")
+        if config["type"] == "enabled" and effort not in REASONING_LEVELS:
+            return f"reasoningConfig.maxReasoningEffort must be one of {REASONING_LEVELS}"
+        if effort == "high" and set(inference) & {"maxTokens", "temperature", "topP"}:
+            return "maxTokens, temperature and topP must not be set with maxReasoningEffort high"
+    effort = additional.get("reasoning_effort")
+    if effort is not None and (model != GPT_OSS_MODEL or effort not in REASONING_LEVELS):
+        return f"Malformed input request: reasoning_effort {effort!r} is not supported"
+    return None
+
+
+def reasoning_of(model: str, body: dict, user_text: str) -> dict | None:
+    """The `reasoningText` a model answers before its text: Claude with
+    thinking enabled, signed; Nova 2 Lite with reasoning enabled, redacted
+    as Nova 2 Lite always answers it; gpt-oss, which always reasons,
+    unsigned. None when the model does not reason."""
+    additional = body.get("additionalModelRequestFields") or {}
+    if "anthropic.claude" in model and (additional.get("thinking") or {}).get("type") == "enabled":
+        digest = hashlib.sha256(user_text.encode()).digest()
+        return {"text": f"The user wrote: {user_text}.", "signature": base64.b64encode(b"\x12" + digest).decode()}
+    if model == NOVA_2_MODEL and (additional.get("reasoningConfig") or {}).get("type") == "enabled":
+        return {"text": "[REDACTED]"}
+    if model == GPT_OSS_MODEL:
+        return {"text": f"Reasoning about: {user_text}."}
+    return None
 
 
 def count_tokens(text: str) -> int:
@@ -421,7 +469,7 @@ class _Handler(fake_server.RecordingHandler):
         return None
 
     def _converse(self, rec: RecordedRequest, body: dict, stream: bool) -> None:
-        problem = self._validate_converse(body)
+        problem = self._validate_converse(body) or reasoning_fields_error(rec.model_id, body)
         if problem:
             return self._error(rec, 400, "ValidationException", problem)
         messages = body["messages"]
@@ -465,6 +513,10 @@ class _Handler(fake_server.RecordingHandler):
                 stop_reason = "max_tokens"
             content = [{"text": text}]
             output_tokens = count_tokens(text)
+        reasoning = reasoning_of(rec.model_id, body, user_text)
+        if reasoning is not None:
+            content.insert(0, {"reasoningContent": {"reasoningText": reasoning}})
+            output_tokens += count_tokens(reasoning["text"])
         usage = {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens}
 
         if not stream:
@@ -487,21 +539,30 @@ class _Handler(fake_server.RecordingHandler):
             frames = [event(t, p) for t, p in events]
             frames.append(exception("throttlingException", "Too many tokens, please wait before trying again."))
             return self._send_event_stream(rec, frames)
+        block = 0
+        if reasoning is not None:
+            text = reasoning["text"]
+            for i in range(0, len(text), 9):
+                events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": text[i : i + 9]}}, "p": pad[:5]}))
+            if "signature" in reasoning:
+                events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": reasoning["signature"]}}, "p": pad[:3]}))
+            events.append(("contentBlockStop", {"contentBlockIndex": 0, "p": pad[:11]}))
+            block = 1
         if tool_use is not None:
             events.append(
                 (
                     "contentBlockStart",
-                    {"contentBlockIndex": 0, "p": pad[:9], "start": {"toolUse": {"name": tool_use["name"], "toolUseId": tool_use["toolUseId"]}}},
+                    {"contentBlockIndex": block, "p": pad[:9], "start": {"toolUse": {"name": tool_use["name"], "toolUseId": tool_use["toolUseId"]}}},
                 )
             )
             arguments = json.dumps(tool_use["input"])
             for i in range(0, len(arguments), 7):
-                events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": arguments[i : i + 7]}}, "p": pad[: i % 13]}))
+                events.append(("contentBlockDelta", {"contentBlockIndex": block, "delta": {"toolUse": {"input": arguments[i : i + 7]}}, "p": pad[: i % 13]}))
         else:
-            for i, word in enumerate(content[0]["text"].split(" ")):
+            for i, word in enumerate(content[block]["text"].split(" ")):
                 piece = word if i == 0 else " " + word
-                events.append(("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}, "p": pad[: 3 + i % 11]}))
-        events.append(("contentBlockStop", {"contentBlockIndex": 0, "p": pad[:23]}))
+                events.append(("contentBlockDelta", {"contentBlockIndex": block, "delta": {"text": piece}, "p": pad[: 3 + i % 11]}))
+        events.append(("contentBlockStop", {"contentBlockIndex": block, "p": pad[:23]}))
         events.append(("messageStop", {"p": pad[:31], "stopReason": stop_reason}))
         events.append(("metadata", {"metrics": {"latencyMs": 42}, "p": pad[:7], "usage": usage}))
         rec.response_events = events

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 
+import anthropic
 import openai
 import pytest
 from openai import OpenAI
@@ -17,6 +18,8 @@ from openai import OpenAI
 from fake_bedrock import (
     COHERE_MODEL,
     DENIED_MODEL,
+    GPT_OSS_MODEL,
+    NOVA_2_MODEL,
     STREAM_THROTTLED_MODEL,
     THROTTLED_MODEL,
     TITAN_MODEL,
@@ -25,7 +28,15 @@ from fake_bedrock import (
     vector_for,
 )
 from harness import Gateway, launch_gateway, require_built
-from provider_helpers import CLIENT_KEY, HELLO, TIME_TOOL, WEATHER_TOOL, assert_client_key_not_sent, fresh_client
+from provider_helpers import (
+    CLIENT_KEY,
+    HELLO,
+    TIME_TOOL,
+    WEATHER_TOOL,
+    assert_client_key_not_sent,
+    check_alive,
+    fresh_client,
+)
 
 REGION = "us-west-2"
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -54,6 +65,8 @@ TITAN = "br-titan"
 COHERE = "br-cohere"
 CHAT_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 SESSION_MODEL = "amazon.nova-lite-v1:0"
+NOVA_2 = "br-nova-2"
+GPT_OSS = "br-gpt-oss"
 
 
 
@@ -107,6 +120,8 @@ def bedrock_gateway(fake: FakeBedrock, tmp_path_factory):
         + endpoint(DENIED, DENIED_MODEL)
         + endpoint(INVALID_MODEL, "anthropic.claude-does-not-exist-v1:0")
         + endpoint(STREAM_THROTTLED, STREAM_THROTTLED_MODEL)
+        + endpoint(NOVA_2, NOVA_2_MODEL)
+        + endpoint(GPT_OSS, GPT_OSS_MODEL)
         + endpoint(TITAN, TITAN_MODEL)
         + endpoint(COHERE, COHERE_MODEL)
     )
@@ -260,6 +275,113 @@ def test_response_format_becomes_converse_structured_output(client: OpenAI, fake
     rec = fake.only_request()
     assert rec.response_status == 200
     assert "outputConfig" not in rec.json
+
+
+def test_nova_2_and_gpt_oss_get_a_reasoning_level(client: OpenAI, fake: FakeBedrock):
+    """Nova 2 Lite takes reasoningConfig with a level (low, medium or high;
+    at high without maxTokens or sampling, which it refuses there), and
+    gpt-oss its reasoning_effort; reasoning turned off sends nothing."""
+    hi = [{"role": "user", "content": "hi"}]
+    for effort, level in [("minimal", "low"), ("medium", "medium")]:
+        fake.reset()
+        client.chat.completions.create(model=NOVA_2, messages=hi, reasoning_effort=effort, max_tokens=300, temperature=0.5)
+        rec = fake.only_request()
+        assert rec.response_status == 200, rec.response_json
+        assert rec.json["additionalModelRequestFields"] == {
+            "reasoningConfig": {"type": "enabled", "maxReasoningEffort": level}
+        }
+        assert rec.json["inferenceConfig"] == {"maxTokens": 300, "temperature": 0.5}
+        assert_signed(rec)
+    fake.reset()
+    resp = client.chat.completions.create(model=NOVA_2, messages=hi, reasoning_effort="high", max_tokens=300, temperature=0.5)
+    rec = fake.only_request()
+    assert rec.response_status == 200, rec.response_json
+    assert rec.json["additionalModelRequestFields"]["reasoningConfig"]["maxReasoningEffort"] == "high"
+    assert "inferenceConfig" not in rec.json
+    assert resp.choices[0].message.content == "Echo: hi"
+    assert resp.choices[0].message.reasoning_content == "[REDACTED]"
+    fake.reset()
+    resp = client.chat.completions.create(model=NOVA_2, messages=hi, reasoning_effort="none")
+    assert "additionalModelRequestFields" not in fake.only_request().json
+    assert getattr(resp.choices[0].message, "reasoning_content", None) is None
+
+    fake.reset()
+    resp = client.chat.completions.create(model=GPT_OSS, messages=hi, reasoning_effort="low")
+    rec = fake.only_request()
+    assert rec.response_status == 200, rec.response_json
+    assert rec.json["additionalModelRequestFields"] == {"reasoning_effort": "low"}
+    assert resp.choices[0].message.reasoning_content == "Reasoning about: hi."
+    assert resp.choices[0].message.content == "Echo: hi"
+
+
+def test_streamed_reasoning_reaches_an_openai_client(client: OpenAI, fake: FakeBedrock):
+    """The reasoningContent deltas of a binary event stream come out as
+    reasoning_content deltas before the answer's text."""
+    for model, reasoning in [(CHAT, "The user wrote: hi."), (GPT_OSS, "Reasoning about: hi.")]:
+        fake.reset()
+        stream = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], reasoning_effort="low", stream=True
+        )
+        thought, text, order = "", "", []
+        for chunk in stream:
+            if not chunk.choices:
+                continue
+            delta = chunk.choices[0].delta
+            if getattr(delta, "reasoning_content", None):
+                thought += delta.reasoning_content
+                order.append("reasoning")
+            if delta.content:
+                text += delta.content
+                order.append("text")
+        rec = fake.only_request()
+        assert rec.path.endswith("/converse-stream")
+        assert rec.response_status == 200, rec.response_json
+        assert (thought, text) == (reasoning, "Echo: hi")
+        assert order.index("text") > max(i for i, kind in enumerate(order) if kind == "reasoning")
+
+
+def test_claude_thinking_round_trips_with_its_signature(bedrock_gateway: Gateway, fake: FakeBedrock):
+    """An Anthropic client's extended thinking on Claude through Converse:
+    the reasoningContent block comes back as a thinking block with Bedrock's
+    signature, streamed or not, and replaying it sends the same text and
+    signature back as reasoningContent."""
+    fake.reset()
+    check_alive(bedrock_gateway)
+    claude = anthropic.Anthropic(base_url=bedrock_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    question = [{"role": "user", "content": "Paris"}]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    message = claude.messages.create(model=CHAT, max_tokens=2048, thinking=thinking, messages=question)
+    rec = fake.only_request()
+    assert rec.json["additionalModelRequestFields"] == {"thinking": thinking}
+    sent = rec.response_json["output"]["message"]["content"][0]["reasoningContent"]["reasoningText"]
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert (message.content[0].thinking, message.content[0].signature) == (sent["text"], sent["signature"])
+    assert message.content[1].text == "Echo: Paris"
+
+    fake.reset()
+    with claude.messages.stream(model=CHAT, max_tokens=2048, thinking=thinking, messages=question) as stream:
+        streamed = stream.get_final_message()
+    assert [block.type for block in streamed.content] == ["thinking", "text"]
+    assert (streamed.content[0].thinking, streamed.content[0].signature) == (sent["text"], sent["signature"])
+    assert streamed.content[1].text == "Echo: Paris"
+
+    fake.reset()
+    claude.messages.create(
+        model=CHAT,
+        max_tokens=2048,
+        thinking=thinking,
+        messages=question
+        + [
+            {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in message.content]},
+            {"role": "user", "content": "And Rome?"},
+        ],
+    )
+    rec = fake.only_request()
+    assert rec.response_status == 200, rec.response_json
+    assert rec.json["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": sent}},
+        {"text": "Echo: Paris"},
+    ]
 
 
 def test_session_token_is_sent_and_signed(client: OpenAI, fake: FakeBedrock):

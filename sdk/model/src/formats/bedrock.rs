@@ -21,8 +21,8 @@ use super::common;
 
 use crate::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, ErrorKind,
-    FinishReason, ImageSource, Message, ProviderError, RawJson, Role, StreamEvent, ToolChoice,
-    Usage,
+    FinishReason, ImageSource, Message, ProviderError, RawJson, ReasoningEffort, Role, StreamEvent,
+    ToolChoice, Usage,
 };
 
 /// Output tokens left for Claude's answer besides its thinking budget when
@@ -50,16 +50,21 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
     }
 
     let params = &request.params;
-    // Claude's extended thinking, under Anthropic's own rules (Converse has
-    // no reasoning field; other families on Bedrock get none).
-    let thinking = request
-        .model
-        .to_ascii_lowercase()
+    let model = request.model.to_ascii_lowercase();
+    // Converse has no reasoning field: each family that reasons on request
+    // takes its own in the model-specific fields. Claude's extended
+    // thinking, under Anthropic's own rules:
+    let thinking = model
         .contains("anthropic.claude")
         .then(|| super::anthropic::thinking_for(request, params.max_tokens))
         .flatten();
+    // Nova 2 Lite and OpenAI's open-weight models take a level instead.
+    let level = reasoning_level(&model, request.reasoning.as_ref());
     let mut inference = Map::new();
+    // Nova refuses a token limit and sampling beside its highest level.
+    let nova_high = matches!(level, Some((LevelField::Nova, ReasoningEffort::High)));
     match (params.max_tokens, thinking) {
+        (Some(_), _) if nova_high => {}
         (Some(max_tokens), _) => {
             inference.insert("maxTokens".into(), json!(max_tokens));
         }
@@ -73,10 +78,10 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
         (None, None) => {}
     }
     let sampling = super::anthropic::Sampling::beside_thinking(params, thinking.is_some());
-    if let Some(temperature) = sampling.temperature {
+    if let Some(temperature) = sampling.temperature.filter(|_| !nova_high) {
         inference.insert("temperature".into(), json!(temperature));
     }
-    if let Some(top_p) = sampling.top_p {
+    if let Some(top_p) = sampling.top_p.filter(|_| !nova_high) {
         inference.insert("topP".into(), json!(top_p));
     }
     if !params.stop.is_empty() {
@@ -96,6 +101,18 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
             "thinking".into(),
             json!({"type": "enabled", "budget_tokens": budget}),
         );
+    }
+    match level {
+        Some((LevelField::Nova, level)) => {
+            additional.insert(
+                "reasoningConfig".into(),
+                json!({"type": "enabled", "maxReasoningEffort": level.as_str()}),
+            );
+        }
+        Some((LevelField::GptOss, level)) => {
+            additional.insert("reasoning_effort".into(), json!(level.as_str()));
+        }
+        None => {}
     }
     if !additional.is_empty() {
         body.insert(
@@ -132,6 +149,41 @@ fn output_config(request: &ChatRequest) -> Option<Value> {
             "structure": {"jsonSchema": json_schema},
         }
     }))
+}
+
+/// Where a model family on Bedrock takes a reasoning level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LevelField {
+    /// Nova 2 Lite: `reasoningConfig.maxReasoningEffort` (reasoning is off
+    /// by default; other Nova models refuse the field).
+    Nova,
+    /// OpenAI's gpt-oss: `reasoning_effort`, as in OpenAI's own API.
+    GptOss,
+}
+
+/// The reasoning level to send to a family that takes one (`model` in
+/// lowercase): low, medium or high, the levels both accept (a request
+/// that names no level gets medium). `None` for other families, and when
+/// reasoning is off or not asked for: Nova's default is off, and gpt-oss
+/// cannot turn it off.
+fn reasoning_level(
+    model: &str,
+    reasoning: Option<&crate::Reasoning>,
+) -> Option<(LevelField, ReasoningEffort)> {
+    let field = if model.contains("amazon.nova-2-lite") {
+        LevelField::Nova
+    } else if model.contains("openai.gpt-oss") {
+        LevelField::GptOss
+    } else {
+        return None;
+    };
+    let level = match reasoning?.effort_level() {
+        Some(ReasoningEffort::None) => return None,
+        None | Some(ReasoningEffort::Medium) => ReasoningEffort::Medium,
+        Some(ReasoningEffort::Minimal | ReasoningEffort::Low) => ReasoningEffort::Low,
+        Some(ReasoningEffort::High | ReasoningEffort::XHigh) => ReasoningEffort::High,
+    };
+    Some((field, level))
 }
 
 fn tool_config(request: &ChatRequest) -> Option<Value> {
@@ -829,6 +881,62 @@ mod tests {
             json!({"maxTokens": 3000, "temperature": 0.2, "topP": 0.97})
         );
         assert_eq!(body["additionalModelRequestFields"], json!({"top_k": 5}));
+    }
+
+    #[test]
+    fn nova_2_lite_and_gpt_oss_get_a_reasoning_level() {
+        use crate::{Reasoning, ReasoningEffort as E};
+        let request = |model: &str, reasoning: Option<Reasoning>| ChatRequest {
+            model: model.into(),
+            messages: vec![Message::user("hi")],
+            reasoning,
+            params: SamplingParams {
+                max_tokens: Some(500),
+                temperature: Some(0.3),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let nova = "us.amazon.nova-2-lite-v1:0";
+        for (reasoning, level) in [
+            (Reasoning::with_effort(E::Minimal), "low"),
+            (Reasoning::with_budget(5000), "medium"),
+            (Reasoning::default(), "medium"),
+        ] {
+            let body = converse_request_body(&request(nova, Some(reasoning))).unwrap();
+            assert_eq!(
+                body["additionalModelRequestFields"],
+                json!({"reasoningConfig": {"type": "enabled", "maxReasoningEffort": level}})
+            );
+            assert_eq!(
+                body["inferenceConfig"],
+                json!({"maxTokens": 500, "temperature": 0.3})
+            );
+        }
+        // Beside the highest level Nova takes no limit and no sampling.
+        let body =
+            converse_request_body(&request(nova, Some(Reasoning::with_effort(E::XHigh)))).unwrap();
+        assert_eq!(
+            body["additionalModelRequestFields"]["reasoningConfig"]["maxReasoningEffort"],
+            "high"
+        );
+        assert!(body.get("inferenceConfig").is_none(), "{body}");
+        // Off, or not asked for: nothing (Nova's default is off).
+        for reasoning in [Some(Reasoning::off()), None] {
+            let body = converse_request_body(&request(nova, reasoning)).unwrap();
+            assert!(body.get("additionalModelRequestFields").is_none());
+        }
+
+        let oss = "openai.gpt-oss-120b-1:0";
+        let body =
+            converse_request_body(&request(oss, Some(Reasoning::with_effort(E::High)))).unwrap();
+        assert_eq!(
+            body["additionalModelRequestFields"],
+            json!({"reasoning_effort": "high"})
+        );
+        assert_eq!(body["inferenceConfig"]["maxTokens"], 500);
+        let body = converse_request_body(&request(oss, Some(Reasoning::off()))).unwrap();
+        assert!(body.get("additionalModelRequestFields").is_none());
     }
 
     fn request_with(messages: Vec<Message>) -> ChatRequest {
