@@ -205,12 +205,24 @@ THINKING_CONFIG_FIELDS = {"includeThoughts", "thinkingBudget", "thinkingLevel"}
 THINKING_LEVELS = {"THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"}
 
 
-def _check_thinking_config(thinking: Any) -> None:
-    """generationConfig.thinkingConfig as the real API checks it."""
+def _thinking_generation(model: str) -> tuple[int, bool]:
+    """(major version, is Pro) of a Gemini model name; major 0 when not
+    a numbered Gemini model."""
+    match = re.match(r"gemini-(\d+)", model)
+    return (int(match[1]) if match else 0), "-pro" in model
+
+
+def _check_thinking_config(thinking: Any, model: str = "") -> None:
+    """generationConfig.thinkingConfig as the real API checks it, by model:
+    Gemini 2.5 takes a budget (Pro cannot turn thinking off), Gemini 3 and
+    later a level and cannot turn thinking off either (Pro: LOW or HIGH)."""
     if thinking is None:
         return
     if not isinstance(thinking, dict):
         raise invalid("Invalid value at 'generation_config.thinking_config': expected an object")
+    # Proto JSON takes a field by its camelCase name or its proto name
+    # (google-genai sends thinking_budget, thinking_level, include_thoughts).
+    thinking = {re.sub(r"_([a-z])", lambda m: m[1].upper(), key): value for key, value in thinking.items()}
     for key in thinking:
         if key not in THINKING_CONFIG_FIELDS:
             raise invalid(
@@ -227,10 +239,17 @@ def _check_thinking_config(thinking: Any) -> None:
         raise invalid(f"Invalid value at 'generation_config.thinking_config.include_thoughts' ({include!r})")
     if budget is not None and level is not None:
         raise invalid("You can only set only one of thinking budget and thinking level.")
+    major, pro = _thinking_generation(model)
+    if budget == 0 and (major >= 3 or model.startswith("gemini-2.5-pro")):
+        raise invalid("Budget 0 is invalid. This model only works in thinking mode.")
+    if level is not None and 0 < major < 3:
+        raise invalid("Thinking level is not supported for this model.")
+    if major >= 3 and pro and level in ("MINIMAL", "MEDIUM"):
+        raise invalid(f"Thinking level {level} is not supported for this model.")
 
 
-def validate_generate_content(body: Any) -> None:
-    """Raises ApiError for what the real API rejects."""
+def validate_generate_content(body: Any, model: str = "") -> None:
+    """Raises ApiError for what the real API rejects (of `model`)."""
     if not isinstance(body, dict):
         raise invalid("Invalid JSON payload received. Expected an object.")
     for key in body:
@@ -281,7 +300,7 @@ def validate_generate_content(body: Any) -> None:
     for key in config:
         if key not in GENERATION_CONFIG_FIELDS:
             raise invalid(f'Invalid JSON payload received. Unknown name "{key}" at \'generation_config\': Cannot find field.')
-    _check_thinking_config(config.get("thinkingConfig"))
+    _check_thinking_config(config.get("thinkingConfig"), model)
     for t, tool in enumerate(body.get("tools") or []):
         for d, decl in enumerate(tool.get("functionDeclarations") or []):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}", decl.get("name", "")):
@@ -579,12 +598,12 @@ class FakeGemini(FakeServer):
             raise error
 
         if method == "generateContent":
-            validate_generate_content(body)
+            validate_generate_content(body, model)
             return h.send_json(rec, 200, self.brain.generate(model, body))
         if method == "streamGenerateContent":
             if rec.query_params.get("alt") != ["sse"]:
                 raise invalid("this fake only streams with alt=sse")
-            validate_generate_content(body)
+            validate_generate_content(body, model)
             return h.send_sse(rec, self.brain.stream(model, body))
         if method == "batchEmbedContents":
             return h.send_json(rec, 200, self._embed(model, body))

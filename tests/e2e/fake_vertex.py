@@ -218,14 +218,14 @@ class FakeVertex(FakeServer):
             raise error
 
         if method == "generateContent":
-            validate_generate_content(body)
+            validate_generate_content(body, model)
             answer = self.brain.generate(model, body)
             answer["usageMetadata"]["trafficType"] = "ON_DEMAND"
             return h.send_json(rec, 200, answer)
         if method == "streamGenerateContent":
             if rec.query_params.get("alt") != ["sse"]:
                 raise invalid("this fake only streams with alt=sse")
-            validate_generate_content(body)
+            validate_generate_content(body, model)
             return h.send_sse(rec, self.brain.stream(model, body))
         if method == "predict":
             return h.send_json(rec, 200, self._predict(body))

@@ -13,6 +13,9 @@ import secrets
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 from openai import OpenAI
 
 from fake_gemini import SKIP_SIGNATURE, RETRY_DELAY_SECONDS, FakeGemini, call_signature, parts_text, vector_for
@@ -35,6 +38,8 @@ BAD_KEY = "gm-bad-key"
 RATE_LIMITED = "gm-rate-limited"
 MISSING = "gm-missing"
 SIGNING = "gm-3"  # a Gemini 3 model: signs its calls and checks them on replay
+PRO_25 = "gm-25-pro"  # thinks always; takes a budget
+FLASH_3 = "gm-3-flash"
 CHAT_MODEL = "gemini-2.5-flash"
 EMBED_MODEL = "gemini-embedding-001"
 
@@ -75,6 +80,8 @@ def gemini_gateway(fake: FakeGemini, api_key: str, tmp_path_factory):
         + endpoint(RATE_LIMITED, "force-429")
         + endpoint(MISSING, "force-404")
         + endpoint(SIGNING, "gemini-3-pro-preview")
+        + endpoint(PRO_25, "gemini-2.5-pro")
+        + endpoint(FLASH_3, "gemini-3-flash-preview")
     )
     with launch_gateway(work, config, env={KEY_VAR: api_key}) as gw:
         yield gw
@@ -357,6 +364,41 @@ def test_reasoning_requests_become_a_thinking_budget(gemini_gateway: Gateway, cl
         assert rec.response_status == 200
         assert rec.json["generationConfig"]["thinkingConfig"] == config
         assert rec.json["generationConfig"]["maxOutputTokens"] == 4096
+
+
+def test_reasoning_reaches_each_gemini_generation_in_its_own_terms(
+    gemini_gateway: Gateway, client: OpenAI, fake: FakeGemini
+):
+    """Gemini 3 takes a level (Pro only LOW or HIGH) and neither it nor
+    Gemini 2.5 Pro can turn thinking off: "none" becomes the lowest setting
+    the model takes instead of a budget of 0 the API refuses."""
+    cases = [
+        (PRO_25, "none", {"thinkingBudget": 128}),
+        (PRO_25, "low", {"includeThoughts": True, "thinkingBudget": 2048}),
+        (SIGNING, "none", {"thinkingLevel": "LOW"}),
+        (SIGNING, "minimal", {"includeThoughts": True, "thinkingLevel": "LOW"}),
+        (SIGNING, "medium", {"includeThoughts": True, "thinkingLevel": "HIGH"}),
+        (FLASH_3, "none", {"thinkingLevel": "MINIMAL"}),
+        (FLASH_3, "medium", {"includeThoughts": True, "thinkingLevel": "MEDIUM"}),
+        (FLASH_3, "high", {"includeThoughts": True, "thinkingLevel": "HIGH"}),
+    ]
+    for endpoint, effort, config in cases:
+        fake.reset()
+        resp = client.chat.completions.create(model=endpoint, messages=HELLO, reasoning_effort=effort)
+        rec = fake.only_request()
+        assert rec.response_status == 200, (endpoint, effort, rec.response_json)
+        assert rec.json["generationConfig"]["thinkingConfig"] == config, (endpoint, effort)
+        assert resp.choices[0].message.content == "Echo: Say hello to Portico"
+    # A Gemini client's own budget of 0 goes as sent, and is refused as the
+    # API refuses it: the cases above would fail the same way.
+    fake.reset()
+    gemini = genai.Client(api_key="dummy", http_options={"base_url": gemini_gateway.gemini_base_url})
+    off = genai_types.GenerateContentConfig(thinking_config=genai_types.ThinkingConfig(thinking_budget=0))
+    for endpoint in (PRO_25, FLASH_3):
+        with pytest.raises(genai_errors.ClientError, match="only works in thinking mode") as refused:
+            gemini.models.generate_content(model=endpoint, contents="hi", config=off)
+        assert refused.value.code == 400
+    gemini.close()
 
 
 def test_vision_images_are_forwarded(client: OpenAI, fake: FakeGemini):

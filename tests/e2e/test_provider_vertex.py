@@ -38,6 +38,8 @@ RATE_LIMITED = "vx-rate-limited"
 WRONG_PROJECT = "vx-wrong-project"
 TOKEN_HOST_NOT_ALLOWED = "vx-token-host-not-allowed"
 CHAT_MODEL = "gemini-2.5-flash"
+PRO_3 = "vx-3-pro"
+PRO_3_MODEL = "gemini-3-pro-preview"
 EMBED_MODEL = "text-embedding-005"
 
 
@@ -111,6 +113,7 @@ def vertex_gateway(fake: FakeVertex, accounts: dict[str, str], tmp_path_factory)
     config = work / "portico.toml"
     config.write_text(
         endpoint(CHAT, CHAT_MODEL)
+        + endpoint(PRO_3, PRO_3_MODEL)
         + endpoint(EMBED, EMBED_MODEL)
         + endpoint(WRONG_KEY, CHAT_MODEL, sa_var=ROGUE_SA_VAR)
         + endpoint(RATE_LIMITED, "force-429")
@@ -268,6 +271,26 @@ def test_stream_with_usage(client: OpenAI, fake: FakeVertex):
     assert rec.path == model_path(CHAT_MODEL, "streamGenerateContent")
     assert rec.query_params == {"alt": ["sse"]}
     assert_bearer(fake, rec)
+
+
+def test_reasoning_becomes_the_models_own_thinking_config(client: OpenAI, fake: FakeVertex):
+    """Vertex takes thinkingConfig as the Gemini API does: a budget on
+    Gemini 2.5 (0 turns it off), a level on Gemini 3, whose Pro cannot turn
+    thinking off and gets LOW instead."""
+    hi = [{"role": "user", "content": "hi"}]
+    for endpoint, model, effort, config in [
+        (CHAT, CHAT_MODEL, "none", {"thinkingBudget": 0}),
+        (CHAT, CHAT_MODEL, "high", {"includeThoughts": True, "thinkingBudget": 16384}),
+        (PRO_3, PRO_3_MODEL, "none", {"thinkingLevel": "LOW"}),
+        (PRO_3, PRO_3_MODEL, "high", {"includeThoughts": True, "thinkingLevel": "HIGH"}),
+    ]:
+        fake.reset()
+        resp = client.chat.completions.create(model=endpoint, messages=hi, reasoning_effort=effort)
+        rec = fake.only_request()
+        assert rec.response_status == 200, (endpoint, effort, rec.response_json)
+        assert rec.path == model_path(model, "generateContent")
+        assert rec.json["generationConfig"]["thinkingConfig"] == config
+        assert resp.choices[0].message.content == "Echo: hi"
 
 
 def test_tool_call_round_trip(client: OpenAI, fake: FakeVertex):

@@ -1848,12 +1848,80 @@ fn generation_config(
 /// (Flash's; Pro's is 32768).
 const MAX_THINKING_BUDGET: u32 = 24576;
 
-/// `thinkingConfig` for a reasoning request from another dialect: a budget
-/// (0 when off), and the thoughts shown when thinking is on, as the other
-/// dialects show reasoning; no budget leaves it to the model (dynamic).
-fn thinking_config(reasoning: &Reasoning) -> Value {
+/// The smallest budget Gemini 2.5 Pro takes: it cannot turn thinking off.
+const MIN_PRO_THINKING_BUDGET: u32 = 128;
+
+/// How a Gemini model takes its thinking settings, judged by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ThinkingControl {
+    /// A budget, 0 turning thinking off (Gemini 2.5 Flash and Flash-Lite).
+    Budget,
+    /// A budget, but thinking cannot be turned off (Gemini 2.5 Pro).
+    BudgetAlwaysOn,
+    /// Gemini 3 and later: a level (a budget is only tolerated), and
+    /// thinking cannot be turned off. Pro takes LOW and HIGH; the others
+    /// MINIMAL and MEDIUM as well.
+    Level { pro: bool },
+}
+
+impl ThinkingControl {
+    fn of(model: &str) -> Self {
+        // Vertex may name the model by its resource path.
+        let name = model
+            .rsplit('/')
+            .next()
+            .unwrap_or(model)
+            .to_ascii_lowercase();
+        let Some(version) = name.strip_prefix("gemini-") else {
+            return ThinkingControl::Budget;
+        };
+        let major = version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|digits| digits.parse::<u32>().ok())
+            .unwrap_or(0);
+        if major >= 3 {
+            ThinkingControl::Level {
+                pro: version.contains("-pro"),
+            }
+        } else if version.starts_with("2.5-pro") {
+            ThinkingControl::BudgetAlwaysOn
+        } else {
+            ThinkingControl::Budget
+        }
+    }
+}
+
+/// `thinkingConfig` for a reasoning request from another dialect, in the
+/// model's own terms, with the thoughts shown when thinking is on (as the
+/// other dialects show reasoning). Gemini 2.5: a budget, 0 when off (the
+/// smallest for Pro, which cannot turn thinking off); no budget leaves it to
+/// the model (dynamic). Gemini 3 and later: the level, the lowest the model
+/// takes when off; a request's default (medium) is Pro's default, HIGH.
+fn thinking_config(reasoning: &Reasoning, model: &str) -> Value {
+    let control = ThinkingControl::of(model);
+    if let ThinkingControl::Level { pro } = control {
+        let level = match reasoning.effort_level() {
+            None => return json!({"includeThoughts": true}),
+            Some(ReasoningEffort::None | ReasoningEffort::Minimal) if pro => "LOW",
+            Some(ReasoningEffort::None | ReasoningEffort::Minimal) => "MINIMAL",
+            Some(ReasoningEffort::Low) => "LOW",
+            Some(ReasoningEffort::Medium) if pro => "HIGH",
+            Some(ReasoningEffort::Medium) => "MEDIUM",
+            Some(ReasoningEffort::High | ReasoningEffort::XHigh) => "HIGH",
+        };
+        return if reasoning.is_off() {
+            json!({"thinkingLevel": level})
+        } else {
+            json!({"includeThoughts": true, "thinkingLevel": level})
+        };
+    }
     if reasoning.is_off() {
-        return json!({"thinkingBudget": 0});
+        let budget = match control {
+            ThinkingControl::BudgetAlwaysOn => MIN_PRO_THINKING_BUDGET,
+            _ => 0,
+        };
+        return json!({"thinkingBudget": budget});
     }
     match reasoning.thinking_budget() {
         Some(budget) => json!({
@@ -1939,7 +2007,10 @@ pub fn generate_content_request_body(request: &ChatRequest) -> Value {
     if request.extra_dialect.as_deref() != Some(DIALECT)
         && let Some(reasoning) = &request.reasoning
     {
-        config.insert("thinkingConfig".into(), thinking_config(reasoning));
+        config.insert(
+            "thinkingConfig".into(),
+            thinking_config(reasoning, &request.model),
+        );
     }
     if !config.is_empty() {
         body.insert("generationConfig".into(), Value::Object(config));
@@ -2509,6 +2580,61 @@ mod tests {
             thinking(Reasoning::default()),
             json!({"includeThoughts": true})
         );
+        // Models that cannot turn thinking off get their lowest setting;
+        // Gemini 3 and later a level, Pro's two or Flash's four.
+        let on = |model: &str, reasoning: Reasoning| {
+            let mut request = foreign(reasoning);
+            request.model = model.into();
+            gemini::generate_content_request_body(&request)["generationConfig"]["thinkingConfig"]
+                .clone()
+        };
+        assert_eq!(
+            on("gemini-2.5-pro", Reasoning::off()),
+            json!({"thinkingBudget": 128})
+        );
+        assert_eq!(
+            on("gemini-2.5-pro", level(ReasoningEffort::Low)),
+            json!({"includeThoughts": true, "thinkingBudget": 2048})
+        );
+        for (effort, pro, flash) in [
+            (ReasoningEffort::Minimal, "LOW", "MINIMAL"),
+            (ReasoningEffort::Low, "LOW", "LOW"),
+            (ReasoningEffort::Medium, "HIGH", "MEDIUM"),
+            (ReasoningEffort::XHigh, "HIGH", "HIGH"),
+        ] {
+            assert_eq!(
+                on("gemini-3-pro-preview", level(effort)),
+                json!({"includeThoughts": true, "thinkingLevel": pro})
+            );
+            assert_eq!(
+                on(
+                    "publishers/google/models/gemini-3-flash-preview",
+                    level(effort)
+                ),
+                json!({"includeThoughts": true, "thinkingLevel": flash})
+            );
+        }
+        assert_eq!(
+            on("gemini-3.1-pro-preview", budget(3000)),
+            json!({"includeThoughts": true, "thinkingLevel": "HIGH"})
+        );
+        assert_eq!(
+            on("gemini-3-pro-preview", Reasoning::off()),
+            json!({"thinkingLevel": "LOW"})
+        );
+        assert_eq!(
+            on("gemini-3-flash-preview", Reasoning::off()),
+            json!({"thinkingLevel": "MINIMAL"})
+        );
+        assert_eq!(
+            on("gemini-3-flash-preview", Reasoning::default()),
+            json!({"includeThoughts": true})
+        );
+        assert_eq!(
+            on("gemini-2.0-flash", Reasoning::off()),
+            json!({"thinkingBudget": 0})
+        );
+
         let mut none = foreign(Reasoning::default());
         none.reasoning = None;
         assert!(
