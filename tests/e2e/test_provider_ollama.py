@@ -22,6 +22,7 @@ CHAT = "ol-chat"
 PROXIED = "ol-proxied"
 EMBED = "ol-embed"
 MISSING = "ol-missing"
+OSS = "ol-gpt-oss"
 CHAT_MODEL = "llama3.2"
 EMBED_MODEL = "nomic-embed-text"
 
@@ -57,6 +58,7 @@ def ollama_gateway(fake_ollama: FakeOllama, tmp_path_factory, proxy_key: str) ->
         + endpoint(PROXIED, CHAT_MODEL, base_url=fake_ollama.base_url + PROXY_PREFIX, api_key="${" + KEY_VAR + "}")
         + endpoint(EMBED, EMBED_MODEL)
         + endpoint(MISSING, "missing-model")
+        + endpoint(OSS, "gpt-oss:20b")
     )
     with launch_gateway(work, config, env={KEY_VAR: proxy_key}) as gw:
         yield gw
@@ -92,6 +94,23 @@ def test_reasoning_effort_turns_think_on_or_off(client: OpenAI, fake_ollama: Fak
         assert rec.json["think"] is think
     fake_ollama.reset()
     client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    assert "think" not in fake_ollama.only_request().json
+
+
+def test_gpt_oss_gets_a_think_level(client: OpenAI, fake_ollama: FakeOllama):
+    """gpt-oss ignores think on/off and takes a level (low, medium, high)
+    instead; it cannot turn reasoning off, so "none" sends nothing."""
+    hi = [{"role": "user", "content": "hi"}]
+    for effort, think in [("minimal", "low"), ("medium", "medium"), ("xhigh", "high")]:
+        fake_ollama.reset()
+        resp = client.chat.completions.create(model=OSS, messages=hi, reasoning_effort=effort)
+        assert resp.choices[0].message.content
+        rec = fake_ollama.only_request()
+        assert rec.response_status == 200, rec.response_json
+        assert rec.json["model"] == "gpt-oss:20b"
+        assert rec.json["think"] == think
+    fake_ollama.reset()
+    client.chat.completions.create(model=OSS, messages=hi, reasoning_effort="none")
     assert "think" not in fake_ollama.only_request().json
 
 

@@ -196,6 +196,19 @@ impl Reasoning {
             .or_else(|| self.budget_tokens.map(ReasoningEffort::from_budget))
     }
 
+    /// For models that take only low, medium or high and cannot turn
+    /// reasoning off (gpt-oss on Bedrock or Ollama, Nova 2 Lite): the
+    /// level asked for, clamped to those three (medium when none is named);
+    /// `None` when reasoning is off.
+    pub fn three_level_effort(&self) -> Option<ReasoningEffort> {
+        Some(match self.effort_level() {
+            Some(ReasoningEffort::None) => return None,
+            None | Some(ReasoningEffort::Medium) => ReasoningEffort::Medium,
+            Some(ReasoningEffort::Minimal | ReasoningEffort::Low) => ReasoningEffort::Low,
+            Some(ReasoningEffort::High | ReasoningEffort::XHigh) => ReasoningEffort::High,
+        })
+    }
+
     /// The thinking budget asked for: the client's own budget, else its
     /// level's; 0 when off; `None` when it gave neither.
     pub fn thinking_budget(&self) -> Option<u32> {

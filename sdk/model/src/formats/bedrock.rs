@@ -162,10 +162,9 @@ enum LevelField {
 }
 
 /// The reasoning level to send to a family that takes one (`model` in
-/// lowercase): low, medium or high, the levels both accept (a request
-/// that names no level gets medium). `None` for other families, and when
-/// reasoning is off or not asked for: Nova's default is off, and gpt-oss
-/// cannot turn it off.
+/// lowercase): low, medium or high, the levels both accept. `None` for
+/// other families, and when reasoning is off or not asked for: Nova's
+/// default is off, and gpt-oss cannot turn it off.
 fn reasoning_level(
     model: &str,
     reasoning: Option<&crate::Reasoning>,
@@ -177,13 +176,7 @@ fn reasoning_level(
     } else {
         return None;
     };
-    let level = match reasoning?.effort_level() {
-        Some(ReasoningEffort::None) => return None,
-        None | Some(ReasoningEffort::Medium) => ReasoningEffort::Medium,
-        Some(ReasoningEffort::Minimal | ReasoningEffort::Low) => ReasoningEffort::Low,
-        Some(ReasoningEffort::High | ReasoningEffort::XHigh) => ReasoningEffort::High,
-    };
-    Some((field, level))
+    Some((field, reasoning?.three_level_effort()?))
 }
 
 fn tool_config(request: &ChatRequest) -> Option<Value> {

@@ -92,10 +92,16 @@ pub fn chat_request_body(request: &ChatRequest, stream: bool) -> Result<Value, P
     if let Some(format) = request.response_format.as_ref().and_then(response_format) {
         body.insert("format".into(), format);
     }
-    // `think` takes levels only for some models (gpt-oss) and on/off for
-    // every thinking model, so a reasoning request is sent as on/off.
+    // `think` is on/off for every thinking model but gpt-oss, which takes
+    // only a level (on/off is ignored) and cannot turn reasoning off.
     if let Some(reasoning) = &request.reasoning {
-        body.insert("think".into(), json!(!reasoning.is_off()));
+        if request.model.to_ascii_lowercase().contains("gpt-oss") {
+            if let Some(level) = reasoning.three_level_effort() {
+                body.insert("think".into(), json!(level.as_str()));
+            }
+        } else {
+            body.insert("think".into(), json!(!reasoning.is_off()));
+        }
     }
     Ok(Value::Object(body))
 }
@@ -503,6 +509,25 @@ mod tests {
         assert_eq!(think(&request), Some(json!(true)));
         request.reasoning = Some(crate::Reasoning::off());
         assert_eq!(think(&request), Some(json!(false)));
+
+        // gpt-oss takes a level instead, and has no "off".
+        request.model = "gpt-oss:20b".into();
+        for (reasoning, level) in [
+            (
+                crate::Reasoning::with_effort(crate::ReasoningEffort::Minimal),
+                Some("low"),
+            ),
+            (crate::Reasoning::with_budget(5000), Some("medium")),
+            (crate::Reasoning::default(), Some("medium")),
+            (
+                crate::Reasoning::with_effort(crate::ReasoningEffort::XHigh),
+                Some("high"),
+            ),
+            (crate::Reasoning::off(), None),
+        ] {
+            request.reasoning = Some(reasoning);
+            assert_eq!(think(&request), level.map(|level| json!(level)));
+        }
     }
 
     fn request() -> ChatRequest {
