@@ -196,10 +196,11 @@ impl Reasoning {
             .or_else(|| self.budget_tokens.map(ReasoningEffort::from_budget))
     }
 
-    /// For models that take only low, medium or high and cannot turn
-    /// reasoning off (gpt-oss on Bedrock or Ollama, Nova 2 Lite): the
-    /// level asked for, clamped to those three (medium when none is named);
-    /// `None` when reasoning is off.
+    /// For models whose reasoning field takes only low, medium or high
+    /// (gpt-oss on Bedrock or Ollama, Nova 2 Lite): the level asked for,
+    /// clamped to those three (medium when none is named); `None` when
+    /// reasoning is off, which such a field cannot say (the caller sends
+    /// nothing: Nova's default is off, and gpt-oss cannot turn it off).
     pub fn three_level_effort(&self) -> Option<ReasoningEffort> {
         Some(match self.effort_level() {
             Some(ReasoningEffort::None) => return None,
