@@ -11,6 +11,9 @@
 //!   OpenAI client's request to an Anthropic endpoint).
 //! - `stream_chunk/<plugin>`: one SSE event pushed through a live stream
 //!   decoder and decoded into neutral events.
+//! - `stream_burst/<plugin>/{one_call,call_per_event}`: 20 such events
+//!   received together, fed to the decoder in one call (contract 0.2.0)
+//!   or in one call each (contract 0.1.0's way).
 //! - `host_json/*`: the host's own share of a round trip (serializing the
 //!   neutral request, parsing the neutral answer); `call_floor/<plugin>`:
 //!   parse-error on a 1-byte body, the fixed cost of one plugin call.
@@ -239,8 +242,33 @@ fn plugin_path(c: &mut Criterion) {
             })
         });
         group.finish();
+
+        // A burst of BURST events already received together, as the
+        // gateway gathers them: fed in one call (contract 0.2.0) against
+        // one call per event (what a 0.1.0 decoder needs).
+        let burst = vec![chunk; BURST];
+        let mut group = c.benchmark_group("stream_burst");
+        group.throughput(Throughput::Elements(BURST as u64));
+        group.bench_function(format!("{}/one_call", case.id), |b| {
+            b.iter(|| rt.block_on(decoder.feed(&burst)).events.len())
+        });
+        group.bench_function(format!("{}/call_per_event", case.id), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut events = 0;
+                    for chunk in &burst {
+                        events += decoder.push(chunk).await.map(|e| e.len()).unwrap_or(0);
+                    }
+                    events
+                })
+            })
+        });
+        group.finish();
     }
 }
+
+/// Events in a `stream_burst`: the benchmark's streamed answer's content.
+const BURST: usize = 20;
 
 criterion_group!(benches, plugin_path);
 criterion_main!(benches);

@@ -437,6 +437,56 @@ async fn stream_decoder_handles_chunks_split_anywhere() {
         .expect("call after abandoned stream");
 }
 
+/// test-echo implements contract 0.1.0, whose failing decoder call returns
+/// its error alone: chunks fed together still go one call each, so the
+/// events of the chunks before an upstream error reach the client first.
+#[tokio::test]
+async fn feeding_a_0_1_0_decoder_keeps_events_before_an_error() {
+    let runtime = runtime();
+    let plugin = load(&runtime, "test-echo").await;
+    assert_eq!(plugin.wit_version, "0.1.0");
+    let ep = endpoint(&[]);
+
+    let mut decoder = plugin.stream_decoder(&ep).await.expect("decoder");
+    let decoded = decoder
+        .feed(&[&b"one\ntw"[..], b"o\n", b"three\nERROR\n"])
+        .await;
+    let texts: Vec<&str> = decoded
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            StreamEvent::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    // "three" shares the failing call, which 0.1.0 cannot return with it.
+    assert_eq!(texts, ["one", "two"]);
+    assert!(matches!(decoded.events[0], StreamEvent::Start { .. }));
+    match decoded.error {
+        Some(PluginError::Provider(e)) => {
+            assert_eq!(
+                (e.status, e.message.as_str()),
+                (502, "upstream stream error")
+            )
+        }
+        other => panic!("expected the decoder's error, got {other:?}"),
+    }
+
+    // Without an error, feeding several chunks equals pushing each.
+    let mut decoder = plugin.stream_decoder(&ep).await.expect("decoder");
+    let decoded = decoder.feed(&[&b"a\nb"[..], b"\nc\n"]).await;
+    assert!(decoded.error.is_none());
+    assert_eq!(decoded.events.len(), 4, "{:?}", decoded.events);
+    let end = decoder.end().await;
+    assert!(end.error.is_none());
+    assert_eq!(
+        end.events,
+        [StreamEvent::Finish {
+            reason: FinishReason::Stop
+        }]
+    );
+}
+
 /// Holds `count` instances at once (one stream decoder each), then lets
 /// them all go back to the pool.
 async fn pool_instances(plugin: &Arc<Plugin>, count: usize) {
@@ -659,7 +709,7 @@ async fn rejects_wit_incompatible_component() {
     assert_eq!(
         err.to_string(),
         "incompatible WIT: component exports gateway:provider/provider@9.9.9; \
-         this host supports gateway:provider@0.1.0"
+         this host supports gateway:provider@0.2.0, gateway:provider@0.1.0"
     );
 }
 

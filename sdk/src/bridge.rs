@@ -9,8 +9,10 @@ use portico_model::plugin::{self as model, Endpoint};
 use portico_model::{ProviderError, StreamEvent};
 use serde::de::DeserializeOwned;
 
-use crate::__private::bindings::exports::gateway::provider::provider::{Guest, GuestStreamDecoder};
-use crate::__private::bindings::gateway::provider::types as wit;
+use crate::__private::bindings::exports::gateway::provider0_2_0::provider::{
+    Decoded, Guest, GuestStreamDecoder,
+};
+use crate::__private::bindings::gateway::provider0_1_0::types as wit;
 use crate::{Provider, StreamDecoder};
 
 /// Access to the plugin's provider value; implemented by
@@ -96,20 +98,30 @@ impl<I: Instance> GuestStreamDecoder for DecoderResource<I> {
         }
     }
 
-    fn push(&self, chunk: Vec<u8>) -> WitResult<Vec<String>> {
+    fn push(&self, chunk: Vec<u8>) -> Decoded {
         // A resource method cannot re-enter its own resource, so the borrow
         // never conflicts.
-        let events = self.inner.borrow_mut().push(&chunk);
-        events
-            .and_then(|e| events_to_json(&e))
-            .map_err(error_to_wit)
+        let mut events = Vec::new();
+        let result = self.inner.borrow_mut().push_into(&chunk, &mut events);
+        decoded(&events, result)
     }
 
-    fn finish(&self) -> WitResult<Vec<String>> {
-        let events = self.inner.borrow_mut().finish();
-        events
-            .and_then(|e| events_to_json(&e))
-            .map_err(error_to_wit)
+    fn finish(&self) -> Decoded {
+        let mut events = Vec::new();
+        let result = self.inner.borrow_mut().finish_into(&mut events);
+        decoded(&events, result)
+    }
+}
+
+/// The events decoded, then the error that ended the stream, if any.
+fn decoded(events: &[StreamEvent], result: Result<(), ProviderError>) -> Decoded {
+    let (events, error) = match events_to_json(events) {
+        Ok(events) => (events, result.err()),
+        Err(error) => (Vec::new(), Some(error)),
+    };
+    Decoded {
+        events,
+        error: error.map(error_to_wit),
     }
 }
 

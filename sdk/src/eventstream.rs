@@ -204,19 +204,26 @@ impl MessageDecoder {
     /// Feeds a chunk; returns the messages it completed, or an error for a
     /// corrupt frame.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Message>, ProviderError> {
+        let mut messages = Vec::new();
+        self.push_into(chunk, &mut messages)?;
+        Ok(messages)
+    }
+
+    /// [`push`](Self::push), appending to `out`: the messages framed before
+    /// a corrupt one stay there when it fails.
+    pub fn push_into(&mut self, chunk: &[u8], out: &mut Vec<Message>) -> Result<(), ProviderError> {
         if self.failed {
             return Err(bad("the stream was already corrupt"));
         }
         self.buffer.extend_from_slice(chunk);
-        let mut messages = Vec::new();
         let mut start = 0;
         let result = loop {
             match frame_at(&self.buffer[start..]) {
                 Ok(Some((message, len))) => {
-                    messages.push(message);
+                    out.push(message);
                     start += len;
                 }
-                Ok(None) => break Ok(messages),
+                Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             }
         };
@@ -369,17 +376,19 @@ impl<H: MessageHandler> EventStream<H> {
 }
 
 impl<H: MessageHandler> StreamDecoder for EventStream<H> {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
-        for message in self.framing.push(chunk)? {
-            out.extend(self.handler.decode(&message)?);
+    fn push_into(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
+        let mut messages = Vec::new();
+        let framed = self.framing.push_into(chunk, &mut messages);
+        for message in &messages {
+            out.extend(self.handler.decode(message)?);
         }
-        Ok(out)
+        framed
     }
 
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
+    fn finish_into(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
         self.framing.finish()?;
-        self.handler.end()
+        out.extend(self.handler.end()?);
+        Ok(())
     }
 }
 

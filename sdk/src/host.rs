@@ -51,7 +51,7 @@ pub fn cache_set(key: &str, value: &[u8], ttl_ms: u64) {
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::Level;
-    use crate::__private::bindings::gateway::provider::host as wit;
+    use crate::__private::bindings::gateway::provider0_1_0::host as wit;
     use crate::bridge;
     use portico_model::plugin::{HttpRequest, HttpResponse};
 

@@ -20,7 +20,7 @@
 //! portico_sdk::export_provider!(Echo);
 //! ```
 //!
-//! The SDK owns the WIT contract (`gateway:provider@0.1.0`, world `plugin`):
+//! The SDK owns the WIT contract (`gateway:provider@0.2.0`, world `plugin`):
 //! it converts WIT records to and from the `portico_model` types and does
 //! all JSON (de)serialization of the payloads, so a plugin only ever sees
 //! typed values. Helpers keep plugins small: [`sse`] and [`ndjson`] stream
@@ -173,14 +173,33 @@ pub fn parse_embeddings<P: Provider>(
 }
 
 /// Incremental decoder of one streaming response body.
+///
+/// The host may hand over several upstream chunks in one call, so an error
+/// must not lose the events decoded before it: they go to `out` as they are
+/// decoded, and stay there when the call then fails.
 pub trait StreamDecoder: 'static {
-    /// Feeds the next raw chunk (split anywhere, even inside a frame or a
-    /// UTF-8 sequence) and returns the events completed by it.
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError>;
+    /// Feeds the next raw bytes (split anywhere, even inside a frame or a
+    /// UTF-8 sequence) and appends the events they complete to `out`; an
+    /// error ends the stream after the events already appended.
+    fn push_into(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), ProviderError>;
 
-    /// Signals the end of the body: the remaining events, or an error when
-    /// the body ended mid-frame or before the answer was complete.
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError>;
+    /// Signals the end of the body: appends the remaining events, then
+    /// fails if the body ended mid-frame or before the answer was complete.
+    fn finish_into(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError>;
+
+    /// The events of the next bytes, or the error alone (for tests).
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError> {
+        let mut out = Vec::new();
+        self.push_into(chunk, &mut out)?;
+        Ok(out)
+    }
+
+    /// The remaining events, or the error alone (for tests).
+    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
+        let mut out = Vec::new();
+        self.finish_into(&mut out)?;
+        Ok(out)
+    }
 }
 
 /// The names a plugin usually needs: `use portico_sdk::prelude::*;`.
@@ -239,6 +258,8 @@ pub mod __private {
         wit_bindgen::generate!({
             world: "plugin",
             path: "../wit",
+            // 0.2.0's world uses 0.1.0's `types` (and imports its `host`).
+            generate_all,
             pub_export_macro: true,
             export_macro_name: "__export_portico_plugin",
             default_bindings_module: "portico_sdk::__private::bindings",

@@ -22,16 +22,24 @@ impl NdjsonDecoder {
 
     /// Feeds a chunk; returns the values of the lines it completed.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Value>, ProviderError> {
+        let mut values = Vec::new();
+        self.push_into(chunk, &mut values)?;
+        Ok(values)
+    }
+
+    /// [`push`](Self::push), appending to `out`: the values of the lines
+    /// before one that is not JSON stay there when it fails.
+    pub fn push_into(&mut self, chunk: &[u8], out: &mut Vec<Value>) -> Result<(), ProviderError> {
         let scan_from = self.buffer.len();
         self.buffer.extend_from_slice(chunk);
         let Some(last_newline) = self.buffer[scan_from..].iter().rposition(|b| *b == b'\n') else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let complete: Vec<u8> = self.buffer.drain(..=scan_from + last_newline).collect();
-        complete
-            .split(|b| *b == b'\n')
-            .filter_map(|line| parse_line(line).transpose())
-            .collect()
+        for line in complete.split(|b| *b == b'\n') {
+            out.extend(parse_line(line)?);
+        }
+        Ok(())
     }
 
     /// Ends the stream: parses a final line without a trailing newline.
@@ -83,21 +91,21 @@ impl<D: LineDecoder> NdjsonStream<D> {
 }
 
 impl<D: LineDecoder> StreamDecoder for NdjsonStream<D> {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
-        for line in self.lines.push(chunk)? {
+    fn push_into(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
+        let mut lines = Vec::new();
+        let framed = self.lines.push_into(chunk, &mut lines);
+        for line in lines {
             out.extend(self.decoder.decode(line)?);
         }
-        Ok(out)
+        framed
     }
 
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
+    fn finish_into(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
         for line in self.lines.finish()? {
             out.extend(self.decoder.decode(line)?);
         }
         out.extend(self.decoder.end()?);
-        Ok(out)
+        Ok(())
     }
 }
 

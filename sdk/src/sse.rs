@@ -193,21 +193,19 @@ impl<D: EventDecoder> SseStream<D> {
 }
 
 impl<D: EventDecoder> StreamDecoder for SseStream<D> {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
+    fn push_into(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
         for event in self.sse.push(chunk) {
             out.extend(self.decoder.decode(&event)?);
         }
-        Ok(out)
+        Ok(())
     }
 
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
+    fn finish_into(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
         for event in self.sse.finish() {
             out.extend(self.decoder.decode(&event)?);
         }
         out.extend(self.decoder.end()?);
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -21,6 +21,10 @@ Answers are computed from the request:
 - max_tokens cuts the answer to that many words (stop_reason max_tokens).
 - model "force-429" answers a rate_limit_error with retry-after: 7,
   "force-529" an overloaded_error, "force-500" an api_error.
+- model "force-overloaded-mid-stream", streamed, fails after its text as the
+  real API may once it has answered 200: the text deltas, then an `error`
+  event (overloaded_error), all in one write, so the gateway receives the
+  text and the error together.
 - a wrong x-api-key answers 401 authentication_error.
 - with "thinking": {"type": "enabled"}, the answer starts with a thinking
   block signed by `thinking_signature` (streamed as thinking_delta events
@@ -234,7 +238,7 @@ class _Handler(fake_server.RecordingHandler):
     server_version = "fake-anthropic/1.0"
     json_headers = {"request-id": "req_fake"}
 
-    def _send_sse(self, rec: RecordedRequest, events: list[tuple[str, dict]]) -> None:
+    def _send_sse(self, rec: RecordedRequest, events: list[tuple[str, dict]], one_write: bool = False) -> None:
         rec.response_status = 200
         rec.response_events = list(events)
         self.send_response(200)
@@ -245,7 +249,7 @@ class _Handler(fake_server.RecordingHandler):
         payload = b"".join(
             f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode() for name, data in events
         )
-        for piece in awkward_chunks(payload):
+        for piece in [payload] if one_write else awkward_chunks(payload):
             self._write_chunk(piece)
             time.sleep(0.001)
         self.wfile.write(b"0\r\n\r\n")
@@ -414,6 +418,11 @@ class _Handler(fake_server.RecordingHandler):
                 # The real API pings right after the first block starts.
                 block_stream.insert(1, ("ping", {"type": "ping"}))
             events.extend(block_stream)
+        if model == "force-overloaded-mid-stream":
+            # The answer's text, then the error instead of its end.
+            events = [e for e in events if e[0] != "content_block_stop"]
+            events.append(("error", anthropic_error("overloaded_error", "Overloaded")))
+            return self._send_sse(rec, events, one_write=True)
         events.append(
             (
                 "message_delta",

@@ -28,6 +28,7 @@ CONFIGURED = "an-configured-max"
 BAD_KEY = "an-bad-key"
 RATE_LIMITED = "an-rate-limited"
 OVERLOADED = "an-overloaded"
+FAILS_MID_STREAM = "an-fails-mid-stream"
 CHAT_MODEL = "claude-sonnet-4-5-20250929"
 CATALOG_MAX_OUTPUT = 64000  # plugins/anthropic/models.toml for CHAT_MODEL
 
@@ -67,6 +68,7 @@ def anthropic_gateway(fake: FakeAnthropic, anthropic_key: str, tmp_path_factory)
         + endpoint(BAD_KEY, CHAT_MODEL, api_key="sk-ant-wrong")
         + endpoint(RATE_LIMITED, "force-429")
         + endpoint(OVERLOADED, "force-529")
+        + endpoint(FAILS_MID_STREAM, "force-overloaded-mid-stream")
     )
     with launch_gateway(work, config, env={KEY_VAR: anthropic_key}) as gw:
         yield gw
@@ -556,6 +558,40 @@ def test_rate_limit_on_a_stream(client: OpenAI, fake: FakeAnthropic):
     with pytest.raises(openai.RateLimitError) as info:
         list(client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "hi"}], stream=True))
     assert info.value.response.headers.get("retry-after") == str(RETRY_AFTER_SECONDS)
+    assert fake.only_request().json["stream"] is True
+
+
+def test_an_error_after_streamed_text_reaches_the_client_after_that_text(
+    anthropic_gateway: Gateway, client: OpenAI, fake: FakeAnthropic
+):
+    """The upstream sends its text and then an `error` event in one write:
+    the gateway decodes them together and loses neither. The client gets
+    every text delta, then the error, through both dialects."""
+    text = "Zürich in winter"
+    pieces: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in client.chat.completions.create(
+            model=FAILS_MID_STREAM, messages=[{"role": "user", "content": text}], stream=True
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+    assert "".join(pieces) == f"Echo: {text}"
+    assert "Overloaded" in str(info.value.message)
+    rec = fake.only_request()
+    assert rec.json["stream"] is True
+    assert [name for name, _ in rec.response_events][-2:] == ["content_block_delta", "error"]
+
+    fake.reset()
+    native = anthropic.Anthropic(base_url=anthropic_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    pieces = []
+    with pytest.raises(anthropic.APIStatusError) as native_info:
+        with native.messages.stream(
+            model=FAILS_MID_STREAM, max_tokens=256, messages=[{"role": "user", "content": text}]
+        ) as stream:
+            for delta in stream.text_stream:
+                pieces.append(delta)
+    assert "".join(pieces) == f"Echo: {text}"
+    assert "Overloaded" in str(native_info.value.message)
     assert fake.only_request().json["stream"] is True
 
 

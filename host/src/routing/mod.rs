@@ -976,41 +976,28 @@ where
                     status: 504,
                     ..ProviderError::bad_upstream("the upstream stream stalled")
                 }),
-                // One push per upstream chunk, as received: a decoder that
-                // fails drops the events of the same push, so events that
-                // came before an upstream error in an earlier chunk still
-                // reach the client ahead of it.
-                Ok(Some(Ok(chunks))) => {
-                    let mut pushed = Ok(Vec::new());
-                    for chunk in chunks {
-                        match state.decoder.push(&chunk).await {
-                            Ok(events) => state.pending.extend(events),
-                            Err(error) => {
-                                pushed = Err(error.into_provider_error());
-                                break;
-                            }
-                        }
-                    }
-                    pushed
-                }
+                // Every chunk already received in one go; the events
+                // decoded before an upstream error still come out ahead of
+                // it (see `StreamDecoder::feed`).
+                Ok(Some(Ok(chunks))) => Ok(state.decoder.feed(&chunks).await),
                 Ok(Some(Err(error))) => Err(ProviderError::bad_upstream(format!(
                     "the upstream stream broke: {error}"
                 ))),
                 Ok(None) => {
                     state.done = true;
-                    state
-                        .decoder
-                        .finish()
-                        .await
-                        .map_err(PluginError::into_provider_error)
+                    Ok(state.decoder.end().await)
                 }
             };
-            match next {
-                Ok(events) => state.pending.extend(events),
-                Err(error) => {
-                    state.done = true;
-                    state.failed = Some(error);
+            let error = match next {
+                Ok(decoded) => {
+                    state.pending.extend(decoded.events);
+                    decoded.error.map(PluginError::into_provider_error)
                 }
+                Err(error) => Some(error),
+            };
+            if let Some(error) = error {
+                state.done = true;
+                state.failed = Some(error);
             }
         }
     });

@@ -1,9 +1,11 @@
 //! The WIT contract versions this host supports, and the one place where
 //! wasmtime bindgen types are converted to and from `portico_model` types.
 //!
-//! Supporting a new contract version (say 0.2.0) means: a `v0_2_0` bindgen
-//! module, one arm in [`WitVersion`], [`Pre`] and [`Bindings`], and its host
-//! trait impls delegating to [`HostState`]'s version-independent methods.
+//! Supporting a new contract version (say 0.3.0) means: a `v0_3_0` bindgen
+//! module, one arm in [`WitVersion`], [`Pre`] and [`Bindings`] (the
+//! [`each_version!`] macro writes the arms of calls that did not change),
+//! and host trait impls for any new import interface. 0.2.0 reuses 0.1.0's
+//! `types` and `host` interfaces, so both share the conversions and imports.
 
 use portico_model::error::{ErrorKind, ProviderError};
 use portico_model::plugin::{
@@ -15,10 +17,10 @@ use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceAny};
 
 use super::host_imports::{HostState, LogLevel};
 
-/// Bindings of `gateway:provider@0.1.0`.
+/// Bindings of `gateway:provider@0.1.0` (plugins built before 0.2.0).
 pub(crate) mod v0_1_0 {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/deps/provider-0.1.0",
         world: "plugin",
         imports: {
             // Awaits the shared reqwest client; the others are quick.
@@ -28,19 +30,35 @@ pub(crate) mod v0_1_0 {
     });
 }
 
+/// Bindings of `gateway:provider@0.2.0`, the version the SDK builds. Its
+/// imports and shared types are 0.1.0's, bound once above.
+pub(crate) mod v0_2_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+        with: {
+            "gateway:provider/types@0.1.0": super::v0_1_0::gateway::provider::types,
+            "gateway:provider/host@0.1.0": super::v0_1_0::gateway::provider::host,
+        },
+        exports: { default: async },
+    });
+}
+
 /// A contract version a component can implement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WitVersion {
     V0_1_0,
+    V0_2_0,
 }
 
 impl WitVersion {
     /// Newest first, so a component exporting several picks the newest.
-    pub(crate) const ALL: &'static [WitVersion] = &[WitVersion::V0_1_0];
+    pub(crate) const ALL: &'static [WitVersion] = &[WitVersion::V0_2_0, WitVersion::V0_1_0];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             WitVersion::V0_1_0 => "0.1.0",
+            WitVersion::V0_2_0 => "0.2.0",
         }
     }
 
@@ -48,6 +66,7 @@ impl WitVersion {
     pub(crate) fn export_name(self) -> &'static str {
         match self {
             WitVersion::V0_1_0 => "gateway:provider/provider@0.1.0",
+            WitVersion::V0_2_0 => "gateway:provider/provider@0.2.0",
         }
     }
 
@@ -64,6 +83,7 @@ impl WitVersion {
 /// Adds the host side of every supported version (and WASI) to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    // 0.2.0 imports exactly 0.1.0's `host`, so this serves both versions.
     v0_1_0::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
     Ok(())
 }
@@ -71,6 +91,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 /// A component pre-linked for one contract version.
 pub(crate) enum Pre {
     V0_1_0(v0_1_0::PluginPre<HostState>),
+    V0_2_0(v0_2_0::PluginPre<HostState>),
 }
 
 impl Pre {
@@ -78,6 +99,7 @@ impl Pre {
     pub(crate) fn new(version: WitVersion, pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
         Ok(match version {
             WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::PluginPre::new(pre)?),
+            WitVersion::V0_2_0 => Pre::V0_2_0(v0_2_0::PluginPre::new(pre)?),
         })
     }
 
@@ -87,6 +109,7 @@ impl Pre {
     ) -> wasmtime::Result<Bindings> {
         Ok(match self {
             Pre::V0_1_0(pre) => Bindings::V0_1_0(pre.instantiate_async(store).await?),
+            Pre::V0_2_0(pre) => Bindings::V0_2_0(pre.instantiate_async(store).await?),
         })
     }
 }
@@ -96,21 +119,71 @@ impl Pre {
 /// provider error is the inner `Err`.
 pub(crate) enum Bindings {
     V0_1_0(v0_1_0::Plugin),
+    V0_2_0(v0_2_0::Plugin),
 }
 
 type Typed<T> = Result<T, ProviderError>;
 
+/// What a decoder call produced, whatever the version: the events decoded
+/// and the error that ended the stream after them.
+pub(crate) struct Decoded {
+    pub(crate) events: Vec<String>,
+    pub(crate) error: Option<ProviderError>,
+}
+
+impl Decoded {
+    /// A 0.1.0 decoder's answer: events, or an error alone.
+    fn from_result(result: Result<Vec<String>, v1::w::ProviderError>) -> Self {
+        match result {
+            Ok(events) => Decoded {
+                events,
+                error: None,
+            },
+            Err(error) => Decoded {
+                events: Vec::new(),
+                error: Some(v1::provider_error(error)),
+            },
+        }
+    }
+
+    fn from_v0_2_0(decoded: v0_2_0::exports::gateway::provider0_2_0::provider::Decoded) -> Self {
+        Decoded {
+            events: decoded.events,
+            error: decoded.error.map(v1::provider_error),
+        }
+    }
+}
+
+/// Writes one match arm per contract version whose provider interface has
+/// the same call: `$provider` is bound to that version's export.
+macro_rules! each_version {
+    ($bindings:expr, $provider:ident => $call:expr) => {
+        match $bindings {
+            Bindings::V0_1_0(b) => {
+                let $provider = b.gateway_provider_provider();
+                $call
+            }
+            Bindings::V0_2_0(b) => {
+                let $provider = b.gateway_provider0_2_0_provider();
+                $call
+            }
+        }
+    };
+}
+
 impl Bindings {
+    /// Whether the decoder returns its events together with an error, so
+    /// one call may take several upstream chunks without losing events.
+    pub(crate) fn decodes_batches(&self) -> bool {
+        !matches!(self, Bindings::V0_1_0(_))
+    }
+
     pub(crate) async fn describe(
         &self,
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<ProviderInfo> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let info = b.gateway_provider_provider().call_describe(store).await?;
-                Ok(v1::provider_info(info))
-            }
-        }
+        let info = each_version!(self, p => p.call_describe(store).await?);
+        Ok(v1::provider_info(info))
     }
 
     pub(crate) async fn build_chat_request(
@@ -120,18 +193,13 @@ impl Bindings {
         request: &str,
         stream: bool,
     ) -> wasmtime::Result<Typed<HttpRequest>> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let endpoint = v1::endpoint(endpoint);
-                let result = b
-                    .gateway_provider_provider()
-                    .call_build_chat_request(store, &endpoint, request, stream)
-                    .await?;
-                Ok(result
-                    .map(v1::http_request_from)
-                    .map_err(v1::provider_error))
-            }
-        }
+        let endpoint = v1::endpoint(endpoint);
+        let result = each_version!(self, p => {
+            p.call_build_chat_request(store, &endpoint, request, stream).await?
+        });
+        Ok(result
+            .map(v1::http_request_from)
+            .map_err(v1::provider_error))
     }
 
     pub(crate) async fn parse_chat_response(
@@ -140,17 +208,12 @@ impl Bindings {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> wasmtime::Result<Typed<String>> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let endpoint = v1::endpoint(endpoint);
-                let response = v1::http_response_into(response);
-                let result = b
-                    .gateway_provider_provider()
-                    .call_parse_chat_response(store, &endpoint, &response)
-                    .await?;
-                Ok(result.map_err(v1::provider_error))
-            }
-        }
+        let endpoint = v1::endpoint(endpoint);
+        let response = v1::http_response_into(response);
+        let result = each_version!(self, p => {
+            p.call_parse_chat_response(store, &endpoint, &response).await?
+        });
+        Ok(result.map_err(v1::provider_error))
     }
 
     pub(crate) async fn build_embeddings_request(
@@ -159,18 +222,13 @@ impl Bindings {
         endpoint: &Endpoint,
         request: &str,
     ) -> wasmtime::Result<Typed<HttpRequest>> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let endpoint = v1::endpoint(endpoint);
-                let result = b
-                    .gateway_provider_provider()
-                    .call_build_embeddings_request(store, &endpoint, request)
-                    .await?;
-                Ok(result
-                    .map(v1::http_request_from)
-                    .map_err(v1::provider_error))
-            }
-        }
+        let endpoint = v1::endpoint(endpoint);
+        let result = each_version!(self, p => {
+            p.call_build_embeddings_request(store, &endpoint, request).await?
+        });
+        Ok(result
+            .map(v1::http_request_from)
+            .map_err(v1::provider_error))
     }
 
     pub(crate) async fn parse_embeddings_response(
@@ -179,17 +237,12 @@ impl Bindings {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> wasmtime::Result<Typed<String>> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let endpoint = v1::endpoint(endpoint);
-                let response = v1::http_response_into(response);
-                let result = b
-                    .gateway_provider_provider()
-                    .call_parse_embeddings_response(store, &endpoint, &response)
-                    .await?;
-                Ok(result.map_err(v1::provider_error))
-            }
-        }
+        let endpoint = v1::endpoint(endpoint);
+        let response = v1::http_response_into(response);
+        let result = each_version!(self, p => {
+            p.call_parse_embeddings_response(store, &endpoint, &response).await?
+        });
+        Ok(result.map_err(v1::provider_error))
     }
 
     pub(crate) async fn parse_error(
@@ -198,17 +251,12 @@ impl Bindings {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> wasmtime::Result<ProviderError> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let endpoint = v1::endpoint(endpoint);
-                let response = v1::http_response_into(response);
-                let error = b
-                    .gateway_provider_provider()
-                    .call_parse_error(store, &endpoint, &response)
-                    .await?;
-                Ok(v1::provider_error(error))
-            }
-        }
+        let endpoint = v1::endpoint(endpoint);
+        let response = v1::http_response_into(response);
+        let error = each_version!(self, p => {
+            p.call_parse_error(store, &endpoint, &response).await?
+        });
+        Ok(v1::provider_error(error))
     }
 
     pub(crate) async fn decoder_new(
@@ -216,15 +264,10 @@ impl Bindings {
         store: &mut Store<HostState>,
         endpoint: &Endpoint,
     ) -> wasmtime::Result<ResourceAny> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let endpoint = v1::endpoint(endpoint);
-                b.gateway_provider_provider()
-                    .stream_decoder()
-                    .call_constructor(store, &endpoint)
-                    .await
-            }
-        }
+        let endpoint = v1::endpoint(endpoint);
+        each_version!(self, p => {
+            p.stream_decoder().call_constructor(store, &endpoint).await
+        })
     }
 
     pub(crate) async fn decoder_push(
@@ -232,34 +275,42 @@ impl Bindings {
         store: &mut Store<HostState>,
         decoder: ResourceAny,
         chunk: &[u8],
-    ) -> wasmtime::Result<Typed<Vec<String>>> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let result = b
-                    .gateway_provider_provider()
+    ) -> wasmtime::Result<Decoded> {
+        Ok(match self {
+            Bindings::V0_1_0(b) => Decoded::from_result(
+                b.gateway_provider_provider()
                     .stream_decoder()
                     .call_push(store, decoder, chunk)
-                    .await?;
-                Ok(result.map_err(v1::provider_error))
-            }
-        }
+                    .await?,
+            ),
+            Bindings::V0_2_0(b) => Decoded::from_v0_2_0(
+                b.gateway_provider0_2_0_provider()
+                    .stream_decoder()
+                    .call_push(store, decoder, chunk)
+                    .await?,
+            ),
+        })
     }
 
     pub(crate) async fn decoder_finish(
         &self,
         store: &mut Store<HostState>,
         decoder: ResourceAny,
-    ) -> wasmtime::Result<Typed<Vec<String>>> {
-        match self {
-            Bindings::V0_1_0(b) => {
-                let result = b
-                    .gateway_provider_provider()
+    ) -> wasmtime::Result<Decoded> {
+        Ok(match self {
+            Bindings::V0_1_0(b) => Decoded::from_result(
+                b.gateway_provider_provider()
                     .stream_decoder()
                     .call_finish(store, decoder)
-                    .await?;
-                Ok(result.map_err(v1::provider_error))
-            }
-        }
+                    .await?,
+            ),
+            Bindings::V0_2_0(b) => Decoded::from_v0_2_0(
+                b.gateway_provider0_2_0_provider()
+                    .stream_decoder()
+                    .call_finish(store, decoder)
+                    .await?,
+            ),
+        })
     }
 }
 
@@ -301,9 +352,10 @@ impl v0_1_0::gateway::provider::host::Host for HostState {
     }
 }
 
-/// Conversions between the 0.1.0 bindgen types and the model.
+/// Conversions between the 0.1.0 bindgen types (shared by 0.2.0) and the
+/// model.
 mod v1 {
-    use super::v0_1_0::gateway::provider::types as w;
+    pub(super) use super::v0_1_0::gateway::provider::types as w;
     use super::*;
 
     pub(super) fn endpoint(e: &Endpoint) -> w::Endpoint {

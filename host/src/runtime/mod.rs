@@ -671,6 +671,7 @@ impl Plugin {
             Ok(resource) => Ok(StreamDecoder {
                 plugin: self.clone(),
                 slot: None,
+                joined: Vec::new(),
                 active: Some(ActiveDecoder {
                     instance,
                     resource,
@@ -851,6 +852,8 @@ pub struct StreamDecoder {
     active: Option<ActiveDecoder>,
     /// The request's place in flight, held until the stream ends.
     slot: Option<Slot>,
+    /// Reused buffer for chunks fed to the decoder in one call.
+    joined: Vec<u8>,
 }
 
 struct ActiveDecoder {
@@ -871,10 +874,51 @@ impl StreamDecoder {
         self.slot = Some(slot);
     }
 
-    /// Feeds the next chunk of the body (split anywhere).
+    /// Feeds body chunks already received (each split anywhere) and
+    /// returns their events, then the error the stream ended with if they
+    /// hold one. A decoder of contract 0.2.0 or later takes them in one
+    /// call. A 0.1.0 decoder's failing call returns its error alone, so it
+    /// takes one call per chunk: the events of the chunks before an error
+    /// still come out ahead of it.
+    pub async fn feed<C: AsRef<[u8]>>(&mut self, chunks: &[C]) -> Decoded {
+        let batches = match &self.active {
+            Some(active) => active.instance.bindings.decodes_batches(),
+            None => false,
+        };
+        if batches && chunks.len() > 1 {
+            let mut joined = std::mem::take(&mut self.joined);
+            joined.clear();
+            for chunk in chunks {
+                joined.extend_from_slice(chunk.as_ref());
+            }
+            let decoded = self.push_once(&joined).await;
+            self.joined = joined;
+            return decoded;
+        }
+        let mut all = Decoded::default();
+        for chunk in chunks {
+            let decoded = self.push_once(chunk.as_ref()).await;
+            all.events.extend(decoded.events);
+            if decoded.error.is_some() {
+                all.error = decoded.error;
+                break;
+            }
+        }
+        all
+    }
+
+    /// Feeds the next chunk of the body (split anywhere); an error drops
+    /// the events decoded together with it (see [`feed`](Self::feed)).
     pub async fn push(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, PluginError> {
+        self.push_once(chunk).await.into_result()
+    }
+
+    async fn push_once(&mut self, chunk: &[u8]) -> Decoded {
         let ticks = self.plugin.runtime.call_ticks;
-        let active = self.active()?;
+        let active = match self.active() {
+            Ok(active) => active,
+            Err(error) => return Decoded::failed(error),
+        };
         active.busy = true;
         active.instance.rebudget(ticks);
         let result = active
@@ -886,11 +930,15 @@ impl StreamDecoder {
         self.events("stream-decoder.push", result)
     }
 
-    /// Signals the end of the body; returns the remaining events. The
-    /// decoder is closed afterwards and its instance returned to the pool.
-    pub async fn finish(&mut self) -> Result<Vec<StreamEvent>, PluginError> {
+    /// Signals the end of the body: the remaining events, then the error
+    /// the stream ended with, if any. The decoder is closed afterwards and
+    /// its instance returned to the pool.
+    pub async fn end(&mut self) -> Decoded {
         let ticks = self.plugin.runtime.call_ticks;
-        let active = self.active()?;
+        let active = match self.active() {
+            Ok(active) => active,
+            Err(error) => return Decoded::failed(error),
+        };
         active.busy = true;
         active.instance.rebudget(ticks);
         let result = active
@@ -899,12 +947,17 @@ impl StreamDecoder {
             .decoder_finish(&mut active.instance.store, active.resource)
             .await;
         active.busy = false;
-        let events = self.events("stream-decoder.finish", result);
+        let decoded = self.events("stream-decoder.finish", result);
         if let Some(active) = self.active.take() {
             active.close(&self.plugin).await;
         }
         self.slot = None;
-        events
+        decoded
+    }
+
+    /// [`end`](Self::end), with an error dropping the events before it.
+    pub async fn finish(&mut self) -> Result<Vec<StreamEvent>, PluginError> {
+        self.end().await.into_result()
     }
 
     fn active(&mut self) -> Result<&mut ActiveDecoder, PluginError> {
@@ -914,27 +967,28 @@ impl StreamDecoder {
         })
     }
 
-    fn events(
-        &mut self,
-        operation: &str,
-        result: wasmtime::Result<Result<Vec<String>, ProviderError>>,
-    ) -> Result<Vec<StreamEvent>, PluginError> {
+    fn events(&mut self, operation: &str, result: wasmtime::Result<bindings::Decoded>) -> Decoded {
         let fault = match result {
-            Ok(Ok(jsons)) => {
-                match jsons
+            Ok(decoded) => {
+                match decoded
+                    .events
                     .iter()
                     .map(|j| serde_json::from_str(j))
                     .collect::<Result<Vec<StreamEvent>, _>>()
                 {
-                    Ok(events) => return Ok(events),
+                    Ok(events) => {
+                        return Decoded {
+                            events,
+                            error: decoded.error.map(PluginError::Provider),
+                        };
+                    }
                     Err(e) => self.plugin.bad_output(operation, &e),
                 }
             }
-            Ok(Err(error)) => return Err(PluginError::Provider(error)),
             Err(error) => match &self.active {
                 Some(active) => self.plugin.fault(&active.instance, operation, &error),
                 None => {
-                    return Err(PluginError::Provider(ProviderError::internal(
+                    return Decoded::failed(PluginError::Provider(ProviderError::internal(
                         "stream decoder closed",
                     )));
                 }
@@ -942,7 +996,32 @@ impl StreamDecoder {
         };
         // Discard the instance: a faulted decoder cannot be trusted again.
         self.active = None;
-        Err(fault)
+        Decoded::failed(fault)
+    }
+}
+
+/// What a stream decoder made of some body bytes: the events decoded, in
+/// order, then the error that ended the stream after them, if any.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub events: Vec<StreamEvent>,
+    pub error: Option<PluginError>,
+}
+
+impl Decoded {
+    fn failed(error: PluginError) -> Self {
+        Decoded {
+            events: Vec::new(),
+            error: Some(error),
+        }
+    }
+
+    /// The events, or the error alone (dropping the events before it).
+    pub fn into_result(self) -> Result<Vec<StreamEvent>, PluginError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.events),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! Built as `test-describe-trap` (same source), `describe` traps instead.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/deps/provider-0.1.0",
     world: "plugin",
 });
 

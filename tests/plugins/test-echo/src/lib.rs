@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use serde_json::{Value, json};
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/deps/provider-0.1.0",
     world: "plugin",
 });
 
@@ -364,6 +364,9 @@ impl GuestStreamDecoder for Decoder {
             match line.as_str() {
                 "" => {}
                 "TRAP" => panic!("test-echo stream asked to trap"),
+                // A 0.1.0 decoder's error comes alone: the events of this
+                // call are dropped with it.
+                "ERROR" => return Err(error(ErrorKind::Upstream, 502, "upstream stream error")),
                 "SPIN" => spin(),
                 _ => events.push(json!({ "type": "text_delta", "text": line }).to_string()),
             }

@@ -1,0 +1,159 @@
+//! Contract 0.2.0, as the repository's SDK-built plugins implement it: a
+//! stream decoder fed several upstream chunks in one call returns the events
+//! decoded before an upstream error together with that error. (Plugins of
+//! contract 0.1.0 are covered by the runtime tests, through test-echo.)
+//! Uses the built plugins (run scripts/build-plugins first).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use portico::conformance::offline_http_client;
+use portico::runtime::{Plugin, PluginError, PluginRuntime, RuntimeConfig};
+use portico_model::plugin::Endpoint;
+use portico_model::{ErrorKind, StreamEvent};
+
+fn plugin_file(id: &str) -> PathBuf {
+    let dir = std::env::var_os("PORTICO_CONFORMANCE_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins"));
+    let path = dir.join(format!("{id}.wasm"));
+    assert!(
+        path.is_file(),
+        "plugin {} is missing: run scripts/build-plugins first",
+        path.display()
+    );
+    path
+}
+
+async fn load(id: &str) -> Arc<Plugin> {
+    let config = RuntimeConfig {
+        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portico-contract-cache")),
+        ..RuntimeConfig::default()
+    };
+    let runtime = PluginRuntime::new(config, offline_http_client()).expect("runtime");
+    let plugin = runtime
+        .load_file(&plugin_file(id))
+        .await
+        .unwrap_or_else(|e| panic!("load {id}: {e}"));
+    assert_eq!(plugin.wit_version, "0.2.0", "{id} is built with the SDK");
+    plugin
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint {
+        name: "contract".into(),
+        model: "contract-model".into(),
+        config: [
+            ("api_key".into(), "sk-contract-0123456789".into()),
+            ("base_url".into(), "http://127.0.0.1:9".into()),
+        ]
+        .into(),
+    }
+}
+
+fn texts(events: &[StreamEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            StreamEvent::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Feeds `chunks` in one call and checks that the text before the error
+/// and the error itself both come back.
+async fn events_then_error(id: &str, chunks: &[&str], status: u16, message: &str) {
+    let plugin = load(id).await;
+    let mut decoder = plugin.stream_decoder(&endpoint()).await.expect("decoder");
+    let decoded = decoder.feed(chunks).await;
+    assert_eq!(texts(&decoded.events), ["Hel", "lo"], "{id}: {decoded:?}");
+    match decoded.error {
+        Some(PluginError::Provider(error)) => {
+            assert_eq!(error.status, status, "{id}: {error:?}");
+            assert!(error.message.contains(message), "{id}: {}", error.message);
+        }
+        other => panic!("{id}: expected the upstream's error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn openai_stream_keeps_events_decoded_with_an_error() {
+    // The error event shares the last chunk with a content event.
+    events_then_error(
+        "openai",
+        &[
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n\
+             data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n",
+        ],
+        502,
+        "The server had an error",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn anthropic_stream_keeps_events_decoded_with_an_error() {
+    events_then_error(
+        "anthropic",
+        &[
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+             event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"lo\"}}\n\n\
+             event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+        ],
+        529,
+        "Overloaded",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ollama_ndjson_stream_keeps_events_before_a_line_that_is_not_json() {
+    let plugin = load("ollama").await;
+    let mut decoder = plugin.stream_decoder(&endpoint()).await.expect("decoder");
+    let decoded = decoder
+        .feed(&[
+            "{\"model\":\"m\",\"created_at\":\"2026-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"done\":false}\n",
+            "{\"model\":\"m\",\"created_at\":\"2026-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\",\"content\":\"lo\"},\"done\":false}\n<html>bad gateway</html>\n",
+        ])
+        .await;
+    assert_eq!(texts(&decoded.events), ["Hel", "lo"], "{decoded:?}");
+    match decoded.error {
+        Some(PluginError::Provider(error)) => {
+            assert_eq!(error.kind, ErrorKind::Upstream, "{error:?}");
+            assert!(
+                error.message.contains("not valid JSON"),
+                "{}",
+                error.message
+            );
+        }
+        other => panic!("expected a bad-upstream error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_fed_in_one_call_decodes_like_one_chunk_at_a_time() {
+    let plugin = load("openai").await;
+    let body = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n\
+                data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n\
+                data: [DONE]\n\n";
+    let (head, tail) = body.split_at(70);
+
+    let mut together = plugin.stream_decoder(&endpoint()).await.expect("decoder");
+    let mut fed = together.feed(&[head, tail]).await;
+    assert!(fed.error.is_none(), "{fed:?}");
+    let end = together.end().await;
+    assert!(end.error.is_none(), "{end:?}");
+    fed.events.extend(end.events);
+
+    let mut apart = plugin.stream_decoder(&endpoint()).await.expect("decoder");
+    let mut pushed = apart.push(head.as_bytes()).await.expect("push");
+    pushed.extend(apart.push(tail.as_bytes()).await.expect("push"));
+    pushed.extend(apart.finish().await.expect("finish"));
+
+    assert_eq!(fed.events, pushed);
+    assert_eq!(texts(&fed.events), ["Hel", "lo"]);
+}
