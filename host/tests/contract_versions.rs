@@ -4,7 +4,8 @@
 //! contract 0.1.0 are covered by the runtime tests, through test-echo.)
 //! Uses the built plugins (run scripts/build-plugins first).
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::sync::Arc;
 
 use portico::conformance::offline_http_client;
@@ -12,27 +13,14 @@ use portico::runtime::{Plugin, PluginError, PluginRuntime, RuntimeConfig};
 use portico_model::plugin::Endpoint;
 use portico_model::{ErrorKind, StreamEvent};
 
-fn plugin_file(id: &str) -> PathBuf {
-    let dir = std::env::var_os("PORTICO_CONFORMANCE_PLUGINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins"));
-    let path = dir.join(format!("{id}.wasm"));
-    assert!(
-        path.is_file(),
-        "plugin {} is missing: run scripts/build-plugins first",
-        path.display()
-    );
-    path
-}
-
 async fn load(id: &str) -> Arc<Plugin> {
     let config = RuntimeConfig {
-        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portico-contract-cache")),
+        cache_dir: Some(support::plugin_cache("contract")),
         ..RuntimeConfig::default()
     };
     let runtime = PluginRuntime::new(config, offline_http_client()).expect("runtime");
     let plugin = runtime
-        .load_file(&plugin_file(id))
+        .load_file(&support::provider_plugin(id))
         .await
         .unwrap_or_else(|e| panic!("load {id}: {e}"));
     assert_eq!(plugin.wit_version, "0.2.0", "{id} is built with the SDK");

@@ -3,8 +3,9 @@
 //!
 //! Supporting a new contract version (say 0.3.0) means: a `v0_3_0` bindgen
 //! module, one arm in [`WitVersion`], [`Pre`] and [`Bindings`] (the
-//! [`each_version!`] macro writes the arms of calls that did not change),
-//! and host trait impls for any new import interface. 0.2.0 reuses 0.1.0's
+//! [`each_version!`] macro writes the arms of every call; a result whose
+//! type changed, like the decoder's, is converted with `From`), and host
+//! trait impls for any new import interface. 0.2.0 reuses 0.1.0's
 //! `types` and `host` interfaces, so both share the conversions and imports.
 
 use portico_model::error::{ErrorKind, ProviderError};
@@ -131,9 +132,9 @@ pub(crate) struct Decoded {
     pub(crate) error: Option<ProviderError>,
 }
 
-impl Decoded {
-    /// A 0.1.0 decoder's answer: events, or an error alone.
-    fn from_result(result: Result<Vec<String>, v1::w::ProviderError>) -> Self {
+/// A 0.1.0 decoder's answer: events, or an error alone.
+impl From<Result<Vec<String>, v1::w::ProviderError>> for Decoded {
+    fn from(result: Result<Vec<String>, v1::w::ProviderError>) -> Self {
         match result {
             Ok(events) => Decoded {
                 events,
@@ -145,8 +146,10 @@ impl Decoded {
             },
         }
     }
+}
 
-    fn from_v0_2_0(decoded: v0_2_0::exports::gateway::provider0_2_0::provider::Decoded) -> Self {
+impl From<v0_2_0::exports::gateway::provider0_2_0::provider::Decoded> for Decoded {
+    fn from(decoded: v0_2_0::exports::gateway::provider0_2_0::provider::Decoded) -> Self {
         Decoded {
             events: decoded.events,
             error: decoded.error.map(v1::provider_error),
@@ -154,8 +157,8 @@ impl Decoded {
     }
 }
 
-/// Writes one match arm per contract version whose provider interface has
-/// the same call: `$provider` is bound to that version's export.
+/// Writes one match arm per contract version, each running `$call` with
+/// `$provider` bound to that version's export.
 macro_rules! each_version {
     ($bindings:expr, $provider:ident => $call:expr) => {
         match $bindings {
@@ -276,20 +279,9 @@ impl Bindings {
         decoder: ResourceAny,
         chunk: &[u8],
     ) -> wasmtime::Result<Decoded> {
-        Ok(match self {
-            Bindings::V0_1_0(b) => Decoded::from_result(
-                b.gateway_provider_provider()
-                    .stream_decoder()
-                    .call_push(store, decoder, chunk)
-                    .await?,
-            ),
-            Bindings::V0_2_0(b) => Decoded::from_v0_2_0(
-                b.gateway_provider0_2_0_provider()
-                    .stream_decoder()
-                    .call_push(store, decoder, chunk)
-                    .await?,
-            ),
-        })
+        Ok(each_version!(self, p => {
+            Decoded::from(p.stream_decoder().call_push(store, decoder, chunk).await?)
+        }))
     }
 
     pub(crate) async fn decoder_finish(
@@ -297,20 +289,9 @@ impl Bindings {
         store: &mut Store<HostState>,
         decoder: ResourceAny,
     ) -> wasmtime::Result<Decoded> {
-        Ok(match self {
-            Bindings::V0_1_0(b) => Decoded::from_result(
-                b.gateway_provider_provider()
-                    .stream_decoder()
-                    .call_finish(store, decoder)
-                    .await?,
-            ),
-            Bindings::V0_2_0(b) => Decoded::from_v0_2_0(
-                b.gateway_provider0_2_0_provider()
-                    .stream_decoder()
-                    .call_finish(store, decoder)
-                    .await?,
-            ),
-        })
+        Ok(each_version!(self, p => {
+            Decoded::from(p.stream_decoder().call_finish(store, decoder).await?)
+        }))
     }
 }
 

@@ -1,5 +1,5 @@
-//! What the in-process host test suites share: the built openai plugin and
-//! a fake OpenAI upstream that records the headers it receives.
+//! What the in-process host test suites share: the built provider plugins
+//! (the openai one above all) and a fake OpenAI upstream that records the headers it receives.
 //!
 //! Each suite includes this with `mod support;` and uses what it needs.
 #![allow(dead_code)]
@@ -11,15 +11,21 @@ use axum::Json;
 use axum::http::HeaderMap;
 use serde_json::json;
 
-/// The built openai plugin; fails (does not skip) when it is missing.
-pub fn openai_plugin() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/openai.wasm");
+/// A built provider plugin, `plugins/<id>.wasm`; fails (does not skip)
+/// when it is missing.
+pub fn provider_plugin(id: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../plugins/{id}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing: run scripts/build-plugins first",
         path.display()
     );
     path
+}
+
+/// The built openai plugin.
+pub fn openai_plugin() -> PathBuf {
+    provider_plugin("openai")
 }
 
 /// A plugins dir in `work` holding only the openai plugin.
