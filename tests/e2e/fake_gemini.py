@@ -23,6 +23,9 @@ Answers are computed from the request so tests can tell what came through:
 - generationConfig.maxOutputTokens cuts the answer to that many words,
   finishReason MAX_TOKENS.
 - model "force-<status>" answers that HTTP error.
+- models "gemini-3*" asked to include thoughts answer with an unsigned
+  thought summary first ("Thinking about: <last user text>"), streamed in
+  pieces like the text.
 - models "gemini-3*" sign the first function call of an answer with a
   `thoughtSignature` (call_signature()) and, like the real Gemini 3, refuse
   a current turn whose first call comes back unsigned or with another
@@ -212,6 +215,18 @@ def _thinking_generation(model: str) -> tuple[int, bool]:
     return (int(match[1]) if match else 0), "-pro" in model
 
 
+def _thinking_fields(thinking: dict) -> dict:
+    """thinkingConfig by camelCase names: proto JSON takes a field by its
+    camelCase name or its proto name (google-genai sends thinking_budget,
+    thinking_level, include_thoughts)."""
+    return {re.sub(r"_([a-z])", lambda m: m[1].upper(), key): value for key, value in thinking.items()}
+
+
+def includes_thoughts(body: dict) -> bool:
+    thinking = (body.get("generationConfig") or {}).get("thinkingConfig")
+    return isinstance(thinking, dict) and _thinking_fields(thinking).get("includeThoughts") is True
+
+
 def _check_thinking_config(thinking: Any, model: str = "") -> None:
     """generationConfig.thinkingConfig as the real API checks it, by model:
     Gemini 2.5 takes a budget (Pro cannot turn thinking off), Gemini 3 and
@@ -220,9 +235,7 @@ def _check_thinking_config(thinking: Any, model: str = "") -> None:
         return
     if not isinstance(thinking, dict):
         raise invalid("Invalid value at 'generation_config.thinking_config': expected an object")
-    # Proto JSON takes a field by its camelCase name or its proto name
-    # (google-genai sends thinking_budget, thinking_level, include_thoughts).
-    thinking = {re.sub(r"_([a-z])", lambda m: m[1].upper(), key): value for key, value in thinking.items()}
+    thinking = _thinking_fields(thinking)
     for key in thinking:
         if key not in THINKING_CONFIG_FIELDS:
             raise invalid(
@@ -331,6 +344,13 @@ class Brain:
         refused = signature_errors(model, body)
         if refused:
             raise invalid(refused)
+        parts, finish, prompt_tokens = self._answer(model, body)
+        if signs_calls(model) and includes_thoughts(body):
+            user_text = parts_text(body["contents"][-1]["parts"])
+            parts = [{"text": f"Thinking about: {user_text}", "thought": True}, *parts]
+        return parts, finish, prompt_tokens
+
+    def _answer(self, model: str, body: dict) -> tuple[list[dict], str, int]:
         contents = body["contents"]
         prompt_tokens = sum(count_tokens(parts_text(c["parts"])) for c in contents)
         prompt_tokens += count_tokens(parts_text((body.get("systemInstruction") or {}).get("parts") or []))
@@ -407,9 +427,10 @@ class Brain:
         for part in parts:
             if "text" in part:
                 words = part["text"].split(" ")
+                thought = {"thought": True} if part.get("thought") else {}
                 for i in range(0, len(words), 2):
                     piece = " ".join(words[i : i + 2])
-                    pieces.append({"text": piece if i == 0 else " " + piece})
+                    pieces.append({"text": piece if i == 0 else " " + piece, **thought})
             else:
                 pieces.append(part)
         for i, piece in enumerate(pieces):

@@ -279,44 +279,106 @@ def test_streamed_tool_call(client: OpenAI, fake: FakeGemini):
     assert rec.path.endswith(":streamGenerateContent")
 
 
-def test_streamed_call_signature_reaches_an_anthropic_client_and_comes_back(gemini_gateway: Gateway, fake: FakeGemini):
+@pytest.mark.parametrize("thoughts", [False, True], ids=["call-only", "thoughts-then-call"])
+def test_streamed_call_signature_reaches_an_anthropic_client_and_comes_back(
+    gemini_gateway: Gateway, fake: FakeGemini, thoughts: bool
+):
     """Gemini 3 signs its function calls and checks the signature when the
     call is replayed. Streamed to the official Anthropic SDK, the signature
     arrives as a signed (empty) thinking block before the tool_use, as in
-    a whole answer; replayed, it goes back on the call it came with."""
+    a whole answer; with thinking on, Gemini 3 streams unsigned thought
+    summaries first, which stay a thinking block of their own. Replayed,
+    the signature goes back on the call it came with."""
     claude = anthropic.Anthropic(base_url=gemini_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
     tool = {
         "name": "get_weather",
         "description": "Current weather of a city",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     }
+    options = {"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 4096} if thoughts else {"max_tokens": 512}
     messages = [{"role": "user", "content": "Oslo"}]
-    with claude.messages.stream(model=SIGNING, max_tokens=512, tools=[tool], messages=messages) as stream:
+    with claude.messages.stream(model=SIGNING, tools=[tool], messages=messages, **options) as stream:
         first = stream.get_final_message()
     rec = fake.only_request()
     assert rec.path.endswith("/gemini-3-pro-preview:streamGenerateContent")
-    sent = rec.response_events[-1]["candidates"][0]["content"]["parts"][0]
-    assert sent["thoughtSignature"] == call_signature(sent["functionCall"])
-    assert [block.type for block in first.content] == ["thinking", "tool_use"]
-    assert first.content[0].thinking == ""
-    assert first.content[0].signature == sent["thoughtSignature"]
-    assert first.content[1].input == {"city": "Oslo"}
+    sent = [p for e in rec.response_events for p in e["candidates"][0]["content"]["parts"] if "functionCall" in p]
+    assert len(sent) == 1 and sent[0]["thoughtSignature"] == call_signature(sent[0]["functionCall"])
+    summaries = first.content[:-2]
+    if thoughts:
+        assert [(block.type, block.thinking, block.signature) for block in summaries] == [("thinking", "Thinking about: Oslo", "")]
+    else:
+        assert summaries == []
+    signed, call = first.content[-2:]
+    assert (signed.type, signed.thinking, signed.signature) == ("thinking", "", sent[0]["thoughtSignature"])
+    assert call.type == "tool_use" and call.input == {"city": "Oslo"}
     assert first.stop_reason == "tool_use"
 
     fake.reset()
     messages += [
         {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[1].id, "content": "4 degrees"}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "4 degrees"}]},
     ]
-    with claude.messages.stream(model=SIGNING, max_tokens=512, tools=[tool], messages=messages) as stream:
+    with claude.messages.stream(model=SIGNING, tools=[tool], messages=messages, **options) as stream:
         second = stream.get_final_message()
     replayed = fake.only_request()
     assert replayed.response_status == 200
     assert replayed.json["contents"][1] == {
         "role": "model",
-        "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": sent["thoughtSignature"]}],
+        "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": sent[0]["thoughtSignature"]}],
     }
     assert second.content[-1].text == "Tool result: 4 degrees"
+
+
+WEATHER_DECLARATION = genai_types.FunctionDeclaration(
+    name="get_weather",
+    description="Current weather of a city",
+    parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+@pytest.mark.parametrize("thoughts", [False, True], ids=["call-only", "thoughts-then-call"])
+def test_streamed_signatures_reach_a_gemini_client_and_come_back_on_their_part(
+    gemini_gateway: Gateway, fake: FakeGemini, thoughts: bool
+):
+    """google-genai streaming from Gemini 3: the signature of the call
+    reaches the client on the call's part, after the unsigned thought
+    summaries when thoughts are shown, and the client's history replays
+    it upstream as it came, not Google's skip value."""
+    gemini = genai.Client(api_key="dummy", http_options={"base_url": gemini_gateway.gemini_base_url})
+    config = genai_types.GenerateContentConfig(
+        tools=[genai_types.Tool(function_declarations=[WEATHER_DECLARATION])],
+        automatic_function_calling=genai_types.AutomaticFunctionCallingConfig(disable=True),
+        thinking_config=genai_types.ThinkingConfig(include_thoughts=True) if thoughts else None,
+    )
+    history = [genai_types.Content(role="user", parts=[genai_types.Part(text="Oslo")])]
+    chunks = list(gemini.models.generate_content_stream(model=SIGNING, contents=history, config=config))
+    sent = fake.only_request().response_events
+    signed = [p for e in sent for p in e["candidates"][0]["content"]["parts"] if "functionCall" in p]
+    assert len(signed) == 1 and signed[0]["thoughtSignature"] == call_signature(signed[0]["functionCall"])
+    parts = [part for chunk in chunks for part in chunk.candidates[0].content.parts]
+    thought_parts = [part for part in parts if part.thought]
+    assert "".join(part.text for part in thought_parts) == ("Thinking about: Oslo" if thoughts else "")
+    assert all(not part.thought_signature for part in thought_parts)
+    [call] = [part for part in parts if part.function_call]
+    assert call.function_call.args == {"city": "Oslo"}
+    assert call.thought_signature == base64.b64decode(signed[0]["thoughtSignature"])
+
+    fake.reset()
+    history += [
+        genai_types.Content(role="model", parts=parts),
+        genai_types.Content(
+            role="user",
+            parts=[genai_types.Part.from_function_response(name="get_weather", response={"result": "4 degrees"})],
+        ),
+    ]
+    replayed = list(gemini.models.generate_content_stream(model=SIGNING, contents=history, config=config))
+    rec = fake.only_request()
+    assert rec.response_status == 200
+    model_turn = rec.json["contents"][1]
+    assert model_turn["role"] == "model"
+    calls = [part for part in model_turn["parts"] if "functionCall" in part]
+    assert calls == [{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": signed[0]["thoughtSignature"]}]
+    assert "".join(chunk.text or "" for chunk in replayed) == "Tool result: 4 degrees"
 
 
 def test_openai_clients_replay_gemini_3_calls_with_the_documented_skip_signature(client: OpenAI, fake: FakeGemini):

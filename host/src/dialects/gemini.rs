@@ -130,7 +130,11 @@ async fn stream_generate(
         let (chunks, last) = match item {
             StreamItem::Event(event) => (encoder.encode(&event), false),
             StreamItem::End => (encoder.finish(), true),
-            StreamItem::Error(error) => (vec![gemini::error_body(&error)], true),
+            StreamItem::Error(error) => {
+                let mut chunks = encoder.interrupt();
+                chunks.push(gemini::error_body(&error));
+                (chunks, true)
+            }
         };
         for chunk in &chunks {
             if sse {

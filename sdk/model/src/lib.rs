@@ -508,7 +508,10 @@ pub enum StreamEvent {
     /// The signature that seals the thinking streamed so far (Anthropic's
     /// `signature_delta`, Bedrock's reasoning signature). A client that
     /// replays its thinking in a later turn must send it back, or the
-    /// provider rejects the turn.
+    /// provider rejects the turn. With no thinking open, it is a signature
+    /// of its own: an empty signed thinking part (Gemini's signature of the
+    /// part after it). An empty signature ends the thinking streamed so far
+    /// unsigned, so that the next signature starts a part of its own.
     ThinkingSignature {
         signature: String,
     },
@@ -572,11 +575,22 @@ pub struct ChatResponseBuilder {
     response: ChatResponse,
     /// Position in `response.content` of each tool call, by stream index.
     tool_calls: std::collections::BTreeMap<u32, usize>,
+    /// The last part is thinking ended unsigned by an empty signature.
+    thinking_ended: bool,
 }
 
 impl ChatResponseBuilder {
     pub fn push(&mut self, event: &StreamEvent) {
         let content = &mut self.response.content;
+        // Thinking that is signed, or ended by an empty signature, is
+        // sealed: more thinking or another signature is a new part.
+        let open_thinking = match content.last_mut() {
+            Some(ContentPart::Thinking {
+                text,
+                signature: signature @ None,
+            }) if !self.thinking_ended => Some((text, signature)),
+            _ => None,
+        };
         match event {
             StreamEvent::Start { id, model } => {
                 self.response.id.clone_from(id);
@@ -586,23 +600,22 @@ impl ChatResponseBuilder {
                 Some(ContentPart::Text { text: last }) => last.push_str(text),
                 _ => content.push(ContentPart::text(text.clone())),
             },
-            // A signed thinking part is sealed: more thinking is a new part.
-            StreamEvent::ThinkingDelta { text } => match content.last_mut() {
-                Some(ContentPart::Thinking {
-                    text: last,
-                    signature: None,
-                }) => last.push_str(text),
-                _ => content.push(ContentPart::Thinking {
-                    text: text.clone(),
-                    signature: None,
-                }),
+            StreamEvent::ThinkingDelta { text } => match open_thinking {
+                Some((last, _)) => last.push_str(text),
+                None => {
+                    self.thinking_ended = false;
+                    content.push(ContentPart::Thinking {
+                        text: text.clone(),
+                        signature: None,
+                    });
+                }
             },
-            StreamEvent::ThinkingSignature { signature } => match content.last_mut() {
-                Some(ContentPart::Thinking {
-                    signature: last @ None,
-                    ..
-                }) => *last = Some(signature.clone()),
-                _ => content.push(ContentPart::Thinking {
+            StreamEvent::ThinkingSignature { signature } if signature.is_empty() => {
+                self.thinking_ended |= open_thinking.is_some();
+            }
+            StreamEvent::ThinkingSignature { signature } => match open_thinking {
+                Some((_, last)) => *last = Some(signature.clone()),
+                None => content.push(ContentPart::Thinking {
                     text: String::new(),
                     signature: Some(signature.clone()),
                 }),
@@ -640,6 +653,13 @@ impl ChatResponseBuilder {
 #[cfg(test)]
 mod builder_tests {
     use super::*;
+
+    fn thinking(text: &str, signature: Option<&str>) -> ContentPart {
+        ContentPart::Thinking {
+            text: text.into(),
+            signature: signature.map(Into::into),
+        }
+    }
 
     #[test]
     fn rebuilds_text_and_tool_calls_from_events() {
@@ -720,10 +740,6 @@ mod builder_tests {
         ] {
             builder.push(&event);
         }
-        let thinking = |text: &str, signature: Option<&str>| ContentPart::Thinking {
-            text: text.into(),
-            signature: signature.map(Into::into),
-        };
         assert_eq!(
             builder.finish().content,
             vec![
@@ -731,6 +747,56 @@ mod builder_tests {
                 thinking("Three.", Some("sig-2")),
                 ContentPart::text("Done"),
                 thinking("Unsigned.", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_signature_ends_thinking_unsigned() {
+        // Gemini: streamed thought summaries, then a call signed for itself.
+        let mut builder = ChatResponseBuilder::default();
+        for event in [
+            StreamEvent::ThinkingDelta {
+                text: "Plan.".into(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: String::new(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: String::new(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: "sig-1".into(),
+            },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "c1".into(),
+                name: "f".into(),
+            },
+            StreamEvent::ThinkingDelta {
+                text: "More.".into(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: String::new(),
+            },
+            StreamEvent::ThinkingDelta {
+                text: "Again.".into(),
+            },
+        ] {
+            builder.push(&event);
+        }
+        assert_eq!(
+            builder.finish().content,
+            vec![
+                thinking("Plan.", None),
+                thinking("", Some("sig-1")),
+                ContentPart::ToolCall {
+                    id: "c1".into(),
+                    name: "f".into(),
+                    arguments: String::new()
+                },
+                thinking("More.", None),
+                thinking("Again.", None),
             ]
         );
     }

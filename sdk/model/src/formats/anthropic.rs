@@ -783,6 +783,12 @@ impl EventEncoder {
                 // The signature seals the block: more thinking is a new block.
                 self.close_block(&mut out);
             }
+            // Thinking ended unsigned: a signature next is a block of its own.
+            StreamEvent::ThinkingSignature { .. } => {
+                if matches!(self.open, Some((OpenBlock::Thinking, _))) {
+                    self.close_block(&mut out);
+                }
+            }
             StreamEvent::ToolCallStart {
                 index: tool,
                 id,
@@ -3088,6 +3094,47 @@ mod tests {
         );
         assert_eq!(events[5].1["index"], 1);
         assert_eq!(events[8].1["delta"]["stop_reason"], "max_tokens");
+    }
+
+    #[test]
+    fn encoder_ends_thinking_at_an_empty_signature() {
+        // Gemini's thought summaries, then a call signed for itself: the
+        // signature is a thinking block of its own, as in a whole answer.
+        let mut encoder = EventEncoder::new("msg_4".into(), "ep".into());
+        let mut events = Vec::new();
+        for event in [
+            StreamEvent::ThinkingDelta {
+                text: "Plan.".into(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: String::new(),
+            },
+            StreamEvent::ThinkingSignature {
+                signature: "c2ln".into(),
+            },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_1".into(),
+                name: "f".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{}".into(),
+            },
+        ] {
+            events.extend(encoder.encode(&event));
+        }
+        events.extend(encoder.finish());
+        let content = &accumulate(&events)["content"];
+        assert_eq!(
+            content[0],
+            json!({"type": "thinking", "thinking": "Plan.", "signature": ""})
+        );
+        assert_eq!(
+            content[1],
+            json!({"type": "thinking", "thinking": "", "signature": "c2ln"})
+        );
+        assert_eq!(content[2]["type"], "tool_use");
     }
 
     /// Rebuilds a message from SSE events the way the official SDKs accumulate

@@ -1312,6 +1312,10 @@ fn response_parts(content: &[ContentPart]) -> Vec<Value> {
         }
         parts.push(value);
     }
+    // A signature with no part after it: Gemini's trailing signed empty text.
+    if let Some(sig) = signature {
+        parts.push(json!({"text": "", "thoughtSignature": sig}));
+    }
     parts
 }
 
@@ -1335,17 +1339,25 @@ struct PendingCall {
     id: String,
     name: String,
     arguments: String,
+    signature: Option<String>,
 }
 
 /// Renders neutral stream events as `streamGenerateContent` chunks (the
 /// host frames each as an SSE `data:` line). Gemini streams whole
 /// `functionCall` parts, so tool-call deltas are buffered until the call
-/// is complete.
+/// is complete. Signatures go where a whole answer has them: on the thought
+/// they seal, or on the part after them (a trailing one on an empty text).
 #[derive(Debug)]
 pub struct ChunkEncoder {
     id: String,
     model: String,
     pending: Vec<PendingCall>,
+    /// The last thought delta, held until the next event, which may be the
+    /// signature that seals it: a signature on a part of its own would read
+    /// back as the signature of the part after it.
+    held_thought: Option<String>,
+    /// A signature for the next part.
+    lent_signature: Option<String>,
     usage: Option<Usage>,
     reason: Option<FinishReason>,
     finished: bool,
@@ -1357,6 +1369,8 @@ impl ChunkEncoder {
             id,
             model,
             pending: Vec::new(),
+            held_thought: None,
+            lent_signature: None,
             usage: None,
             reason: None,
             finished: false,
@@ -1388,13 +1402,45 @@ impl ChunkEncoder {
         self.pending
             .drain(..)
             .map(|call| {
-                json!({"functionCall": {
+                let mut part = json!({"functionCall": {
                     "id": call.id,
                     "name": call.name,
                     "args": args_object(&call.arguments),
-                }})
+                }});
+                if let Some(signature) = call.signature {
+                    part["thoughtSignature"] = json!(signature);
+                }
+                part
             })
             .collect()
+    }
+
+    /// A part of the answer, with the signature lent to it.
+    fn part_chunk(&mut self, mut part: Value) -> Value {
+        if let Some(signature) = self.lent_signature.take() {
+            part["thoughtSignature"] = json!(signature);
+        }
+        self.chunk(vec![part], None)
+    }
+
+    /// The held thought, signed by `signature` if it is one a Gemini client
+    /// can take.
+    fn release_thought(&mut self, signature: Option<&str>, out: &mut Vec<Value>) {
+        if let Some(text) = self.held_thought.take() {
+            let mut part = json!({"text": text, "thought": true});
+            if let Some(signature) = signature.filter(|s| is_base64(s)) {
+                part["thoughtSignature"] = json!(signature);
+            }
+            out.push(self.part_chunk(part));
+        }
+    }
+
+    /// What is held back, for a stream that ends in an error.
+    pub fn interrupt(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        self.release_thought(None, &mut out);
+        self.flush_calls(&mut out);
+        out
     }
 
     fn flush_calls(&mut self, out: &mut Vec<Value>) {
@@ -1409,6 +1455,16 @@ impl ChunkEncoder {
         if self.finished {
             return out;
         }
+        if self.held_thought.is_some() {
+            let seal = match event {
+                StreamEvent::ThinkingSignature { signature } => Some(signature.as_str()),
+                _ => None,
+            };
+            self.release_thought(seal, &mut out);
+            if seal.is_some() {
+                return out;
+            }
+        }
         match event {
             StreamEvent::Start { id, .. } => {
                 if self.id.is_empty() {
@@ -1417,11 +1473,16 @@ impl ChunkEncoder {
             }
             StreamEvent::TextDelta { text } if !text.is_empty() => {
                 self.flush_calls(&mut out);
-                out.push(self.chunk(vec![json!({ "text": text })], None));
+                out.push(self.part_chunk(json!({ "text": text })));
             }
             StreamEvent::ThinkingDelta { text } if !text.is_empty() => {
                 self.flush_calls(&mut out);
-                out.push(self.chunk(vec![json!({"text": text, "thought": true})], None));
+                self.held_thought = Some(text.clone());
+            }
+            // With no thought open, a signature is the next part's; another
+            // provider's signature (not base64) means nothing to Gemini.
+            StreamEvent::ThinkingSignature { signature } if is_base64(signature) => {
+                self.lent_signature = Some(signature.clone());
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.flush_calls(&mut out);
@@ -1430,6 +1491,7 @@ impl ChunkEncoder {
                     id: id.clone(),
                     name: name.clone(),
                     arguments: String::new(),
+                    signature: self.lent_signature.take(),
                 });
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
@@ -1439,7 +1501,6 @@ impl ChunkEncoder {
             }
             StreamEvent::Usage { usage } => self.usage = Some(*usage),
             StreamEvent::Finish { reason } => self.reason = Some(*reason),
-            // Another provider's thinking signature means nothing to Gemini.
             StreamEvent::TextDelta { .. }
             | StreamEvent::ThinkingDelta { .. }
             | StreamEvent::ThinkingSignature { .. }
@@ -1453,14 +1514,22 @@ impl ChunkEncoder {
         if self.finished {
             return Vec::new();
         }
+        let mut out = Vec::new();
+        self.release_thought(None, &mut out);
         self.finished = true;
         let mut parts = self.call_parts();
-        if parts.is_empty() {
-            // `chunk.text` in the SDKs reads "" rather than None.
-            parts.push(json!({"text": ""}));
+        if parts.is_empty() || self.lent_signature.is_some() {
+            // `chunk.text` in the SDKs reads "" rather than None; a last
+            // signature goes on such an empty text, as Gemini sends it.
+            let mut empty = json!({"text": ""});
+            if let Some(signature) = self.lent_signature.take() {
+                empty["thoughtSignature"] = json!(signature);
+            }
+            parts.push(empty);
         }
         let reason = self.reason.unwrap_or_default();
-        vec![self.chunk(parts, Some(reason))]
+        out.push(self.chunk(parts, Some(reason)));
+        out
     }
 }
 
@@ -1776,6 +1845,14 @@ fn build_contents(messages: &[Message]) -> Vec<Value> {
                 value["thoughtSignature"] = json!(sig);
             }
             push_turn_part(&mut turns, part_role, value);
+        }
+        // A signature with no part after it: Gemini's trailing signed empty text.
+        if let Some(sig) = signature {
+            push_turn_part(
+                &mut turns,
+                role,
+                json!({"text": "", "thoughtSignature": sig}),
+            );
         }
     }
 
@@ -2258,11 +2335,14 @@ impl ChunkDecoder {
                 // The signature of any other part goes first, as the empty
                 // signed thinking that a whole answer has before the part.
                 // Right after unsigned thinking it would seal that thinking
-                // instead, which replays it to the wrong part: it is left
-                // out, and the replay is unsigned like any foreign turn.
-                if let Some(signature) = signature
-                    && !self.thinking_open
-                {
+                // instead (and be replayed on the wrong part), so an empty
+                // signature ends that thinking unsigned first.
+                if let Some(signature) = signature {
+                    if std::mem::take(&mut self.thinking_open) {
+                        events.push(StreamEvent::ThinkingSignature {
+                            signature: String::new(),
+                        });
+                    }
                     events.push(StreamEvent::ThinkingSignature {
                         signature: signature.to_string(),
                     });
@@ -3181,6 +3261,82 @@ mod tests {
     }
 
     #[test]
+    fn signatures_stream_to_gemini_clients_where_a_whole_answer_has_them() {
+        // Upstream parts, one per chunk: a sealed thought, unsigned thought
+        // summaries, a signed call, text and Gemini's trailing signature.
+        let upstream = [
+            json!({"text": "Sealed.", "thought": true, "thoughtSignature": "c2lnMQ=="}),
+            json!({"text": "Plan", "thought": true}),
+            json!({"text": "ning.", "thought": true}),
+            json!({"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "c2lnMg=="}),
+            json!({"text": "Done."}),
+            json!({"text": "", "thoughtSignature": "c2lnMw=="}),
+        ];
+        let mut encoder = ChunkEncoder::new("gw".into(), "ep".into());
+        let mut chunks: Vec<Value> = decoded_part_by_part(&upstream)
+            .iter()
+            .flat_map(|event| encoder.encode(event))
+            .collect();
+        chunks.extend(encoder.finish());
+        let parts: Vec<Value> = chunks
+            .iter()
+            .flat_map(|c| {
+                c["candidates"][0]["content"]["parts"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|mut part| {
+                if let Some(call) = part.get_mut("functionCall") {
+                    call.as_object_mut().unwrap().remove("id");
+                }
+                part
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                upstream[0].clone(),
+                upstream[1].clone(),
+                upstream[2].clone(),
+                upstream[3].clone(),
+                upstream[4].clone(),
+                upstream[5].clone(),
+            ]
+        );
+
+        // Replayed by the client as its history, every signature goes back
+        // upstream on its part (thoughts without one are left out).
+        let replay = json!({"contents": [
+            {"role": "user", "parts": [{"text": "x"}]},
+            {"role": "model", "parts": parts},
+            {"role": "user", "parts": [{"text": "y"}]},
+        ]});
+        let request = parse_generate_content_request(replay.to_string().as_bytes()).unwrap();
+        let body = gemini::generate_content_request_body(&ChatRequest {
+            extra_dialect: None,
+            ..request
+        });
+        assert_eq!(
+            body["contents"][1]["parts"],
+            json!([upstream[0], upstream[3], upstream[4], upstream[5]])
+        );
+
+        // A stream cut by an error still delivers the thought held back.
+        let mut encoder = ChunkEncoder::new("gw".into(), "ep".into());
+        assert!(
+            encoder
+                .encode(&StreamEvent::ThinkingDelta { text: "Hm".into() })
+                .is_empty()
+        );
+        let rest = encoder.interrupt();
+        assert_eq!(
+            rest[0]["candidates"][0]["content"]["parts"],
+            json!([{"text": "Hm", "thought": true}])
+        );
+    }
+
+    #[test]
     fn chunk_encoder_buffers_tool_calls() {
         let mut encoder = ChunkEncoder::new("r2".into(), "ep".into());
         let mut emitted = Vec::new();
@@ -3979,6 +4135,27 @@ mod tests {
         assert_eq!(chunks[3]["usageMetadata"]["candidatesTokenCount"], 108);
     }
 
+    /// The events of an upstream stream sending `parts` one chunk each.
+    fn decoded_part_by_part(parts: &[Value]) -> Vec<StreamEvent> {
+        let mut decoder = ChunkDecoder::new();
+        parts
+            .iter()
+            .flat_map(|part| {
+                let chunk = json!({"candidates": [{"content": {"parts": [part], "role": "model"}}], "responseId": "r"});
+                decoder.decode(&chunk.to_string()).unwrap()
+            })
+            .collect()
+    }
+
+    /// The answer a client streaming `parts` one chunk each rebuilds.
+    fn streamed_part_by_part(parts: &[Value]) -> ChatResponse {
+        let mut builder = crate::ChatResponseBuilder::default();
+        for event in decoded_part_by_part(parts) {
+            builder.push(&event);
+        }
+        builder.finish()
+    }
+
     #[test]
     fn streamed_signatures_rebuild_as_in_a_whole_answer() {
         // A signed thought, then a signed call, then a signed empty text
@@ -3989,17 +4166,9 @@ mod tests {
             json!({"text": "Done."}),
             json!({"text": "", "thoughtSignature": "c2lnMw=="}),
         ];
-        let mut decoder = ChunkDecoder::new();
-        let mut builder = crate::ChatResponseBuilder::default();
-        for part in &parts {
-            let chunk = json!({"candidates": [{"content": {"parts": [part], "role": "model"}}], "responseId": "r"});
-            for event in decoder.decode(&chunk.to_string()).unwrap() {
-                builder.push(&event);
-            }
-        }
         let whole = json!({"candidates": [{"content": {"parts": parts, "role": "model"}}], "responseId": "r"});
         let whole = gemini::parse_generate_content(whole.to_string().as_bytes()).unwrap();
-        assert_eq!(builder.finish().content, whole.content);
+        assert_eq!(streamed_part_by_part(&parts).content, whole.content);
         assert_eq!(
             whole.content[1],
             ContentPart::Thinking {
@@ -4010,25 +4179,37 @@ mod tests {
     }
 
     #[test]
-    fn a_signature_right_after_unsigned_thinking_is_left_out() {
-        // It would seal the streamed thought and be replayed on it rather
-        // than on the call it belongs to.
-        let mut decoder = ChunkDecoder::new();
-        let mut events = Vec::new();
-        for part in [
+    fn a_signature_right_after_unsigned_thinking_stays_with_its_part() {
+        // Gemini 3 with thoughts shown: unsigned thought summaries, then the
+        // call that carries the signature. Streamed, it rebuilds as the
+        // whole answer does and is replayed on the call, not the thought.
+        let parts = [
             json!({"text": "Planning.", "thought": true}),
+            json!({"text": " More.", "thought": true}),
             json!({"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2lnMg=="}),
-        ] {
-            let chunk = json!({"candidates": [{"content": {"parts": [part], "role": "model"}}]});
-            events.extend(decoder.decode(&chunk.to_string()).unwrap());
-        }
-        assert!(
-            !events
-                .iter()
-                .any(|e| matches!(e, StreamEvent::ThinkingSignature { .. })),
-            "{events:?}"
+        ];
+        let streamed = streamed_part_by_part(&parts);
+        let whole = json!({"candidates": [{"content": {"parts": [
+            {"text": "Planning. More.", "thought": true}, parts[2].clone()
+        ], "role": "model"}}], "responseId": "r"});
+        let whole = gemini::parse_generate_content(whole.to_string().as_bytes()).unwrap();
+        assert_eq!(streamed.content, whole.content);
+
+        let replay = ChatRequest {
+            messages: vec![
+                Message::user("x"),
+                Message {
+                    role: Role::Assistant,
+                    content: streamed.content,
+                },
+            ],
+            ..Default::default()
+        };
+        let body = gemini::generate_content_request_body(&replay);
+        assert_eq!(
+            body["contents"][1]["parts"],
+            json!([{"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2lnMg=="}])
         );
-        assert!(matches!(events[2], StreamEvent::ToolCallStart { .. }));
     }
 
     #[test]
