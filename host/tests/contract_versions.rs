@@ -1,8 +1,10 @@
-//! Contract 0.2.0, as the repository's SDK-built plugins implement it: a
+//! Contract 0.3.0, as the repository's SDK-built plugins implement it: a
 //! stream decoder fed several upstream chunks in one call returns the events
-//! decoded before an upstream error together with that error. (Plugins of
-//! contract 0.1.0 are covered by the runtime tests, through test-echo.)
-//! Uses the built plugins (run scripts/build-plugins first).
+//! decoded before an upstream error together with that error (since 0.2.0),
+//! and token counts are built and read by the plugins that can count (since
+//! 0.3.0). (Plugins of contract 0.1.0 are covered by the runtime tests,
+//! through test-echo.) Uses the built plugins (run scripts/build-plugins
+//! first).
 
 mod support;
 
@@ -23,7 +25,7 @@ async fn load(id: &str) -> Arc<Plugin> {
         .load_file(&support::provider_plugin(id))
         .await
         .unwrap_or_else(|e| panic!("load {id}: {e}"));
-    assert_eq!(plugin.wit_version, "0.2.0", "{id} is built with the SDK");
+    assert_eq!(plugin.wit_version, "0.3.0", "{id} is built with the SDK");
     plugin
 }
 
@@ -144,4 +146,59 @@ async fn a_stream_fed_in_one_call_decodes_like_one_chunk_at_a_time() {
 
     assert_eq!(fed.events, pushed);
     assert_eq!(texts(&fed.events), ["Hel", "lo"]);
+}
+
+#[tokio::test]
+async fn token_counts_go_through_the_plugins_that_can_count() {
+    let request = portico_model::ChatRequest {
+        model: "claude-sonnet-4-5".into(),
+        messages: vec![portico_model::Message::user("How many")],
+        ..Default::default()
+    };
+    let anthropic = load("anthropic").await;
+    let built = anthropic
+        .build_count_tokens_request(&endpoint(), &request)
+        .await
+        .expect("anthropic counts");
+    assert_eq!(built.url, "http://127.0.0.1:9/v1/messages/count_tokens");
+    let body: serde_json::Value = serde_json::from_slice(&built.body).expect("JSON body");
+    assert!(body.get("max_tokens").is_none(), "{body}");
+    let ok = |body: &str| portico_model::plugin::HttpResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.into(),
+    };
+    let counted = anthropic
+        .parse_count_tokens_response(&endpoint(), ok(r#"{"input_tokens": 9}"#))
+        .await
+        .expect("count");
+    assert_eq!(counted, 9);
+    let error = portico_model::plugin::HttpResponse {
+        status: 529,
+        ..ok(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
+    };
+    match anthropic
+        .parse_count_tokens_response(&endpoint(), error)
+        .await
+    {
+        Err(PluginError::Provider(error)) => assert_eq!(error.kind, ErrorKind::Overloaded),
+        other => panic!("expected the upstream's error, got {other:?}"),
+    }
+
+    // OpenAI's API has no token counter: the plugin says so.
+    let openai = load("openai").await;
+    match openai
+        .build_count_tokens_request(&endpoint(), &request)
+        .await
+    {
+        Err(PluginError::Provider(error)) => {
+            assert_eq!(error.kind, ErrorKind::InvalidRequest);
+            assert!(
+                error.message.contains("does not support token counting"),
+                "{}",
+                error.message
+            );
+        }
+        other => panic!("expected a typed refusal, got {other:?}"),
+    }
 }

@@ -699,6 +699,40 @@ async fn rejects_files_that_are_not_components() {
 }
 
 #[tokio::test]
+async fn a_plugin_of_a_contract_before_0_3_0_cannot_count_tokens() {
+    let runtime = runtime();
+    let plugin = load(&runtime, "test-echo").await;
+    assert_eq!(plugin.wit_version, "0.1.0");
+    let endpoint = endpoint(&[]);
+    let refused = plugin
+        .build_count_tokens_request(&endpoint, &chat("x"))
+        .await
+        .unwrap_err();
+    let refused_answer = plugin
+        .parse_count_tokens_response(&endpoint, ok_response("{}"))
+        .await
+        .unwrap_err();
+    for error in [refused, refused_answer] {
+        match error {
+            PluginError::Provider(error) => {
+                assert_eq!((error.kind, error.status), (ErrorKind::InvalidRequest, 400));
+                assert!(
+                    error
+                        .message
+                        .starts_with("endpoint 'my-echo' cannot count tokens")
+                        && error.message.contains("0.3.0"),
+                    "{}",
+                    error.message
+                );
+            }
+            other => panic!("expected a typed error, got {other:?}"),
+        }
+    }
+    // Answered without entering the plugin: the instance is still usable.
+    assert!(echo(&plugin, &endpoint, "still here").await.is_ok());
+}
+
+#[tokio::test]
 async fn rejects_wit_incompatible_component() {
     let runtime = runtime();
     let err = runtime
@@ -709,7 +743,7 @@ async fn rejects_wit_incompatible_component() {
     assert_eq!(
         err.to_string(),
         "incompatible WIT: component exports gateway:provider/provider@9.9.9; \
-         this host supports gateway:provider@0.2.0, gateway:provider@0.1.0"
+         this host supports gateway:provider@0.3.0, gateway:provider@0.2.0, gateway:provider@0.1.0"
     );
 }
 

@@ -9,7 +9,7 @@ use portico_model::plugin::{self as model, Endpoint};
 use portico_model::{ProviderError, StreamEvent};
 use serde::de::DeserializeOwned;
 
-use crate::__private::bindings::exports::gateway::provider0_2_0::provider::{
+use crate::__private::bindings::exports::gateway::provider0_3_0::provider::{
     Decoded, Guest, GuestStreamDecoder,
 };
 use crate::__private::bindings::gateway::provider0_1_0::types as wit;
@@ -81,6 +81,25 @@ impl<I: Instance> Guest for Bridge<I> {
         let result =
             I::with(|p| crate::parse_embeddings(p, &endpoint, response)).and_then(|r| to_json(&r));
         result.map_err(error_to_wit)
+    }
+
+    fn build_count_tokens_request(
+        endpoint: wit::Endpoint,
+        request: String,
+    ) -> WitResult<wit::HttpRequest> {
+        let endpoint = endpoint_from_wit(endpoint);
+        let result = payload(&request, "chat request")
+            .and_then(|request| I::with(|p| p.build_count_tokens_request(&endpoint, request)));
+        result.map(request_to_wit).map_err(error_to_wit)
+    }
+
+    fn parse_count_tokens_response(
+        endpoint: wit::Endpoint,
+        response: wit::HttpResponse,
+    ) -> WitResult<u64> {
+        let endpoint = endpoint_from_wit(endpoint);
+        let response = response_from_wit(response);
+        I::with(|p| crate::parse_count_tokens(p, &endpoint, response)).map_err(error_to_wit)
     }
 
     fn parse_error(endpoint: wit::Endpoint, response: wit::HttpResponse) -> wit::ProviderError {
@@ -197,10 +216,12 @@ fn info_to_wit(info: model::ProviderInfo) -> wit::ProviderInfo {
         operations: info
             .operations
             .into_iter()
-            .map(|op| match op {
-                model::Operation::Chat => wit::Operation::Chat,
-                model::Operation::ChatStream => wit::Operation::ChatStream,
-                model::Operation::Embeddings => wit::Operation::Embeddings,
+            .filter_map(|op| match op {
+                model::Operation::Chat => Some(wit::Operation::Chat),
+                model::Operation::ChatStream => Some(wit::Operation::ChatStream),
+                model::Operation::Embeddings => Some(wit::Operation::Embeddings),
+                // Not listed: the count-tokens calls answer for themselves.
+                model::Operation::CountTokens => None,
             })
             .collect(),
         native_dialect: info.native_dialect.map(|d| match d {

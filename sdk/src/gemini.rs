@@ -30,6 +30,25 @@ pub fn generate_content_request(
         .json(&gemini::generate_content_request_body(request))
 }
 
+/// The `countTokens` request counting `request` for the model at
+/// `model_url`; `model` is the model resource the Gemini API wants in the
+/// body (Vertex AI: None). See [`gemini::count_tokens_request_body`]. Add
+/// the auth header, then `build()`.
+pub fn count_tokens_request(
+    model_url: &str,
+    request: &ChatRequest,
+    model: Option<&str>,
+) -> RequestBuilder {
+    RequestBuilder::post(format!("{model_url}:countTokens"))
+        .header("accept", "application/json")
+        .json(&gemini::count_tokens_request_body(request, model))
+}
+
+/// A successful `countTokens` answer's token count.
+pub fn parse_count_tokens(response: &HttpResponse) -> Result<u64, ProviderError> {
+    gemini::parse_count_tokens(&response.body)
+}
+
 /// A successful `generateContent` answer as a neutral response (the export
 /// bridge sends other statuses to the provider's `parse_error`).
 pub fn parse_chat_response(response: &HttpResponse) -> Result<ChatResponse, ProviderError> {

@@ -20,7 +20,7 @@
 //! portico_sdk::export_provider!(Echo);
 //! ```
 //!
-//! The SDK owns the WIT contract (`gateway:provider@0.2.0`, world `plugin`):
+//! The SDK owns the WIT contract (`gateway:provider@0.3.0`, world `plugin`):
 //! it converts WIT records to and from the `portico_model` types and does
 //! all JSON (de)serialization of the payloads, so a plugin only ever sees
 //! typed values. Helpers keep plugins small: [`sse`] and [`ndjson`] stream
@@ -126,6 +126,30 @@ pub trait Provider: Sized + 'static {
         Err(errors::not_supported(endpoint, "embeddings"))
     }
 
+    /// The upstream request counting the input tokens of `request` (a chat
+    /// request, `request.model` the endpoint's upstream model id) without
+    /// running it. Default: unsupported.
+    fn build_count_tokens_request(
+        &self,
+        endpoint: &Endpoint,
+        request: ChatRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        let _ = request;
+        Err(errors::not_supported(endpoint, "token counting"))
+    }
+
+    /// The input-token count of a complete successful (2xx) answer to that
+    /// request; other statuses go to [`Provider::parse_error`] (see
+    /// [`parse_count_tokens`]). Default: unsupported.
+    fn parse_count_tokens_response(
+        &self,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<u64, ProviderError> {
+        let _ = response;
+        Err(errors::not_supported(endpoint, "token counting"))
+    }
+
     /// Maps an upstream error response (any non-2xx status) of any call,
     /// streaming or not. Default: kind from the status, message from the common JSON
     /// error shapes, `Retry-After` honoured.
@@ -170,6 +194,18 @@ pub fn parse_embeddings<P: Provider>(
         return Err(provider.parse_error(endpoint, &response));
     }
     provider.parse_embeddings_response(endpoint, response)
+}
+
+/// [`parse_chat`] for token counts.
+pub fn parse_count_tokens<P: Provider>(
+    provider: &P,
+    endpoint: &Endpoint,
+    response: HttpResponse,
+) -> Result<u64, ProviderError> {
+    if !is_success(response.status) {
+        return Err(provider.parse_error(endpoint, &response));
+    }
+    provider.parse_count_tokens_response(endpoint, response)
 }
 
 /// Incremental decoder of one streaming response body.
@@ -258,7 +294,7 @@ pub mod __private {
         wit_bindgen::generate!({
             world: "plugin",
             path: "../wit",
-            // 0.2.0's world uses 0.1.0's `types` (and imports its `host`).
+            // 0.3.0's world uses 0.1.0's `types` (and imports its `host`).
             generate_all,
             pub_export_macro: true,
             export_macro_name: "__export_portico_plugin",

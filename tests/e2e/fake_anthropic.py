@@ -26,6 +26,10 @@ Answers are computed from the request:
   event (overloaded_error), all in one write, so the gateway receives the
   text and the error together.
 - a wrong x-api-key answers 401 authentication_error.
+- `POST /v1/messages/count_tokens` takes the fields the real one takes
+  (model and messages required; max_tokens, stream or a sampling option is
+  a 400 "Extra inputs are not permitted") and answers {"input_tokens": N},
+  N counted like a message's usage (`input_tokens_of`).
 - with "thinking": {"type": "enabled"}, the answer starts with a thinking
   block signed by `thinking_signature` (streamed as thinking_delta events
   and one signature_delta, as the real API does). Like the real API, the
@@ -58,6 +62,29 @@ RETRY_AFTER_SECONDS = 7
 def count_tokens(text: str) -> int:
     """Whitespace words: a deterministic stand-in for a tokenizer."""
     return len(text.split())
+
+
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+# What the real count_tokens takes; anything else is refused.
+COUNT_TOKENS_FIELDS = {
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "context_management",
+    "mcp_servers",
+    "output_config",
+    "output_format",
+}
+
+
+def input_tokens_of(body: dict) -> int:
+    """A request's input tokens: its system prompt's and messages' words."""
+    system = body.get("system") or ""
+    system_text = system if isinstance(system, str) else blocks_text(system)
+    return count_tokens(system_text) + sum(count_tokens(blocks_text(m.get("content"))) for m in body["messages"])
 
 
 def blocks(content: Any) -> list[dict]:
@@ -270,7 +297,7 @@ class _Handler(fake_server.RecordingHandler):
         if self.headers.get("anthropic-version") != API_VERSION:
             msg = f"anthropic-version: must be {API_VERSION}, got {self.headers.get('anthropic-version')!r}"
             return self._send_json(rec, 400, anthropic_error("invalid_request_error", msg))
-        if url.path != "/v1/messages":
+        if url.path not in ("/v1/messages", COUNT_TOKENS_PATH):
             return self._send_json(rec, 404, anthropic_error("not_found_error", "Not Found"))
         if not (self.headers.get("Content-Type") or "").startswith("application/json"):
             return self._send_json(rec, 400, anthropic_error("invalid_request_error", "content-type must be JSON"))
@@ -279,6 +306,14 @@ class _Handler(fake_server.RecordingHandler):
             assert isinstance(body, dict)
         except (ValueError, AssertionError):
             return self._send_json(rec, 400, anthropic_error("invalid_request_error", "invalid JSON body"))
+        counting = url.path == COUNT_TOKENS_PATH
+        if counting:
+            extra = sorted(set(body) - COUNT_TOKENS_FIELDS)
+            if extra:
+                return self._send_json(
+                    rec, 400, anthropic_error("invalid_request_error", f"{extra[0]}: Extra inputs are not permitted")
+                )
+            body = {"max_tokens": 1, **body}
         for required in ("model", "max_tokens", "messages"):
             if required not in body:
                 return self._send_json(rec, 400, anthropic_error("invalid_request_error", f"{required}: Field required"))
@@ -314,6 +349,8 @@ class _Handler(fake_server.RecordingHandler):
         refusal = thinking_errors(body) or output_config_error(body)
         if refusal:
             return self._send_json(rec, 400, anthropic_error("invalid_request_error", refusal))
+        if counting:
+            return self._send_json(rec, 200, {"input_tokens": input_tokens_of(body)})
         return self._messages(rec, body)
 
     def _messages(self, rec: RecordedRequest, body: dict) -> None:
@@ -326,9 +363,7 @@ class _Handler(fake_server.RecordingHandler):
         choice = body.get("tool_choice") or {"type": "auto"}
         model = body["model"]
         msg_id = self.fake.next_id("msg_")
-        system = body.get("system") or ""
-        system_text = system if isinstance(system, str) else blocks_text(system)
-        input_tokens = count_tokens(system_text) + sum(count_tokens(blocks_text(m.get("content"))) for m in messages)
+        input_tokens = input_tokens_of(body)
 
         tool_use = None
         if tools and choice.get("type") != "none" and not results and last.get("role") == "user":

@@ -23,6 +23,11 @@ raw body) and speaks the real protocol:
   event stream (`application/vnd.amazon.eventstream`: prelude with lengths
   and CRC32, typed headers, JSON payload, message CRC32, all computed with
   zlib.crc32), written in many small writes cut mid-frame.
+- `POST /model/{modelId}/count-tokens` (CountTokens) with
+  `{"input": {"converse": …}}` (messages, system, toolConfig,
+  additionalModelRequestFields; validated like Converse) for Claude models
+  (others: ValidationException), answering `{"inputTokens": N}`, N counted
+  like Converse's usage.
 - `POST /model/{modelId}/invoke` for embedding models: Titan
   (`inputText` → `embedding`) and Cohere (`texts` → `embeddings.float`).
 - Model ids in the path must have their `:` percent-encoded (`%3A`), as the
@@ -62,6 +67,12 @@ MAX_SKEW_SECONDS = 300
 NOVA_2_MODEL = "us.amazon.nova-2-lite-v1:0"
 GPT_OSS_MODEL = "openai.gpt-oss-120b-1:0"
 REASONING_LEVELS = ("low", "medium", "high")
+def converse_input_tokens(body: dict) -> int:
+    """A Converse request's input tokens: its system prompt's and messages' words."""
+    system_text = blocks_text(body.get("system") or [])
+    return count_tokens(system_text) + sum(count_tokens(blocks_text(m["content"])) for m in body["messages"])
+
+
 CHAT_MODELS = {
     "anthropic.claude-3-5-sonnet-20240620-v1:0",
     "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
@@ -381,7 +392,7 @@ class _Handler(fake_server.RecordingHandler):
         if not self._authenticate(rec, url.path, url.query):
             return
         segments = url.path.split("/")
-        if len(segments) != 4 or segments[1] != "model" or segments[3] not in ("converse", "converse-stream", "invoke"):
+        if len(segments) != 4 or segments[1] != "model" or segments[3] not in ("converse", "converse-stream", "invoke", "count-tokens"):
             return self._error(rec, 404, "UnknownOperationException", f"Unknown operation {url.path}")
         raw_model = segments[2]
         rec.model_id = unquote(raw_model)
@@ -410,7 +421,21 @@ class _Handler(fake_server.RecordingHandler):
             return self._error(rec, 400, "ValidationException", "The provided model identifier is invalid.")
         if model not in CHAT_MODELS and model != STREAM_THROTTLED_MODEL:
             return self._error(rec, 400, "ValidationException", "The provided model identifier is invalid.")
+        if rec.action == "count-tokens":
+            return self._count_tokens(rec, body)
         return self._converse(rec, body, stream=rec.action == "converse-stream")
+
+    def _count_tokens(self, rec: RecordedRequest, body: dict) -> None:
+        if "anthropic.claude" not in rec.model_id:
+            return self._error(rec, 400, "ValidationException", "The provided model doesn't support counting tokens.")
+        converse = (body.get("input") or {}).get("converse") if set(body) == {"input"} else None
+        if not isinstance(converse, dict):
+            return self._error(rec, 400, "ValidationException", "input must hold exactly one of converse or invokeModel.")
+        unknown = set(converse) - {"messages", "system", "toolConfig", "additionalModelRequestFields"}
+        problem = f"Unexpected field(s): {sorted(unknown)}" if unknown else self._validate_converse(converse)
+        if problem:
+            return self._error(rec, 400, "ValidationException", problem)
+        return self._send_json(rec, 200, {"inputTokens": converse_input_tokens(converse)})
 
     # -- converse --------------------------------------------------------------------------
 
@@ -479,8 +504,7 @@ class _Handler(fake_server.RecordingHandler):
         tool_config = body.get("toolConfig") or {}
         tools = [t["toolSpec"] for t in tool_config.get("tools", [])]
         choice = tool_config.get("toolChoice") or {"auto": {}}
-        system_text = blocks_text(body.get("system") or [])
-        input_tokens = count_tokens(system_text) + sum(count_tokens(blocks_text(m["content"])) for m in messages)
+        input_tokens = converse_input_tokens(body)
         max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
 
         tool_use = None

@@ -23,6 +23,8 @@ Answers are computed from the request so tests can tell what came through:
 - generationConfig.maxOutputTokens cuts the answer to that many words,
   finishReason MAX_TOKENS.
 - model "force-<status>" answers that HTTP error.
+- image models ("*-image*") answer "Here is your image of: <last user
+  text>" and a PNG (`inlineData`, IMAGE_PNG); Gemini 3 signs the image.
 - models "gemini-3*" asked to include thoughts answer with an unsigned
   thought summary first ("Thinking about: <last user text>"), streamed in
   pieces like the text.
@@ -31,6 +33,9 @@ Answers are computed from the request so tests can tell what came through:
   a current turn whose first call comes back unsigned or with another
   signature (Google's documented "skip_thought_signature_validator" is
   accepted, as by the real API).
+- countTokens takes `contents` or a `generateContentRequest` (whose model
+  must be the URL's) and answers the words of the contents and system
+  instruction as totalTokens.
 """
 
 from __future__ import annotations
@@ -98,6 +103,11 @@ SCHEMA_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NU
 
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+# The image an image model draws: a 1x1 PNG.
+IMAGE_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 
 def signs_calls(model: str) -> bool:
@@ -360,6 +370,11 @@ class Brain:
         calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
         user_text = parts_text(last["parts"])
 
+        if "-image" in model and not responses:
+            image: dict = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(IMAGE_PNG).decode()}}
+            if signs_calls(model):
+                image["thoughtSignature"] = base64.b64encode(hashlib.sha256(IMAGE_PNG).digest()).decode()
+            return [{"text": f"Here is your image of: {user_text}"}, image], "STOP", prompt_tokens
         if responses:
             payload = responses[0]["response"]
             result = payload.get("result", payload.get("output", payload))
@@ -437,6 +452,14 @@ class Brain:
             produced += count_tokens(piece.get("text", "")) or 3
             chunks.append(chunk(piece, i == len(pieces) - 1))
         return chunks
+
+    @staticmethod
+    def count_tokens(body: dict) -> dict:
+        """A countTokens answer for a GenerateContentRequest's fields: the
+        words of its contents and system instruction."""
+        total = sum(count_tokens(parts_text(c["parts"])) for c in body["contents"])
+        total += count_tokens(parts_text((body.get("systemInstruction") or {}).get("parts") or []))
+        return {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}
 
     @staticmethod
     def sse_bytes(chunks: list[dict]) -> bytes:
@@ -628,7 +651,30 @@ class FakeGemini(FakeServer):
             return h.send_sse(rec, self.brain.stream(model, body))
         if method == "batchEmbedContents":
             return h.send_json(rec, 200, self._embed(model, body))
+        if method == "countTokens":
+            request = self._count_request(model, body)
+            validate_generate_content(request, model)
+            return h.send_json(rec, 200, self.brain.count_tokens(request))
         raise ApiError(404, "NOT_FOUND", f"Method {method} not found for models/{model}")
+
+    @staticmethod
+    def _count_request(model: str, body: Any) -> dict:
+        """The GenerateContentRequest a countTokens body counts: `contents`
+        alone, or a whole `generateContentRequest` naming the model."""
+        if not isinstance(body, dict) or set(body) - {"contents", "generateContentRequest"}:
+            unknown = sorted(set(body) - {"contents", "generateContentRequest"}) if isinstance(body, dict) else ["?"]
+            raise invalid(f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.')
+        if ("contents" in body) == ("generateContentRequest" in body):
+            raise invalid("* CountTokensRequest: exactly one of contents or generate_content_request must be set")
+        if "contents" in body:
+            return {"contents": body["contents"]}
+        inner = body["generateContentRequest"]
+        if not isinstance(inner, dict) or inner.get("model") != f"models/{model}":
+            raise invalid(
+                f"* CountTokensRequest.generate_content_request.model: {inner.get('model') if isinstance(inner, dict) else None!r} "
+                f"does not match the model in the URL (models/{model})"
+            )
+        return inner
 
     @staticmethod
     def _embed(model: str, body: Any) -> dict:

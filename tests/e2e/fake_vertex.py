@@ -15,8 +15,9 @@ The API endpoints check `Authorization: Bearer <a token this fake issued>`
 `/v1/projects/<project>/locations/<location>/publishers/google/models/<model>:<method>`
 (project and location must be the configured ones), then answer like
 Vertex: `generateContent`, `streamGenerateContent?alt=sse` (the Gemini
-fake's brain, with Vertex's `createTime` / `trafficType` fields), and
-`predict` for text embeddings.
+fake's brain, with Vertex's `createTime` / `trafficType` fields),
+`countTokens` (the request's fields as they are) and `predict` for text
+embeddings.
 """
 
 from __future__ import annotations
@@ -229,6 +230,11 @@ class FakeVertex(FakeServer):
             return h.send_sse(rec, self.brain.stream(model, body))
         if method == "predict":
             return h.send_json(rec, 200, self._predict(body))
+        if method == "countTokens":
+            validate_generate_content(body, model)
+            answer = self.brain.count_tokens(body)
+            answer["totalBillableCharacters"] = sum(len(p.get("text", "")) for c in body["contents"] for p in c["parts"])
+            return h.send_json(rec, 200, answer)
         raise ApiError(400, "FAILED_PRECONDITION", f"Method {method} is not supported by publishers/google/models/{model}")
 
     @staticmethod

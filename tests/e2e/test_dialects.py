@@ -175,6 +175,27 @@ def test_gemini_sdk_embeddings(gateway: Gateway, fake_upstream: FakeOpenAI):
     assert fake_upstream.only_request().json["input"] == ["first text", "second one here"]
 
 
+def test_token_counting_on_a_provider_that_cannot_count_is_a_clear_400(
+    claude: anthropic.Anthropic, gateway: Gateway, fake_upstream: FakeOpenAI
+):
+    """OpenAI's Chat Completions API has no token counter: count_tokens and
+    countTokens say so in each client's own error shape, and nothing is
+    sent upstream."""
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.count_tokens(model=CHAT, messages=[{"role": "user", "content": "x"}])
+    assert refused.value.body["error"]["type"] == "invalid_request_error"
+    assert f"endpoint '{CHAT}' does not support token counting" in refused.value.message
+    client = gemini_client(gateway)
+    with pytest.raises(genai_errors.ClientError) as google:
+        client.models.count_tokens(model=CHAT, contents="x")
+    assert (google.value.code, google.value.status) == (400, "INVALID_ARGUMENT")
+    assert "token counting" in google.value.message
+    client.close()
+    assert fake_upstream.requests == []
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.count_tokens(model="no-such-endpoint", messages=[{"role": "user", "content": "x"}])
+
+
 def test_gemini_sdk_errors_in_google_shape(gateway: Gateway):
     client = gemini_client(gateway)
     with pytest.raises(genai_errors.ClientError) as missing:

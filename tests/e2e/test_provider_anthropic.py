@@ -17,7 +17,15 @@ from google import genai
 from google.genai import types as genai_types
 from openai import OpenAI
 
-from fake_anthropic import API_VERSION, RETRY_AFTER_SECONDS, FakeAnthropic, blocks, blocks_text, thinking_signature
+from fake_anthropic import (
+    API_VERSION,
+    RETRY_AFTER_SECONDS,
+    FakeAnthropic,
+    blocks,
+    blocks_text,
+    input_tokens_of,
+    thinking_signature,
+)
 from harness import Gateway, launch_gateway, require_built
 from provider_helpers import CLIENT_KEY, HELLO, TIME_TOOL, WEATHER_TOOL, assert_client_key_not_sent, fresh_client
 
@@ -542,6 +550,44 @@ def test_tool_choice_is_translated(client: OpenAI, fake: FakeAnthropic):
 
 
 # -- errors and unsupported operations ---------------------------------------------------
+
+
+def test_anthropic_counts_the_tokens_of_a_messages_request(anthropic_gateway: Gateway, fake: FakeAnthropic):
+    """messages.count_tokens reaches Anthropic's own count_tokens with the
+    fields it takes (no max_tokens), the endpoint's model and the real key;
+    a google-genai client's countTokens is counted there too."""
+    fake.reset()
+    claude = anthropic.Anthropic(base_url=anthropic_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    tool = {"name": "get_time", "description": "Time in a city", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    counted = claude.messages.count_tokens(
+        model=CHAT,
+        system="Answer in one short sentence.",
+        tools=[tool],
+        messages=[
+            {"role": "user", "content": "What time is it"},
+            {"role": "assistant", "content": "Where are you?"},
+            {"role": "user", "content": "In Lisbon, Portugal"},
+        ],
+    )
+    rec = fake.only_request()
+    assert (rec.method, rec.path, rec.response_status) == ("POST", "/v1/messages/count_tokens", 200)
+    assert rec.headers.get("x-api-key") == fake.api_key
+    assert rec.headers.get("anthropic-version") == API_VERSION
+    assert_client_key_not_sent(rec)
+    assert rec.json["model"] == CHAT_MODEL
+    assert rec.json["system"] == "Answer in one short sentence."
+    assert rec.json["tools"] == [tool]
+    assert "max_tokens" not in rec.json and "stream" not in rec.json
+    assert counted.input_tokens == input_tokens_of(rec.json) == 5 + 4 + 3 + 3
+
+    fake.reset()
+    gemini = genai.Client(api_key="dummy", http_options={"base_url": anthropic_gateway.gemini_base_url})
+    google = gemini.models.count_tokens(model=CHAT, contents="How many words are here")
+    rec = fake.only_request()
+    assert rec.path == "/v1/messages/count_tokens"
+    assert [(m["role"], blocks_text(m["content"])) for m in rec.json["messages"]] == [("user", "How many words are here")]
+    assert google.total_tokens == 5
+    gemini.close()
 
 
 def test_rate_limit_with_retry_after(client: OpenAI, fake: FakeAnthropic):

@@ -172,6 +172,34 @@ def test_chat_is_signed_with_the_double_encoded_model_path(client: OpenAI, fake:
     }
 
 
+def test_claude_token_counts_come_from_count_tokens(bedrock_gateway: Gateway, fake: FakeBedrock):
+    """The Anthropic SDK's count_tokens reaches Bedrock's CountTokens for a
+    Claude model, signed, with the Converse form of the request; a model
+    Bedrock cannot count for answers a 400 in Anthropic's shape."""
+    fake.reset()
+    claude = anthropic.Anthropic(base_url=bedrock_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    counted = claude.messages.count_tokens(
+        model=CHAT, system="You are terse.", messages=[{"role": "user", "content": "Count these words please"}]
+    )
+    rec = fake.only_request()
+    assert rec.raw_path == "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/count-tokens"
+    assert_signed(rec)
+    assert rec.json == {
+        "input": {
+            "converse": {
+                "messages": [{"role": "user", "content": [{"text": "Count these words please"}]}],
+                "system": [{"text": "You are terse."}],
+            }
+        }
+    }
+    assert counted.input_tokens == rec.response_json["inputTokens"] == 3 + 4
+
+    fake.reset()
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.count_tokens(model=SESSION, messages=[{"role": "user", "content": "x"}])
+    assert "doesn't support counting tokens" in refused.value.message
+
+
 def test_multi_turn_and_inference_config(client: OpenAI, fake: FakeBedrock):
     resp = client.chat.completions.create(
         model=CHAT,

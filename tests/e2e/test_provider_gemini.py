@@ -18,7 +18,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 from openai import OpenAI
 
-from fake_gemini import SKIP_SIGNATURE, RETRY_DELAY_SECONDS, FakeGemini, call_signature, parts_text, vector_for
+from fake_gemini import IMAGE_PNG, SKIP_SIGNATURE, RETRY_DELAY_SECONDS, FakeGemini, call_signature, parts_text, vector_for
 from harness import Gateway, launch_gateway, require_built
 from provider_helpers import (
     CLIENT_KEY,
@@ -40,6 +40,8 @@ MISSING = "gm-missing"
 SIGNING = "gm-3"  # a Gemini 3 model: signs its calls and checks them on replay
 PRO_25 = "gm-25-pro"  # thinks always; takes a budget
 FLASH_3 = "gm-3-flash"
+IMAGE = "gm-image"  # an image model: answers text and a PNG
+IMAGE_3 = "gm-3-image"  # Gemini 3's: signs the image
 CHAT_MODEL = "gemini-2.5-flash"
 EMBED_MODEL = "gemini-embedding-001"
 
@@ -82,6 +84,8 @@ def gemini_gateway(fake: FakeGemini, api_key: str, tmp_path_factory):
         + endpoint(SIGNING, "gemini-3-pro-preview")
         + endpoint(PRO_25, "gemini-2.5-pro")
         + endpoint(FLASH_3, "gemini-3-flash-preview")
+        + endpoint(IMAGE, "gemini-2.5-flash-image")
+        + endpoint(IMAGE_3, "gemini-3-pro-image-preview")
     )
     with launch_gateway(work, config, env={KEY_VAR: api_key}) as gw:
         yield gw
@@ -381,6 +385,39 @@ def test_streamed_signatures_reach_a_gemini_client_and_come_back_on_their_part(
     assert "".join(chunk.text or "" for chunk in replayed) == "Tool result: 4 degrees"
 
 
+@pytest.mark.parametrize("endpoint_name", [IMAGE, IMAGE_3])
+def test_generated_images_reach_a_gemini_client_streamed_or_not(gemini_gateway: Gateway, fake: FakeGemini, endpoint_name: str):
+    """An image model's picture is a part no other dialect has: a
+    google-genai client gets it whole, streamed as well as not, with the
+    signature Gemini 3 puts on it; an OpenAI client streaming the same
+    endpoint gets the text."""
+    gemini = genai.Client(api_key="dummy", http_options={"base_url": gemini_gateway.gemini_base_url})
+    whole = gemini.models.generate_content(model=endpoint_name, contents="a cat")
+    sent = fake.only_request().response_json["candidates"][0]["content"]["parts"][1]
+    fake.reset()
+    chunks = list(gemini.models.generate_content_stream(model=endpoint_name, contents="a cat"))
+    assert fake.only_request().response_status == 200
+    streamed = [part for chunk in chunks for part in chunk.candidates[0].content.parts]
+    for parts in (whole.candidates[0].content.parts, streamed):
+        assert "".join(part.text or "" for part in parts) == "Here is your image of: a cat"
+        [image] = [part for part in parts if part.inline_data]
+        assert (image.inline_data.mime_type, image.inline_data.data) == ("image/png", IMAGE_PNG)
+        if "thoughtSignature" in sent:
+            assert image.thought_signature == base64.b64decode(sent["thoughtSignature"])
+        else:
+            assert not image.thought_signature
+    assert ("thoughtSignature" in sent) == (endpoint_name == IMAGE_3)
+
+    fake.reset()
+    client = fresh_client(gemini_gateway)
+    text = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(model=endpoint_name, messages=[{"role": "user", "content": "a cat"}], stream=True)
+        if chunk.choices
+    )
+    assert text == "Here is your image of: a cat"
+
+
 def test_openai_clients_replay_gemini_3_calls_with_the_documented_skip_signature(client: OpenAI, fake: FakeGemini):
     """Chat Completions has no place for a signature: the replayed call is
     marked with Google's documented skip value, which Gemini 3 accepts."""
@@ -489,6 +526,43 @@ def test_vision_images_are_forwarded(client: OpenAI, fake: FakeGemini):
 
 
 # -- embeddings --------------------------------------------------------------------------
+
+
+def test_token_counts_come_from_gemini_count_tokens(gemini_gateway: Gateway, fake: FakeGemini):
+    """google-genai's count_tokens reaches Gemini's countTokens with the
+    whole request (model, contents) and the real key; the Anthropic SDK's
+    count_tokens there counts its system prompt and tools too."""
+    gemini = genai.Client(api_key="dummy", http_options={"base_url": gemini_gateway.gemini_base_url})
+    counted = gemini.models.count_tokens(model=CHAT, contents="Count these four words")
+    rec = fake.only_request()
+    assert rec.path == f"/v1beta/models/{CHAT_MODEL}:countTokens"
+    assert_upstream_auth(fake, rec)
+    assert rec.json == {
+        "generateContentRequest": {
+            "model": f"models/{CHAT_MODEL}",
+            "contents": [{"role": "user", "parts": [{"text": "Count these four words"}]}],
+        }
+    }
+    assert counted.total_tokens == rec.response_json["totalTokens"] == 4
+    gemini.close()
+
+    fake.reset()
+    claude = anthropic.Anthropic(base_url=gemini_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    tool = {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    counted = claude.messages.count_tokens(
+        model=CHAT, system="Be terse.", tools=[tool], messages=[{"role": "user", "content": "How many tokens"}]
+    )
+    sent = fake.only_request().json["generateContentRequest"]
+    assert sent["systemInstruction"] == {"parts": [{"text": "Be terse."}]}
+    assert sent["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
+    assert "generationConfig" not in sent
+    assert counted.input_tokens == 2 + 3
+
+    fake.reset()
+    with pytest.raises(genai_errors.ClientError) as limited:
+        gemini = genai.Client(api_key="dummy", http_options={"base_url": gemini_gateway.gemini_base_url})
+        gemini.models.count_tokens(model=RATE_LIMITED, contents="x")
+    assert limited.value.code == 429
 
 
 def test_embeddings(client: OpenAI, fake: FakeGemini):

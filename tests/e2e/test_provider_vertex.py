@@ -11,8 +11,10 @@ import base64
 import json
 import secrets
 
+import anthropic
 import openai
 import pytest
+from google import genai
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from openai import OpenAI
@@ -347,6 +349,29 @@ def test_vision_inline_data(client: OpenAI, fake: FakeVertex):
 
 
 # -- embeddings ----------------------------------------------------------------------
+
+
+def test_token_counts_come_from_vertex_count_tokens(vertex_gateway: Gateway, fake: FakeVertex):
+    """google-genai's count_tokens and the Anthropic SDK's count_tokens reach
+    Vertex's countTokens on the publisher model, signed in, with the
+    request's contents and system instruction as they are."""
+    gemini = genai.Client(api_key="dummy", http_options={"base_url": vertex_gateway.gemini_base_url})
+    counted = gemini.models.count_tokens(model=CHAT, contents="Count these four words")
+    rec = fake.only_request()
+    assert rec.path == model_path(CHAT_MODEL, "countTokens")
+    assert_bearer(fake, rec)
+    assert rec.json == {"contents": [{"role": "user", "parts": [{"text": "Count these four words"}]}]}
+    assert counted.total_tokens == rec.response_json["totalTokens"] == 4
+    gemini.close()
+
+    fake.reset()
+    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    counted = claude.messages.count_tokens(
+        model=CHAT, system="Be terse.", messages=[{"role": "user", "content": "How many tokens"}]
+    )
+    rec = fake.only_request()
+    assert rec.json["systemInstruction"] == {"parts": [{"text": "Be terse."}]}
+    assert counted.input_tokens == 2 + 3
 
 
 def test_embeddings_through_predict(client: OpenAI, fake: FakeVertex):

@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::post;
+use axum::{Json, Router};
 use portico_model::formats::anthropic;
 use portico_model::{ErrorKind, ProviderError};
+use serde_json::json;
 
 use super::{StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response};
 use crate::routing::{Caller, Gateway};
@@ -62,16 +64,25 @@ async fn messages(
     })
 }
 
-/// Token counting needs a provider that can count; no provider contract
-/// operation exists for it yet, so say so in Anthropic's shape.
-async fn count_tokens(body: Result<Bytes, BytesRejection>) -> Response {
-    let endpoint = body_or_error(body)
+/// `messages.count_tokens`: counted by the endpoint's provider (any whose
+/// plugin can count, not only Anthropic).
+async fn count_tokens(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let client = match body_or_error(body)
         .and_then(|body| anthropic::parse_messages_request(&with_max_tokens(&body)))
-        .map(|client| client.endpoint);
-    match endpoint {
-        Ok(endpoint) => error_response(&ProviderError::invalid_request(format!(
-            "endpoint '{endpoint}' cannot count tokens: its provider offers no token counting through this gateway"
-        ))),
+    {
+        Ok(client) => client,
+        Err(error) => return error_response(&error),
+    };
+    let ctx = caller.context(Dialect::Anthropic);
+    match gateway
+        .count_tokens(&ctx, &client.endpoint, client.request)
+        .await
+    {
+        Ok(tokens) => Json(json!({ "input_tokens": tokens })).into_response(),
         Err(error) => error_response(&error),
     }
 }

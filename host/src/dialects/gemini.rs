@@ -78,9 +78,10 @@ async fn call_model(
         "embedContent" => embed(&gateway, &ctx, endpoint, &body, false).await,
         "batchEmbedContents" => embed(&gateway, &ctx, endpoint, &body, true).await,
         "countTokens" => match gemini::parse_count_tokens_request(&body) {
-            Ok(_) => error_response(&ProviderError::invalid_request(format!(
-                "endpoint '{endpoint}' cannot count tokens: its provider offers no token counting through this gateway"
-            ))),
+            Ok(request) => match gateway.count_tokens(&ctx, endpoint, request).await {
+                Ok(tokens) => Json(gemini::count_tokens_body(tokens)).into_response(),
+                Err(error) => error_response(&error),
+            },
             Err(error) => error_response(&error),
         },
         other => error_response(&ProviderError::new(

@@ -158,6 +158,41 @@ impl Gateway {
         result
     }
 
+    /// Counts the input tokens of `request` with the provider's own counter
+    /// (no model runs). Served like a chat: the endpoint's targets, retries
+    /// and fallbacks apply.
+    pub async fn count_tokens(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        request: ChatRequest,
+    ) -> Result<u64, ProviderError> {
+        let mut served = Served::default();
+        let result = match self.admit(ctx, name) {
+            Ok(def) => match self
+                .resilient(ctx, &def, &mut Call::CountTokens(request), &mut served)
+                .await
+            {
+                Ok(Answer::Tokens(count)) => Ok(count),
+                Ok(_) => Err(ProviderError::internal(
+                    "routing produced the wrong answer kind",
+                )),
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        self.report(
+            ctx,
+            name,
+            Operation::CountTokens,
+            served,
+            &result,
+            None,
+            None,
+        );
+        result
+    }
+
     /// Starts a streamed chat. Errors before the first upstream byte (bad
     /// endpoint, upstream error status) are returned here, so the client
     /// gets a proper HTTP error instead of a broken stream. The call is
@@ -259,7 +294,8 @@ impl Gateway {
                 ),
             )
         })?;
-        if !plugin.info.supports(operation) {
+        // A plugin answers for itself whether it can count tokens.
+        if operation != Operation::CountTokens && !plugin.info.supports(operation) {
             return Err(ProviderError::invalid_request(format!(
                 "endpoint '{}' (provider '{}') does not support {}",
                 def.name,
@@ -580,6 +616,12 @@ impl Gateway {
                     .build_embeddings_request(&route.endpoint, request)
                     .await
             }
+            Call::CountTokens(request) => {
+                route
+                    .plugin
+                    .build_count_tokens_request(&route.endpoint, request)
+                    .await
+            }
         };
         *call.model_mut() = client_model;
         let upstream = built.map_err(|e| Failed::unsent(e.into_provider_error()))?;
@@ -608,6 +650,15 @@ impl Gateway {
                         .parse_embeddings_response(&route.endpoint, response)
                         .await
                         .map(Answer::Embeddings)
+                        .map_err(PluginError::into_provider_error)
+                }
+                Call::CountTokens(_) => {
+                    let response = read_whole(response, budget).await?;
+                    route
+                        .plugin
+                        .parse_count_tokens_response(&route.endpoint, response)
+                        .await
+                        .map(Answer::Tokens)
                         .map_err(PluginError::into_provider_error)
                 }
                 Call::ChatStream(_) => {
@@ -790,6 +841,7 @@ enum Call {
     Chat(ChatRequest),
     ChatStream(ChatRequest),
     Embeddings(EmbeddingsRequest),
+    CountTokens(ChatRequest),
 }
 
 impl Call {
@@ -798,13 +850,16 @@ impl Call {
             Call::Chat(_) => Operation::Chat,
             Call::ChatStream(_) => Operation::ChatStream,
             Call::Embeddings(_) => Operation::Embeddings,
+            Call::CountTokens(_) => Operation::CountTokens,
         }
     }
 
     /// The model the request names.
     fn model_mut(&mut self) -> &mut String {
         match self {
-            Call::Chat(request) | Call::ChatStream(request) => &mut request.model,
+            Call::Chat(request) | Call::ChatStream(request) | Call::CountTokens(request) => {
+                &mut request.model
+            }
             Call::Embeddings(request) => &mut request.model,
         }
     }
@@ -815,6 +870,8 @@ enum Answer {
     Chat(ChatResponse),
     Stream(EventStream),
     Embeddings(EmbeddingsResponse),
+    /// Input tokens counted.
+    Tokens(u64),
 }
 
 /// A failed attempt; `sent` tells whether the request went upstream (a
@@ -890,6 +947,7 @@ fn operation_name(operation: Operation) -> &'static str {
         Operation::Chat => "chat",
         Operation::ChatStream => "streaming chat",
         Operation::Embeddings => "embeddings",
+        Operation::CountTokens => "token counting",
     }
 }
 

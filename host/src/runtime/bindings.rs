@@ -5,8 +5,10 @@
 //! module, one arm in [`WitVersion`], [`Pre`] and [`Bindings`] (the
 //! [`each_version!`] macro writes the arms of every call; a result whose
 //! type changed, like the decoder's, is converted with `From`), and host
-//! trait impls for any new import interface. 0.2.0 reuses 0.1.0's
-//! `types` and `host` interfaces, so both share the conversions and imports.
+//! trait impls for any new import interface. 0.2.0 and 0.3.0 reuse 0.1.0's
+//! `types` and `host` interfaces, so all share the conversions and imports.
+//! A call a version lacks (token counting before 0.3.0) answers a typed
+//! error without entering the plugin.
 
 use portico_model::error::{ErrorKind, ProviderError};
 use portico_model::plugin::{
@@ -31,9 +33,23 @@ pub(crate) mod v0_1_0 {
     });
 }
 
-/// Bindings of `gateway:provider@0.2.0`, the version the SDK builds. Its
+/// Bindings of `gateway:provider@0.2.0` (plugins built before 0.3.0). Its
 /// imports and shared types are 0.1.0's, bound once above.
 pub(crate) mod v0_2_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "gateway:provider/plugin@0.2.0",
+        with: {
+            "gateway:provider/types@0.1.0": super::v0_1_0::gateway::provider::types,
+            "gateway:provider/host@0.1.0": super::v0_1_0::gateway::provider::host,
+        },
+        exports: { default: async },
+    });
+}
+
+/// Bindings of `gateway:provider@0.3.0`, the version the SDK builds. Its
+/// imports and shared types are 0.1.0's, bound once above.
+pub(crate) mod v0_3_0 {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "plugin",
@@ -50,16 +66,19 @@ pub(crate) mod v0_2_0 {
 pub(crate) enum WitVersion {
     V0_1_0,
     V0_2_0,
+    V0_3_0,
 }
 
 impl WitVersion {
     /// Newest first, so a component exporting several picks the newest.
-    pub(crate) const ALL: &'static [WitVersion] = &[WitVersion::V0_2_0, WitVersion::V0_1_0];
+    pub(crate) const ALL: &'static [WitVersion] =
+        &[WitVersion::V0_3_0, WitVersion::V0_2_0, WitVersion::V0_1_0];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             WitVersion::V0_1_0 => "0.1.0",
             WitVersion::V0_2_0 => "0.2.0",
+            WitVersion::V0_3_0 => "0.3.0",
         }
     }
 
@@ -68,6 +87,7 @@ impl WitVersion {
         match self {
             WitVersion::V0_1_0 => "gateway:provider/provider@0.1.0",
             WitVersion::V0_2_0 => "gateway:provider/provider@0.2.0",
+            WitVersion::V0_3_0 => "gateway:provider/provider@0.3.0",
         }
     }
 
@@ -84,7 +104,7 @@ impl WitVersion {
 /// Adds the host side of every supported version (and WASI) to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    // 0.2.0 imports exactly 0.1.0's `host`, so this serves both versions.
+    // 0.2.0 and 0.3.0 import exactly 0.1.0's `host`: this serves them all.
     v0_1_0::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
     Ok(())
 }
@@ -93,6 +113,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 pub(crate) enum Pre {
     V0_1_0(v0_1_0::PluginPre<HostState>),
     V0_2_0(v0_2_0::PluginPre<HostState>),
+    V0_3_0(v0_3_0::PluginPre<HostState>),
 }
 
 impl Pre {
@@ -101,6 +122,7 @@ impl Pre {
         Ok(match version {
             WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::PluginPre::new(pre)?),
             WitVersion::V0_2_0 => Pre::V0_2_0(v0_2_0::PluginPre::new(pre)?),
+            WitVersion::V0_3_0 => Pre::V0_3_0(v0_3_0::PluginPre::new(pre)?),
         })
     }
 
@@ -111,6 +133,7 @@ impl Pre {
         Ok(match self {
             Pre::V0_1_0(pre) => Bindings::V0_1_0(pre.instantiate_async(store).await?),
             Pre::V0_2_0(pre) => Bindings::V0_2_0(pre.instantiate_async(store).await?),
+            Pre::V0_3_0(pre) => Bindings::V0_3_0(pre.instantiate_async(store).await?),
         })
     }
 }
@@ -121,6 +144,7 @@ impl Pre {
 pub(crate) enum Bindings {
     V0_1_0(v0_1_0::Plugin),
     V0_2_0(v0_2_0::Plugin),
+    V0_3_0(v0_3_0::Plugin),
 }
 
 type Typed<T> = Result<T, ProviderError>;
@@ -157,6 +181,15 @@ impl From<v0_2_0::exports::gateway::provider0_2_0::provider::Decoded> for Decode
     }
 }
 
+impl From<v0_3_0::exports::gateway::provider0_3_0::provider::Decoded> for Decoded {
+    fn from(decoded: v0_3_0::exports::gateway::provider0_3_0::provider::Decoded) -> Self {
+        Decoded {
+            events: decoded.events,
+            error: decoded.error.map(v1::provider_error),
+        }
+    }
+}
+
 /// Writes one match arm per contract version, each running `$call` with
 /// `$provider` bound to that version's export.
 macro_rules! each_version {
@@ -168,6 +201,10 @@ macro_rules! each_version {
             }
             Bindings::V0_2_0(b) => {
                 let $provider = b.gateway_provider0_2_0_provider();
+                $call
+            }
+            Bindings::V0_3_0(b) => {
+                let $provider = b.gateway_provider0_3_0_provider();
                 $call
             }
         }
@@ -248,6 +285,43 @@ impl Bindings {
         Ok(result.map_err(v1::provider_error))
     }
 
+    pub(crate) async fn build_count_tokens_request(
+        &self,
+        store: &mut Store<HostState>,
+        endpoint: &Endpoint,
+        request: &str,
+    ) -> wasmtime::Result<Typed<HttpRequest>> {
+        let Bindings::V0_3_0(b) = self else {
+            return Ok(Err(cannot_count(endpoint)));
+        };
+        let endpoint = v1::endpoint(endpoint);
+        let result = b
+            .gateway_provider0_3_0_provider()
+            .call_build_count_tokens_request(store, &endpoint, request)
+            .await?;
+        Ok(result
+            .map(v1::http_request_from)
+            .map_err(v1::provider_error))
+    }
+
+    pub(crate) async fn parse_count_tokens_response(
+        &self,
+        store: &mut Store<HostState>,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> wasmtime::Result<Typed<u64>> {
+        let Bindings::V0_3_0(b) = self else {
+            return Ok(Err(cannot_count(endpoint)));
+        };
+        let endpoint = v1::endpoint(endpoint);
+        let response = v1::http_response_into(response);
+        let result = b
+            .gateway_provider0_3_0_provider()
+            .call_parse_count_tokens_response(store, &endpoint, &response)
+            .await?;
+        Ok(result.map_err(v1::provider_error))
+    }
+
     pub(crate) async fn parse_error(
         &self,
         store: &mut Store<HostState>,
@@ -295,6 +369,15 @@ impl Bindings {
     }
 }
 
+/// A plugin built against a contract without token counting.
+fn cannot_count(endpoint: &Endpoint) -> ProviderError {
+    ProviderError::invalid_request(format!(
+        "endpoint '{}' cannot count tokens: its provider plugin is built against a contract \
+         version without token counting (0.3.0 added it)",
+        endpoint.name
+    ))
+}
+
 /// The host imports of 0.1.0, delegating to the version-independent
 /// implementations on [`HostState`].
 impl v0_1_0::gateway::provider::types::Host for HostState {}
@@ -333,7 +416,7 @@ impl v0_1_0::gateway::provider::host::Host for HostState {
     }
 }
 
-/// Conversions between the 0.1.0 bindgen types (shared by 0.2.0) and the
+/// Conversions between the 0.1.0 bindgen types (shared by 0.2.0 and 0.3.0) and the
 /// model.
 mod v1 {
     pub(super) use super::v0_1_0::gateway::provider::types as w;

@@ -644,6 +644,37 @@ impl Plugin {
         self.settle_json(instance, "parse-embeddings-response", result)
     }
 
+    /// The upstream request counting `request`'s input tokens; a plugin
+    /// built against a contract before 0.3.0 answers a typed error.
+    pub async fn build_count_tokens_request(
+        &self,
+        endpoint: &Endpoint,
+        request: &ChatRequest,
+    ) -> Result<HttpRequest, PluginError> {
+        let json = to_json(request)?;
+        let mut instance = self.checkout(Some(endpoint)).await?;
+        let result = instance
+            .bindings
+            .build_count_tokens_request(&mut instance.store, endpoint, &json)
+            .await;
+        self.settle(instance, "build-count-tokens-request", result)?
+            .map_err(PluginError::Provider)
+    }
+
+    pub async fn parse_count_tokens_response(
+        &self,
+        endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<u64, PluginError> {
+        let mut instance = self.checkout(Some(endpoint)).await?;
+        let result = instance
+            .bindings
+            .parse_count_tokens_response(&mut instance.store, endpoint, response)
+            .await;
+        self.settle(instance, "parse-count-tokens-response", result)?
+            .map_err(PluginError::Provider)
+    }
+
     pub async fn parse_error(
         &self,
         endpoint: &Endpoint,

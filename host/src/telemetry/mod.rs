@@ -243,6 +243,7 @@ pub(crate) fn operation_str(operation: Operation) -> &'static str {
         Operation::Chat => "chat",
         Operation::ChatStream => "chat_stream",
         Operation::Embeddings => "embeddings",
+        Operation::CountTokens => "count_tokens",
     }
 }
 

@@ -101,17 +101,33 @@ impl Provider for Anthropic {
         }
         let max_tokens = self.default_max_tokens(endpoint, &request.model)?;
         let body = anthropic::messages_body(&request, stream, max_tokens);
-        let base = endpoint.base_url("base_url", Some(DEFAULT_BASE_URL))?;
-        // Accept a base URL given with the version (".../v1") as well.
-        let base = base.strip_suffix("/v1").unwrap_or(&base);
-        Ok(
-            http::RequestBuilder::post(http::join_url(base, "/v1/messages"))
-                .header("x-api-key", endpoint.require("api_key")?)
-                .header("anthropic-version", API_VERSION)
-                .header("accept", http::accept(stream, http::SSE))
-                .json(&body)
-                .build(),
-        )
+        Ok(api_request(endpoint, "/v1/messages")?
+            .header("accept", http::accept(stream, http::SSE))
+            .json(&body)
+            .build())
+    }
+
+    fn build_count_tokens_request(
+        &self,
+        endpoint: &Endpoint,
+        mut request: ChatRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        if request.model.is_empty() {
+            request.model = endpoint.model.clone();
+        }
+        let body = anthropic::count_tokens_request_body(&request);
+        Ok(api_request(endpoint, "/v1/messages/count_tokens")?
+            .header("accept", "application/json")
+            .json(&body)
+            .build())
+    }
+
+    fn parse_count_tokens_response(
+        &self,
+        _endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<u64, ProviderError> {
+        anthropic::parse_count_tokens(&response.body)
     }
 
     fn parse_chat_response(
@@ -167,6 +183,16 @@ impl EventDecoder for MessagesStream {
             ))
         }
     }
+}
+
+/// A POST to `path` of the Messages API, authenticated.
+fn api_request(endpoint: &Endpoint, path: &str) -> Result<http::RequestBuilder, ProviderError> {
+    let base = endpoint.base_url("base_url", Some(DEFAULT_BASE_URL))?;
+    // Accept a base URL given with the version (".../v1") as well.
+    let base = base.strip_suffix("/v1").unwrap_or(&base);
+    Ok(http::RequestBuilder::post(http::join_url(base, path))
+        .header("x-api-key", endpoint.require("api_key")?)
+        .header("anthropic-version", API_VERSION))
 }
 
 portico_sdk::export_provider!(Anthropic);
@@ -252,6 +278,47 @@ mod tests {
                 "stop_sequences": ["END"],
             })
         );
+    }
+
+    #[test]
+    fn counts_tokens_with_count_tokens() {
+        let provider = Anthropic::new();
+        let ep = endpoint(&[
+            ("api_key", "sk-ant-test"),
+            ("base_url", "https://proxy.example/v1"),
+        ]);
+        let mut request = chat(vec![Message::user("Hello there")]);
+        request.system = Some("Be brief.".into());
+        request.params.max_tokens = Some(10);
+        let http = provider.build_count_tokens_request(&ep, request).unwrap();
+        assert_eq!(http.url, "https://proxy.example/v1/messages/count_tokens");
+        assert_eq!(header(&http, "x-api-key"), Some("sk-ant-test"));
+        assert_eq!(header(&http, "anthropic-version"), Some("2023-06-01"));
+        assert_eq!(
+            json_body(&http),
+            json!({
+                "model": "claude-sonnet-4-5-20250929",
+                "system": "Be brief.",
+                "messages": [{"role": "user", "content": "Hello there"}],
+            })
+        );
+        let counted = portico_sdk::parse_count_tokens(
+            &provider,
+            &ep,
+            response(200, &[], r#"{"input_tokens": 12}"#),
+        );
+        assert_eq!(counted, Ok(12));
+        let refused = portico_sdk::parse_count_tokens(
+            &provider,
+            &ep,
+            response(
+                429,
+                &[("retry-after", "3")],
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+            ),
+        )
+        .unwrap_err();
+        assert_eq!((refused.status, refused.retry_after_ms), (429, Some(3000)));
     }
 
     #[test]

@@ -78,23 +78,31 @@ impl Bedrock {
         stream: bool,
         now_ms: u64,
     ) -> Result<HttpRequest, ProviderError> {
-        let model = if request.model.is_empty() {
-            &endpoint.model
-        } else {
-            &request.model
-        };
         let body = bedrock::converse_request_body(request)?;
         let (action, accept) = if stream {
             ("converse-stream", "application/vnd.amazon.eventstream")
         } else {
             ("converse", "application/json")
         };
-        let mut http = http::RequestBuilder::post(model_url(endpoint, model, action)?)
-            .header("accept", accept)
-            .json(&body)
-            .build();
-        sign(endpoint, &mut http, now_ms)?;
-        Ok(http)
+        let post = post(endpoint, model_of(endpoint, &request.model), action, accept)?;
+        signed(endpoint, post.json(&body), now_ms)
+    }
+
+    /// The signed CountTokens request, as of `now_ms`.
+    fn count_tokens_request(
+        &self,
+        endpoint: &Endpoint,
+        request: &ChatRequest,
+        now_ms: u64,
+    ) -> Result<HttpRequest, ProviderError> {
+        let body = bedrock::count_tokens_request_body(request)?;
+        let post = post(
+            endpoint,
+            model_of(endpoint, &request.model),
+            "count-tokens",
+            "application/json",
+        )?;
+        signed(endpoint, post.json(&body), now_ms)
     }
 
     /// The signed InvokeModel embeddings request, as of `now_ms`.
@@ -104,19 +112,41 @@ impl Bedrock {
         request: &EmbeddingsRequest,
         now_ms: u64,
     ) -> Result<HttpRequest, ProviderError> {
-        let model = if request.model.is_empty() {
-            &endpoint.model
-        } else {
-            &request.model
-        };
+        let model = model_of(endpoint, &request.model);
         let body = bedrock::embeddings_request_body(model, request)?;
-        let mut http = http::RequestBuilder::post(model_url(endpoint, model, "invoke")?)
-            .header("accept", "application/json")
-            .json(&body)
-            .build();
-        sign(endpoint, &mut http, now_ms)?;
-        Ok(http)
+        let post = post(endpoint, model, "invoke", "application/json")?;
+        signed(endpoint, post.json(&body), now_ms)
     }
+}
+
+/// The request's model, or the endpoint's when it names none.
+fn model_of<'a>(endpoint: &'a Endpoint, requested: &'a str) -> &'a str {
+    if requested.is_empty() {
+        &endpoint.model
+    } else {
+        requested
+    }
+}
+
+/// A POST to `action` of `model`, accepting `accept`; add the body.
+fn post(
+    endpoint: &Endpoint,
+    model: &str,
+    action: &str,
+    accept: &str,
+) -> Result<http::RequestBuilder, ProviderError> {
+    Ok(http::RequestBuilder::post(model_url(endpoint, model, action)?).header("accept", accept))
+}
+
+/// `builder`'s request, signed as of `now_ms`.
+fn signed(
+    endpoint: &Endpoint,
+    builder: http::RequestBuilder,
+    now_ms: u64,
+) -> Result<HttpRequest, ProviderError> {
+    let mut http = builder.build();
+    sign(endpoint, &mut http, now_ms)?;
+    Ok(http)
 }
 
 impl Provider for Bedrock {
@@ -198,6 +228,24 @@ impl Provider for Bedrock {
         request: EmbeddingsRequest,
     ) -> Result<HttpRequest, ProviderError> {
         self.embeddings_request(endpoint, &request, host::now_unix_ms())
+    }
+
+    /// CountTokens with the Converse form of the request (the models that
+    /// can count are Claude's; others answer a ValidationException).
+    fn build_count_tokens_request(
+        &self,
+        endpoint: &Endpoint,
+        request: ChatRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        self.count_tokens_request(endpoint, &request, host::now_unix_ms())
+    }
+
+    fn parse_count_tokens_response(
+        &self,
+        _endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<u64, ProviderError> {
+        bedrock::parse_count_tokens(&response.body)
     }
 
     fn parse_embeddings_response(
@@ -433,6 +481,45 @@ mod tests {
             !err.message.contains("AKIDVISIBLESECRET"),
             "{}",
             err.message
+        );
+    }
+
+    #[test]
+    fn counts_tokens_with_count_tokens() {
+        let provider = Bedrock::new();
+        let request = ChatRequest {
+            system: Some("Be brief.".into()),
+            messages: vec![Message::user("Hi")],
+            params: SamplingParams {
+                max_tokens: Some(50),
+                temperature: Some(0.3),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let http = provider
+            .count_tokens_request(&endpoint(&credentials()), &request, NOW_MS)
+            .unwrap();
+        assert_eq!(
+            http.url,
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/count-tokens"
+        );
+        assert!(header(&http, "authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 ")));
+        assert_eq!(
+            json_body(&http),
+            json!({"input": {"converse": {
+                "messages": [{"role": "user", "content": [{"text": "Hi"}]}],
+                "system": [{"text": "Be brief."}],
+            }}})
+        );
+        let ep = endpoint(&credentials());
+        assert_eq!(
+            portico_sdk::parse_count_tokens(
+                &provider,
+                &ep,
+                response(200, &[], r#"{"inputTokens": 8}"#)
+            ),
+            Ok(8)
         );
     }
 

@@ -110,6 +110,29 @@ impl Provider for Gemini {
         gemini::parse_chat_response(&response)
     }
 
+    /// `countTokens` with the whole request as `generateContentRequest`, so
+    /// the system instruction and tools count too.
+    fn build_count_tokens_request(
+        &self,
+        endpoint: &Endpoint,
+        request: ChatRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        let url = Self::model_url(endpoint, &request.model)?;
+        let resource = model_resource(&request.model)?;
+        Self::authorize(
+            endpoint,
+            gemini::count_tokens_request(&url, &request, Some(&resource)),
+        )
+    }
+
+    fn parse_count_tokens_response(
+        &self,
+        _endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<u64, ProviderError> {
+        gemini::parse_count_tokens(&response)
+    }
+
     fn build_embeddings_request(
         &self,
         endpoint: &Endpoint,
@@ -332,6 +355,34 @@ mod tests {
             .build_chat_request(&bad_url, chat("gemini-2.5-flash"), false)
             .unwrap_err();
         assert!(err.message.contains("base_url") && !err.message.contains("AIza-secret"));
+    }
+
+    #[test]
+    fn counts_tokens_with_count_tokens() {
+        let provider = Gemini::new();
+        let ep = endpoint(&[("api_key", "AIza-test")]);
+        let mut request = chat("gemini-2.5-flash");
+        request.system = Some("Be brief.".into());
+        let http = provider.build_count_tokens_request(&ep, request).unwrap();
+        assert_eq!(
+            http.url,
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:countTokens"
+        );
+        assert_eq!(header(&http, "x-goog-api-key"), Some("AIza-test"));
+        assert_eq!(
+            json_body(&http),
+            json!({"generateContentRequest": {
+                "model": "models/gemini-2.5-flash",
+                "contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+                "systemInstruction": {"parts": [{"text": "Be brief."}]},
+            }})
+        );
+        let counted = portico_sdk::parse_count_tokens(
+            &provider,
+            &ep,
+            response(200, &[], r#"{"totalTokens": 7, "promptTokensDetails": []}"#),
+        );
+        assert_eq!(counted, Ok(7));
     }
 
     #[test]

@@ -258,6 +258,28 @@ impl Provider for Vertex {
         gemini::parse_chat_response(&response)
     }
 
+    /// `countTokens` on the publisher model, with the request's contents,
+    /// system instruction and tools.
+    fn build_count_tokens_request(
+        &self,
+        endpoint: &Endpoint,
+        request: ChatRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        let url = model_url(endpoint, &request.model)?;
+        let token = access_token(endpoint)?;
+        Ok(gemini::count_tokens_request(&url, &request, None)
+            .bearer_auth(&token)
+            .build())
+    }
+
+    fn parse_count_tokens_response(
+        &self,
+        _endpoint: &Endpoint,
+        response: HttpResponse,
+    ) -> Result<u64, ProviderError> {
+        gemini::parse_count_tokens(&response)
+    }
+
     fn build_embeddings_request(
         &self,
         endpoint: &Endpoint,
@@ -436,6 +458,35 @@ DdRvFRf0VcAOncEy0IqnJw==
             assert!(model.max_output_tokens < model.context_window);
             assert!(model.output_price_per_mtok >= model.input_price_per_mtok);
         }
+    }
+
+    #[test]
+    fn counts_tokens_with_count_tokens() {
+        let provider = Vertex::new();
+        let ep = endpoint(&[("location", "europe-west4")]);
+        with_cached_token(&ep, "ya29.cached");
+        let http = provider
+            .build_count_tokens_request(&ep, chat("gemini-2.5-flash"))
+            .unwrap();
+        assert_eq!(
+            http.url,
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/portico-test/locations/europe-west4/publishers/google/models/gemini-2.5-flash:countTokens"
+        );
+        assert_eq!(header(&http, "authorization"), Some("Bearer ya29.cached"));
+        assert_eq!(
+            json_body(&http)["contents"][0]["parts"],
+            json!([{"text": "Hi"}])
+        );
+        let counted = portico_sdk::parse_count_tokens(
+            &provider,
+            &ep,
+            response(
+                200,
+                &[],
+                r#"{"totalTokens": 3, "totalBillableCharacters": 2}"#,
+            ),
+        );
+        assert_eq!(counted, Ok(3));
     }
 
     #[test]

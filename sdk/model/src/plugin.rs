@@ -14,6 +14,10 @@ pub enum Operation {
     Chat,
     ChatStream,
     Embeddings,
+    /// Counting a chat request's input tokens (contract 0.3.0; not among
+    /// the operations `describe` lists, whose 0.1.0 enum cannot grow: the
+    /// plugin answers whether it can).
+    CountTokens,
 }
 
 /// A client API dialect.

@@ -1180,7 +1180,7 @@ fn report(
         "### Plugin path micro-benchmarks (criterion, median)\n\n`cargo bench -p portico --bench plugin_path`: a pooled instance of the real plugin; \
         `chat_round_trip` is build-chat-request + parse-chat-response for the ~2 KB chat (neutral JSON in, provider body out, provider answer in, neutral answer out); \
         `stream_chunk` is one SSE event through a live stream decoder; \
-        `stream_burst` is 20 such events received together, fed to the decoder in one call (contract 0.2.0, what the gateway does) or one call each (contract 0.1.0's way); \
+        `stream_burst` is 20 such events received together, fed to the decoder in one call (contract 0.2.0 and later, what the gateway does) or one call each (contract 0.1.0's way); \
         `call_floor` is parse-error on a 1-byte body (the fixed cost of one call; a round trip makes two); \
         `host_json` is the host's own JSON share of a round trip.\n\n| benchmark | µs |\n|---|---:|"
     );

@@ -81,7 +81,7 @@ export function timeEl(rfc3339) {
   return h("time", { datetime: rfc3339, title: absolute(rfc3339) }, ago(rfc3339) || rfc3339);
 }
 
-const OPERATION_LABELS = { chat: "Chat", chat_stream: "Streaming", embeddings: "Embeddings" };
+const OPERATION_LABELS = { chat: "Chat", chat_stream: "Streaming", embeddings: "Embeddings", count_tokens: "Token count" };
 
 export function operationPills(operations) {
   return h("div", { class: "badges" }, (operations || []).map((op) => h("span", { class: "pill" }, OPERATION_LABELS[op] || op)));

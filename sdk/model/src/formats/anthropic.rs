@@ -978,6 +978,48 @@ pub fn messages_request_body(
     messages_body(request, stream, default_max_tokens).to_value()
 }
 
+/// The `/v1/messages/count_tokens` body for `request`: the Messages body's
+/// fields that the count takes (it refuses `max_tokens`, `stream` and the
+/// sampling options).
+pub fn count_tokens_request_body(request: &ChatRequest) -> Value {
+    const COUNTED: [&str; 10] = [
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "context_management",
+        "mcp_servers",
+        "output_config",
+        "output_format",
+    ];
+    // Counting runs no model, so the client's max_tokens (a placeholder
+    // for a count request) must not crowd out the thinking it would send:
+    // any max_tokens above a thinking budget does.
+    let mut request = request.clone();
+    request.params.max_tokens = None;
+    let mut body = messages_request_body(&request, false, COUNT_TOKENS_MAX_TOKENS);
+    if let Some(fields) = body.as_object_mut() {
+        fields.retain(|key, _| COUNTED.contains(&key.as_str()));
+    }
+    body
+}
+
+/// The max_tokens a count request is built with, so that the thinking
+/// budget derived from a reasoning level fits under it.
+const COUNT_TOKENS_MAX_TOKENS: u32 = 64_000;
+
+/// The input-token count in a `count_tokens` answer.
+pub fn parse_count_tokens(body: &[u8]) -> Result<u64, ProviderError> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|answer| answer.get("input_tokens").and_then(Value::as_u64))
+        .ok_or_else(|| {
+            ProviderError::bad_upstream("Anthropic count_tokens answer without input_tokens")
+        })
+}
+
 /// [`messages_request_body`] as typed parts borrowed from `request`,
 /// written to JSON without building a `Value` tree; its JSON is the
 /// `Value` form's byte for byte.
@@ -3536,6 +3578,47 @@ mod tests {
                 .get("tool_choice")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn count_tokens_body_keeps_what_the_count_takes() {
+        let request = ChatRequest {
+            model: "claude-sonnet-4-5".into(),
+            system: Some("Be terse.".into()),
+            messages: vec![Message::user("How many")],
+            tools: vec![Tool {
+                name: "f".into(),
+                description: None,
+                parameters: json!({"type": "object"}),
+            }],
+            params: SamplingParams {
+                max_tokens: Some(100),
+                temperature: Some(0.5),
+                stop: vec!["END".into()],
+                ..Default::default()
+            },
+            reasoning: Some(Reasoning::with_budget(2048)),
+            extra_dialect: Some("openai".into()),
+            ..Default::default()
+        };
+        let body = count_tokens_request_body(&request);
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["messages", "model", "system", "thinking", "tools"]);
+        assert_eq!(body["thinking"]["budget_tokens"], 2048);
+
+        assert_eq!(parse_count_tokens(br#"{"input_tokens": 14}"#), Ok(14));
+        for bad in [&b"{}"[..], b"{oops", br#"{"input_tokens": -1}"#] {
+            assert_eq!(
+                parse_count_tokens(bad).unwrap_err().kind,
+                ErrorKind::Upstream
+            );
+        }
     }
 
     #[test]

@@ -36,6 +36,34 @@ pub const COHERE_MAX_TEXTS: usize = 96;
 // Converse: request
 // ---------------------------------------------------------------------------
 
+/// The CountTokens body for `request`: its Converse body's fields that
+/// count (messages, system prompt, tools, model-specific fields such as
+/// Claude's thinking), as `{"input": {"converse": …}}`.
+pub fn count_tokens_request_body(request: &ChatRequest) -> Result<Value, ProviderError> {
+    const COUNTED: [&str; 4] = [
+        "messages",
+        "system",
+        "toolConfig",
+        "additionalModelRequestFields",
+    ];
+    let mut converse = match converse_request_body(request)? {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    converse.retain(|key, _| COUNTED.contains(&key.as_str()));
+    Ok(json!({ "input": { "converse": converse } }))
+}
+
+/// The input-token count in a CountTokens answer.
+pub fn parse_count_tokens(body: &[u8]) -> Result<u64, ProviderError> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|answer| answer.get("inputTokens").and_then(Value::as_u64))
+        .ok_or_else(|| {
+            ProviderError::bad_upstream("Bedrock CountTokens answer without inputTokens")
+        })
+}
+
 /// The Converse body for `request` (the model id goes in the URL path, not
 /// the body). Fails for content Converse cannot carry, e.g. remote image
 /// URLs (Converse takes image bytes only).

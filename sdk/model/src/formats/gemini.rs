@@ -1246,8 +1246,46 @@ pub fn parse_count_tokens_request(body: &[u8]) -> Result<ChatRequest, ProviderEr
     }
 }
 
+/// The `countTokens` body for `request`: the fields of its
+/// `GenerateContentRequest` that count (contents, system instruction and
+/// tools; the generation and tool configs count for nothing, and Vertex
+/// AI's count refuses the latter). The Gemini API takes them as a
+/// `generateContentRequest` naming the model resource (`models/…`), given
+/// as `model`; Vertex AI takes them as they are (`model` None).
+pub fn count_tokens_request_body(request: &ChatRequest, model: Option<&str>) -> Value {
+    const COUNTED: [&str; 3] = ["contents", "systemInstruction", "tools"];
+    let mut fields = match generate_content_request_body(request) {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    fields.retain(|key, _| COUNTED.contains(&key.as_str()));
+    match model {
+        Some(model) => {
+            fields.insert("model".into(), json!(model));
+            json!({ "generateContentRequest": fields })
+        }
+        None => Value::Object(fields),
+    }
+}
+
+/// The token count in a `countTokens` answer (proto JSON leaves out a
+/// zero count).
+pub fn parse_count_tokens(body: &[u8]) -> Result<u64, ProviderError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(answer)) => match answer.get("totalTokens") {
+            None => Ok(0),
+            Some(count) => count.as_u64().ok_or_else(|| {
+                ProviderError::bad_upstream("Gemini countTokens answer with a bad totalTokens")
+            }),
+        },
+        _ => Err(ProviderError::bad_upstream(
+            "unreadable Gemini countTokens answer",
+        )),
+    }
+}
+
 /// The `countTokens` answer.
-pub fn count_tokens_body(total_tokens: u32) -> Value {
+pub fn count_tokens_body(total_tokens: u64) -> Value {
     json!({ "totalTokens": total_tokens })
 }
 
@@ -1501,6 +1539,17 @@ impl ChunkEncoder {
             }
             StreamEvent::Usage { usage } => self.usage = Some(*usage),
             StreamEvent::Finish { reason } => self.reason = Some(*reason),
+            // A Gemini upstream's part that no neutral event carries (only a
+            // client of the upstream's own dialect gets raw events).
+            StreamEvent::Raw { data } if data.is_object() => {
+                self.flush_calls(&mut out);
+                let chunk = if data.get("thoughtSignature").is_some() {
+                    self.chunk(vec![data.clone()], None)
+                } else {
+                    self.part_chunk(data.clone())
+                };
+                out.push(chunk);
+            }
             StreamEvent::TextDelta { .. }
             | StreamEvent::ThinkingDelta { .. }
             | StreamEvent::ThinkingSignature { .. }
@@ -2332,6 +2381,16 @@ impl ChunkDecoder {
                     }
                     continue;
                 }
+                if !part.contains_key("text") && !part.contains_key("functionCall") {
+                    // A part no neutral event can carry (a generated image,
+                    // code the model ran): passed whole, signature included,
+                    // to Gemini clients; other clients never see raw events.
+                    self.thinking_open = false;
+                    events.push(StreamEvent::Raw {
+                        data: Value::Object(part.clone()),
+                    });
+                    continue;
+                }
                 // The signature of any other part goes first, as the empty
                 // signed thinking that a whole answer has before the part.
                 // Right after unsigned thinking it would seal that thinking
@@ -3141,6 +3200,57 @@ mod tests {
         assert_eq!(gemini::count_tokens_body(12), json!({"totalTokens": 12}));
     }
 
+    #[test]
+    fn count_tokens_upstream_fields_and_answers() {
+        let request = ChatRequest {
+            model: "gemini-2.5-flash".into(),
+            system: Some("Be terse.".into()),
+            messages: vec![Message::user("How many")],
+            tools: vec![Tool {
+                name: "f".into(),
+                description: None,
+                parameters: json!({"type": "object"}),
+            }],
+            tool_choice: Some(ToolChoice::Required),
+            params: SamplingParams {
+                temperature: Some(0.5),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let fields = gemini::count_tokens_request_body(&request, None);
+        let mut keys: Vec<&str> = fields
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["contents", "systemInstruction", "tools"]);
+        assert_eq!(
+            fields["contents"],
+            json!([{"role": "user", "parts": [{"text": "How many"}]}])
+        );
+        // The Gemini API's form: the same fields with the model, wrapped.
+        let mut wrapped = fields.clone();
+        wrapped["model"] = json!("models/gemini-2.5-flash");
+        assert_eq!(
+            gemini::count_tokens_request_body(&request, Some("models/gemini-2.5-flash")),
+            json!({ "generateContentRequest": wrapped })
+        );
+
+        assert_eq!(
+            gemini::parse_count_tokens(br#"{"totalTokens": 31}"#),
+            Ok(31)
+        );
+        // Proto JSON leaves a zero count out.
+        assert_eq!(gemini::parse_count_tokens(b"{}"), Ok(0));
+        for bad in [&b"{oops"[..], br#"{"totalTokens": "many"}"#, b"[]"] {
+            let error = gemini::parse_count_tokens(bad).unwrap_err();
+            assert_eq!(error.kind, ErrorKind::Upstream);
+        }
+    }
+
     // ---------------------------------------------------------------------------
     // Client responses
     // ---------------------------------------------------------------------------
@@ -3334,6 +3444,32 @@ mod tests {
             rest[0]["candidates"][0]["content"]["parts"],
             json!([{"text": "Hm", "thought": true}])
         );
+    }
+
+    #[test]
+    fn streamed_images_reach_gemini_clients_whole() {
+        // An image model's answer: text, then a signed image part.
+        let image = json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}, "thoughtSignature": "c2lnNA=="});
+        let upstream = [json!({"text": "Here it is."}), image.clone()];
+        let events = decoded_part_by_part(&upstream);
+        assert!(events.contains(&StreamEvent::Raw {
+            data: image.clone()
+        }));
+        // No other event carries it: the signature stays with its image.
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, StreamEvent::ThinkingSignature { .. })),
+            "{events:?}"
+        );
+        let mut encoder = ChunkEncoder::new("gw".into(), "ep".into());
+        let mut chunks: Vec<Value> = events.iter().flat_map(|e| encoder.encode(e)).collect();
+        chunks.extend(encoder.finish());
+        let parts: Vec<&Value> = chunks
+            .iter()
+            .flat_map(|c| c["candidates"][0]["content"]["parts"].as_array().unwrap())
+            .collect();
+        assert_eq!(parts[..2], [&upstream[0], &image]);
     }
 
     #[test]

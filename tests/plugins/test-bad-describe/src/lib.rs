@@ -1,14 +1,19 @@
-//! Runtime test plugin: a component that matches the 0.1.0 contract but
-//! describes itself with an empty id, which the host must reject at load.
-//! Built as `test-describe-trap` (same source), `describe` traps instead.
+//! Runtime test plugin: a component that matches the 0.2.0 contract but
+//! describes itself with an empty id, which the host must reject at load
+//! (reaching that check proves a 0.2.0 component still type-checks,
+//! instantiates and runs against the host's 0.2.0 binding; test-echo does
+//! the same for 0.1.0). Built as `test-describe-trap` (same source),
+//! `describe` traps instead.
 
 wit_bindgen::generate!({
-    path: "../../../wit/deps/provider-0.1.0",
-    world: "plugin",
+    path: "../../../wit",
+    world: "gateway:provider/plugin@0.2.0",
+    // 0.2.0's world uses 0.1.0's `types` (and imports its `host`).
+    generate_all,
 });
 
-use exports::gateway::provider::provider::{Guest, GuestStreamDecoder};
-use gateway::provider::types::{
+use exports::gateway::provider0_2_0::provider::{Decoded, Guest, GuestStreamDecoder};
+use gateway::provider0_1_0::types::{
     Endpoint, ErrorKind, HttpRequest, HttpResponse, ProviderError, ProviderInfo,
 };
 
@@ -71,12 +76,15 @@ impl GuestStreamDecoder for Decoder {
         Decoder
     }
 
-    fn push(&self, _: Vec<u8>) -> Result<Vec<String>, ProviderError> {
-        Err(unsupported())
+    fn push(&self, _: Vec<u8>) -> Decoded {
+        Decoded {
+            events: Vec::new(),
+            error: Some(unsupported()),
+        }
     }
 
-    fn finish(&self) -> Result<Vec<String>, ProviderError> {
-        Err(unsupported())
+    fn finish(&self) -> Decoded {
+        self.push(Vec::new())
     }
 }
 
