@@ -2333,6 +2333,16 @@ impl ChunkDecoder {
         Ok(events)
     }
 
+    /// Ends unsigned thinking streamed so far (an empty signature), so
+    /// that a signature next is a part of its own.
+    fn end_thinking(&mut self, events: &mut Vec<StreamEvent>) {
+        if std::mem::take(&mut self.thinking_open) {
+            events.push(StreamEvent::ThinkingSignature {
+                signature: String::new(),
+            });
+        }
+    }
+
     fn decode_response(
         &mut self,
         value: &Value,
@@ -2384,8 +2394,9 @@ impl ChunkDecoder {
                 if !part.contains_key("text") && !part.contains_key("functionCall") {
                     // A part no neutral event can carry (a generated image,
                     // code the model ran): passed whole, signature included,
-                    // to Gemini clients; other clients never see raw events.
-                    self.thinking_open = false;
+                    // to Gemini clients; other clients never see raw events,
+                    // so for them the thinking before it ends here.
+                    self.end_thinking(events);
                     events.push(StreamEvent::Raw {
                         data: Value::Object(part.clone()),
                     });
@@ -2397,11 +2408,7 @@ impl ChunkDecoder {
                 // instead (and be replayed on the wrong part), so an empty
                 // signature ends that thinking unsigned first.
                 if let Some(signature) = signature {
-                    if std::mem::take(&mut self.thinking_open) {
-                        events.push(StreamEvent::ThinkingSignature {
-                            signature: String::new(),
-                        });
-                    }
+                    self.end_thinking(events);
                     events.push(StreamEvent::ThinkingSignature {
                         signature: signature.to_string(),
                     });
@@ -3443,6 +3450,32 @@ mod tests {
         assert_eq!(
             rest[0]["candidates"][0]["content"]["parts"],
             json!([{"text": "Hm", "thought": true}])
+        );
+    }
+
+    #[test]
+    fn a_raw_part_ends_the_thinking_before_it() {
+        // Raw parts reach only Gemini clients: for the others, a signature
+        // after the image must not seal the thought summary before it.
+        let upstream = [
+            json!({"text": "Drawing.", "thought": true}),
+            json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}),
+            json!({"text": "Here.", "thoughtSignature": "c2lnNQ=="}),
+        ];
+        let content = streamed_part_by_part(&upstream).content;
+        assert_eq!(
+            content,
+            vec![
+                ContentPart::Thinking {
+                    text: "Drawing.".into(),
+                    signature: None
+                },
+                ContentPart::Thinking {
+                    text: String::new(),
+                    signature: Some("c2lnNQ==".into())
+                },
+                ContentPart::text("Here."),
+            ]
         );
     }
 
