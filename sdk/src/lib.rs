@@ -178,10 +178,7 @@ pub fn parse_chat<P: Provider>(
     endpoint: &Endpoint,
     response: HttpResponse,
 ) -> Result<ChatResponse, ProviderError> {
-    if !is_success(response.status) {
-        return Err(provider.parse_error(endpoint, &response));
-    }
-    provider.parse_chat_response(endpoint, response)
+    on_success(provider, endpoint, response, P::parse_chat_response)
 }
 
 /// [`parse_chat`] for embeddings responses.
@@ -190,10 +187,7 @@ pub fn parse_embeddings<P: Provider>(
     endpoint: &Endpoint,
     response: HttpResponse,
 ) -> Result<EmbeddingsResponse, ProviderError> {
-    if !is_success(response.status) {
-        return Err(provider.parse_error(endpoint, &response));
-    }
-    provider.parse_embeddings_response(endpoint, response)
+    on_success(provider, endpoint, response, P::parse_embeddings_response)
 }
 
 /// [`parse_chat`] for token counts.
@@ -202,10 +196,20 @@ pub fn parse_count_tokens<P: Provider>(
     endpoint: &Endpoint,
     response: HttpResponse,
 ) -> Result<u64, ProviderError> {
+    on_success(provider, endpoint, response, P::parse_count_tokens_response)
+}
+
+/// `parse` for a 2xx answer, the provider's `parse_error` for any other.
+fn on_success<P: Provider, T>(
+    provider: &P,
+    endpoint: &Endpoint,
+    response: HttpResponse,
+    parse: impl FnOnce(&P, &Endpoint, HttpResponse) -> Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
     if !is_success(response.status) {
         return Err(provider.parse_error(endpoint, &response));
     }
-    provider.parse_count_tokens_response(endpoint, response)
+    parse(provider, endpoint, response)
 }
 
 /// Incremental decoder of one streaming response body.

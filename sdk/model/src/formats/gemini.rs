@@ -1311,6 +1311,11 @@ fn is_base64(signature: &str) -> bool {
             || URL_SAFE_ANY_PADDING.decode(signature).is_ok())
 }
 
+/// A signature with no part after it, as Gemini sends one: on an empty text.
+fn trailing_signature(signature: &str) -> Value {
+    json!({"text": "", "thoughtSignature": signature})
+}
+
 /// Neutral parts as Gemini response parts; an empty-text `Thinking` with a
 /// signature lends the signature to the part after it.
 fn response_parts(content: &[ContentPart]) -> Vec<Value> {
@@ -1350,10 +1355,7 @@ fn response_parts(content: &[ContentPart]) -> Vec<Value> {
         }
         parts.push(value);
     }
-    // A signature with no part after it: Gemini's trailing signed empty text.
-    if let Some(sig) = signature {
-        parts.push(json!({"text": "", "thoughtSignature": sig}));
-    }
+    parts.extend(signature.map(trailing_signature));
     parts
 }
 
@@ -1567,14 +1569,11 @@ impl ChunkEncoder {
         self.release_thought(None, &mut out);
         self.finished = true;
         let mut parts = self.call_parts();
-        if parts.is_empty() || self.lent_signature.is_some() {
-            // `chunk.text` in the SDKs reads "" rather than None; a last
-            // signature goes on such an empty text, as Gemini sends it.
-            let mut empty = json!({"text": ""});
-            if let Some(signature) = self.lent_signature.take() {
-                empty["thoughtSignature"] = json!(signature);
-            }
-            parts.push(empty);
+        if let Some(signature) = self.lent_signature.take() {
+            parts.push(trailing_signature(&signature));
+        } else if parts.is_empty() {
+            // `chunk.text` in the SDKs reads "" rather than None.
+            parts.push(json!({"text": ""}));
         }
         let reason = self.reason.unwrap_or_default();
         out.push(self.chunk(parts, Some(reason)));
@@ -1895,13 +1894,8 @@ fn build_contents(messages: &[Message]) -> Vec<Value> {
             }
             push_turn_part(&mut turns, part_role, value);
         }
-        // A signature with no part after it: Gemini's trailing signed empty text.
         if let Some(sig) = signature {
-            push_turn_part(
-                &mut turns,
-                role,
-                json!({"text": "", "thoughtSignature": sig}),
-            );
+            push_turn_part(&mut turns, role, trailing_signature(sig));
         }
     }
 
