@@ -188,7 +188,7 @@ async fn usage_latency_percentiles_per_group() {
         e.latency_ms = latency;
         entries.push(e);
     }
-    store.insert_request_log(&entries).await.unwrap();
+    store.insert_request_log(entries).await.unwrap();
     let percentiles = |r: &UsageRow| (r.p50_latency_ms, r.p95_latency_ms, r.p99_latency_ms);
 
     let by_endpoint = store
@@ -268,7 +268,7 @@ async fn usage_groups_buckets_and_range() {
     // Outside the range: at `to` exactly, and before `from`.
     entries.push(entry(5, T0 + 2 * HOUR));
     entries.push(entry(6, T0 - 1));
-    store.insert_request_log(&entries).await.unwrap();
+    store.insert_request_log(entries.clone()).await.unwrap();
 
     let totals = store
         .query_usage(&first_two_hours(vec![], None))
@@ -373,4 +373,34 @@ async fn usage_groups_buckets_and_range() {
     assert_eq!(store.prune_request_log(at(T0 + HOUR)).await.unwrap(), 4);
     assert_eq!(total(&store).await.requests, 2);
     store.close().await;
+}
+
+/// The request log has a connection of its own: batches written while the
+/// pool writes too all land, and a closed store refuses them with an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_batches_land_beside_other_writes_and_fail_once_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 0..200 {
+                store.set_meta("counter", &n.to_string()).await.unwrap();
+            }
+        })
+    };
+    for batch in 0..20 {
+        let entries = (0..50).map(|n| entry(batch * 50 + n, T0)).collect();
+        store.insert_request_log(entries).await.unwrap();
+    }
+    writer.await.unwrap();
+    assert_eq!(total(&store).await.requests, 1_000);
+    assert_eq!(
+        store.get_meta("counter").await.unwrap().as_deref(),
+        Some("199")
+    );
+
+    store.close().await;
+    let refused = store.insert_request_log(vec![entry(0, T0)]).await;
+    assert!(refused.is_err(), "{refused:?}");
 }

@@ -154,8 +154,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- request log (see crate::telemetry) ----
 
-    /// Appends request log entries in one transaction.
-    async fn insert_request_log(&self, entries: &[RequestLogEntry]) -> StoreResult<()>;
+    /// Appends request log entries in one transaction. Taken by value so a
+    /// store can write them on a thread of its own.
+    async fn insert_request_log(&self, entries: Vec<RequestLogEntry>) -> StoreResult<()>;
 
     /// Usage totals of the calls received in `[from, to)`, grouped as asked.
     async fn query_usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>>;

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -21,6 +22,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The request log's own connection (see `request_log`); `None` once
+    /// the store is closed.
+    log_writer: Arc<Mutex<Option<rusqlite::Connection>>>,
     path: PathBuf,
 }
 
@@ -48,8 +52,10 @@ impl SqliteStore {
             .await
             .map_err(db_error)?;
         MIGRATOR.run(&pool).await.map_err(db_error)?;
+        let log_writer = request_log::open_writer(path).map_err(db_error)?;
         Ok(SqliteStore {
             pool,
+            log_writer: Arc::new(Mutex::new(Some(log_writer))),
             path: path.to_path_buf(),
         })
     }
@@ -397,8 +403,20 @@ impl Store for SqliteStore {
 
     // ---- request log (see crate::telemetry) ----
 
-    async fn insert_request_log(&self, entries: &[super::RequestLogEntry]) -> StoreResult<()> {
-        request_log::insert(&self.pool, entries).await
+    async fn insert_request_log(&self, entries: Vec<super::RequestLogEntry>) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let writer = self.log_writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(connection) = writer.as_mut() else {
+                return Err(StoreError::Database("the store is closed".into()));
+            };
+            request_log::insert(connection, &entries).map_err(db_error)
+        })
+        .await
+        .map_err(db_error)?
     }
 
     async fn query_usage(&self, query: &super::UsageQuery) -> StoreResult<Vec<super::UsageRow>> {
@@ -427,6 +445,15 @@ impl Store for SqliteStore {
     // ---- end request log ----
 
     async fn close(&self) {
+        let log_writer = self.log_writer.clone();
+        // Closing may checkpoint the journal: file I/O, off the runtime.
+        let _ = tokio::task::spawn_blocking(move || {
+            log_writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        })
+        .await;
         self.pool.close().await;
     }
 }
@@ -474,7 +501,8 @@ fn gateway_key_from_row(row: &SqliteRow) -> StoreResult<StoredGatewayKey> {
 
 mod request_log {
     use std::fmt::Write as _;
-    use std::time::SystemTime;
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
 
     use sqlx::sqlite::{SqlitePool, SqliteRow};
     use sqlx::{AssertSqlSafe, Row as _};
@@ -484,12 +512,21 @@ mod request_log {
         LoggedRequest, RequestLogEntry, StoreResult, UsageGroup, UsageQuery, UsageRow, unix_ms,
     };
 
-    /// 21 columns: 100 rows stay far below SQLite's bound-parameter limit.
-    const ROWS_PER_STATEMENT: usize = 100;
-
-    const COLUMNS: &str = "request_id, at, endpoint, provider, model, operation, dialect, key_id, \
-         key_prefix, status, error_kind, error_message, latency_ms, ttft_ms, input_tokens, \
-         output_tokens, cached_input_tokens, cost_usd, attempts, fallbacks, cancelled";
+    /// The columns written, in the order `insert` binds them.
+    macro_rules! columns {
+        () => {
+            "request_id, at, endpoint, provider, model, operation, dialect, key_id, key_prefix, \
+             status, error_kind, error_message, latency_ms, ttft_ms, input_tokens, \
+             output_tokens, cached_input_tokens, cost_usd, attempts, fallbacks, cancelled"
+        };
+    }
+    const COLUMNS: &str = columns!();
+    const INSERT: &str = concat!(
+        "INSERT INTO request_log (",
+        columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+         ?18, ?19, ?20, ?21)"
+    );
 
     fn to_i64(value: u64) -> i64 {
         i64::try_from(value).unwrap_or(i64::MAX)
@@ -499,43 +536,61 @@ mod request_log {
         u64::try_from(value).unwrap_or(0)
     }
 
-    pub(super) async fn insert(pool: &SqlitePool, entries: &[RequestLogEntry]) -> StoreResult<()> {
-        if entries.is_empty() {
-            return Ok(());
+    /// The request log's writer: a blocking connection of its own, used
+    /// from one thread at a time. The pool's connections would hand every
+    /// statement to sqlx's worker thread and copy every value first; with
+    /// one prepared statement executed per row in one transaction the row
+    /// costs SQLite's own work only. WAL lets both kinds of connection
+    /// share the file; writers queue on the busy timeout.
+    pub(super) fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+        let connection = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(Duration::from_secs(5))?;
+        // Per connection, like the pool's: durable across application
+        // crashes, one sync per checkpoint rather than per commit.
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(connection)
+    }
+
+    pub(super) fn insert(
+        connection: &mut rusqlite::Connection,
+        entries: &[RequestLogEntry],
+    ) -> rusqlite::Result<()> {
+        // IMMEDIATE: take the write lock up front, so a concurrent writer
+        // makes this wait on the busy timeout instead of failing mid-way.
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert = transaction.prepare_cached(INSERT)?;
+            for e in entries {
+                insert.execute(rusqlite::params![
+                    e.request_id,
+                    e.at_ms,
+                    e.endpoint,
+                    e.provider,
+                    e.model,
+                    e.operation,
+                    e.dialect,
+                    e.key_id,
+                    e.key_prefix,
+                    e.status,
+                    e.error_kind,
+                    e.error_message,
+                    to_i64(e.latency_ms),
+                    e.ttft_ms.map(to_i64),
+                    e.input_tokens.map(to_i64),
+                    e.output_tokens.map(to_i64),
+                    e.cached_input_tokens.map(to_i64),
+                    e.cost_usd,
+                    e.attempts,
+                    e.fallbacks,
+                    e.cancelled,
+                ])?;
+            }
         }
-        // One multi-row statement per chunk: a statement (and a round trip
-        // to sqlx's SQLite thread) per row cost more than the rows.
-        let mut tx = pool.begin().await.map_err(db_error)?;
-        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-                "INSERT INTO request_log ({COLUMNS}) "
-            ));
-            insert.push_values(chunk, |mut row, e| {
-                row.push_bind(&e.request_id)
-                    .push_bind(e.at_ms)
-                    .push_bind(&e.endpoint)
-                    .push_bind(&e.provider)
-                    .push_bind(&e.model)
-                    .push_bind(&e.operation)
-                    .push_bind(&e.dialect)
-                    .push_bind(&e.key_id)
-                    .push_bind(&e.key_prefix)
-                    .push_bind(i64::from(e.status))
-                    .push_bind(&e.error_kind)
-                    .push_bind(&e.error_message)
-                    .push_bind(to_i64(e.latency_ms))
-                    .push_bind(e.ttft_ms.map(to_i64))
-                    .push_bind(e.input_tokens.map(to_i64))
-                    .push_bind(e.output_tokens.map(to_i64))
-                    .push_bind(e.cached_input_tokens.map(to_i64))
-                    .push_bind(e.cost_usd)
-                    .push_bind(i64::from(e.attempts))
-                    .push_bind(i64::from(e.fallbacks))
-                    .push_bind(e.cancelled);
-            });
-            insert.build().execute(&mut *tx).await.map_err(db_error)?;
-        }
-        tx.commit().await.map_err(db_error)
+        transaction.commit()
     }
 
     fn group_column(group: UsageGroup) -> &'static str {

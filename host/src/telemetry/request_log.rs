@@ -174,7 +174,6 @@ impl Drop for RequestLog {
 async fn write_loop(store: Arc<dyn Store>, shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(shared.options.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut batch: Vec<RequestLogEntry> = Vec::with_capacity(shared.options.batch_size);
     loop {
         tokio::select! {
             _ = shared.wake.notified() => {}
@@ -187,15 +186,15 @@ async fn write_loop(store: Arc<dyn Store>, shared: Arc<Shared>) {
             (std::mem::take(&mut pending.flushes), pending.closed)
         };
         loop {
-            {
+            let batch: Vec<RequestLogEntry> = {
                 let mut pending = shared.lock();
                 let take = pending.entries.len().min(shared.options.batch_size);
-                batch.extend(pending.entries.drain(..take));
-            }
+                pending.entries.drain(..take).collect()
+            };
             if batch.is_empty() {
                 break;
             }
-            write(&store, &mut batch).await;
+            write(&store, batch).await;
         }
         for done in flushes {
             let _ = done.send(());
@@ -206,15 +205,12 @@ async fn write_loop(store: Arc<dyn Store>, shared: Arc<Shared>) {
     }
 }
 
-async fn write(store: &Arc<dyn Store>, batch: &mut Vec<RequestLogEntry>) {
-    if batch.is_empty() {
-        return;
-    }
+async fn write(store: &Arc<dyn Store>, batch: Vec<RequestLogEntry>) {
+    let count = batch.len();
     if let Err(error) = store.insert_request_log(batch).await {
         // Retrying could pile up without bound behind a broken store; the
         // metrics still have these calls.
-        ::metrics::counter!("portico_request_log_dropped_total").increment(batch.len() as u64);
-        tracing::warn!(%error, count = batch.len(), "could not write request log entries; dropped");
+        ::metrics::counter!("portico_request_log_dropped_total").increment(count as u64);
+        tracing::warn!(%error, count, "could not write request log entries; dropped");
     }
-    batch.clear();
 }
