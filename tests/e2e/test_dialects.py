@@ -191,6 +191,11 @@ def test_token_counting_on_a_provider_that_cannot_count_is_a_clear_400(
     assert (google.value.code, google.value.status) == (400, "INVALID_ARGUMENT")
     assert "token counting" in google.value.message
     client.close()
+    openai_client = openai.OpenAI(base_url=gateway.openai_base_url, api_key="dummy", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as responses:
+        openai_client.responses.input_tokens.count(model=CHAT, input="x")
+    assert responses.value.body["type"] == "invalid_request_error"
+    assert f"endpoint '{CHAT}' does not support token counting" in responses.value.message
     assert fake_upstream.requests == []
     with pytest.raises(anthropic.NotFoundError):
         claude.messages.count_tokens(model="no-such-endpoint", messages=[{"role": "user", "content": "x"}])

@@ -590,6 +590,48 @@ def test_anthropic_counts_the_tokens_of_a_messages_request(anthropic_gateway: Ga
     gemini.close()
 
 
+def test_responses_input_tokens_are_counted_by_anthropic(client: OpenAI, fake: FakeAnthropic):
+    """The OpenAI SDK's responses.input_tokens.count reaches Anthropic's
+    count_tokens as the Responses request would have gone, stored
+    conversation (previous_response_id) included."""
+    fake.reset()
+    counted = client.responses.input_tokens.count(
+        model=CHAT,
+        instructions="Answer in one short sentence.",
+        input=[{"role": "user", "content": "What time is it in Lisbon"}],
+    )
+    rec = fake.only_request()
+    assert (rec.method, rec.path, rec.response_status) == ("POST", "/v1/messages/count_tokens", 200)
+    assert rec.headers.get("x-api-key") == fake.api_key
+    assert_client_key_not_sent(rec)
+    assert rec.json["model"] == CHAT_MODEL
+    assert rec.json["system"] == "Answer in one short sentence."
+    assert [(m["role"], blocks_text(m["content"])) for m in rec.json["messages"]] == [
+        ("user", "What time is it in Lisbon")
+    ]
+    assert "max_tokens" not in rec.json
+    assert (counted.object, counted.input_tokens) == ("response.input_tokens", 5 + 6)
+
+    first = client.responses.create(model=CHAT, input="Say hello")
+    fake.reset()
+    counted = client.responses.input_tokens.count(model=CHAT, previous_response_id=first.id, input="And goodbye")
+    rec = fake.only_request()
+    assert [(m["role"], blocks_text(m["content"])) for m in rec.json["messages"]] == [
+        ("user", "Say hello"),
+        ("assistant", first.output_text),
+        ("user", "And goodbye"),
+    ]
+    assert counted.input_tokens == input_tokens_of(rec.json)
+
+    fake.reset()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.input_tokens.count(model=CHAT, conversation="conv_123", input="x")
+    assert "'conversation' is not supported" in refused.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_tokens.count(model=CHAT, previous_response_id="resp_unknown", input="x")
+    assert fake.requests == []
+
+
 def test_rate_limit_with_retry_after(client: OpenAI, fake: FakeAnthropic):
     with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "hi"}])

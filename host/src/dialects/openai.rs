@@ -28,6 +28,7 @@ pub fn router() -> Router<Arc<Gateway>> {
         .route("/chat/completions", post(chat_completions))
         .route("/embeddings", post(embeddings))
         .route("/responses", post(responses))
+        .route("/responses/input_tokens", post(response_input_tokens))
         .route("/models", get(list_models))
         .route("/models/{model}", get(get_model))
         .fallback(not_found)
@@ -171,14 +172,10 @@ async fn responses(
         };
     let ctx = caller.context(Dialect::Openai);
     let mut request = client.request;
-    if let Some(previous) = &client.echo.previous_response_id {
-        match load_conversation(&gateway, previous).await {
-            Ok(mut history) => {
-                history.append(&mut request.messages);
-                request.messages = history;
-            }
-            Err(error) => return error_response(&error),
-        }
+    if let Err(error) =
+        continue_conversation(&gateway, &mut request, &client.echo.previous_response_id).await
+    {
+        return error_response(&error);
     }
     let history = request.messages.clone();
     let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
@@ -254,6 +251,59 @@ async fn responses(
             push_sse(out, Some(name), &data);
         }
     })
+}
+
+/// `POST /responses/input_tokens`: the input of a Responses request
+/// counted by the endpoint's provider (any whose plugin can count; the
+/// others answer a 400 saying so).
+async fn response_input_tokens(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let client = match body_or_error(body).and_then(|body| {
+        if serde_json::from_slice::<Value>(&body)
+            .is_ok_and(|v| !v.get("conversation").is_none_or(Value::is_null))
+        {
+            // Counting without it would answer a wrong number.
+            return Err(ProviderError::invalid_request(
+                "'conversation' is not supported by this gateway: continue a conversation with \
+                 previous_response_id",
+            ));
+        }
+        responses_api::parse_responses_request(&body)
+    }) {
+        Ok(client) => client,
+        Err(error) => return error_response(&error),
+    };
+    let ctx = caller.context(Dialect::Openai);
+    let mut request = client.request;
+    if let Err(error) =
+        continue_conversation(&gateway, &mut request, &client.echo.previous_response_id).await
+    {
+        return error_response(&error);
+    }
+    match gateway.count_tokens(&ctx, &client.endpoint, request).await {
+        Ok(tokens) => {
+            Json(json!({"object": "response.input_tokens", "input_tokens": tokens})).into_response()
+        }
+        Err(error) => error_response(&error),
+    }
+}
+
+/// Puts the stored conversation `previous` names before the request's own
+/// input.
+async fn continue_conversation(
+    gateway: &Gateway,
+    request: &mut portico_model::ChatRequest,
+    previous: &Option<String>,
+) -> Result<(), ProviderError> {
+    if let Some(previous) = previous {
+        let mut history = load_conversation(gateway, previous).await?;
+        history.append(&mut request.messages);
+        request.messages = history;
+    }
+    Ok(())
 }
 
 async fn load_conversation(gateway: &Gateway, id: &str) -> Result<Vec<Message>, ProviderError> {
