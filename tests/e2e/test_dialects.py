@@ -281,6 +281,10 @@ def test_responses_errors(oai: OpenAI):
         oai.responses.create(model="no-such-endpoint", input="x")
     with pytest.raises(openai.BadRequestError):
         oai.responses.create(model=CHAT, input="x", tools=[{"type": "web_search"}])
+    # A conversation object would be dropped silently: refused instead.
+    with pytest.raises(openai.BadRequestError) as conversation:
+        oai.responses.create(model=CHAT, input="x", conversation="conv_123")
+    assert "'conversation' is not supported" in conversation.value.message
 
 
 def test_reasoning_requests_reach_an_openai_upstream_as_reasoning_effort(

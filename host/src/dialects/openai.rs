@@ -165,18 +165,12 @@ async fn responses(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let client =
-        match body_or_error(body).and_then(|body| responses_api::parse_responses_request(&body)) {
-            Ok(client) => client,
-            Err(error) => return error_response(&error),
-        };
+    let client = match parse_continued(&gateway, body).await {
+        Ok(client) => client,
+        Err(error) => return error_response(&error),
+    };
     let ctx = caller.context(Dialect::Openai);
-    let mut request = client.request;
-    if let Err(error) =
-        continue_conversation(&gateway, &mut request, &client.echo.previous_response_id).await
-    {
-        return error_response(&error);
-    }
+    let request = client.request;
     let history = request.messages.clone();
     let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
     let created = unix_now();
@@ -261,29 +255,15 @@ async fn response_input_tokens(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let client = match body_or_error(body).and_then(|body| {
-        if serde_json::from_slice::<Value>(&body)
-            .is_ok_and(|v| !v.get("conversation").is_none_or(Value::is_null))
-        {
-            // Counting without it would answer a wrong number.
-            return Err(ProviderError::invalid_request(
-                "'conversation' is not supported by this gateway: continue a conversation with \
-                 previous_response_id",
-            ));
-        }
-        responses_api::parse_responses_request(&body)
-    }) {
+    let client = match parse_continued(&gateway, body).await {
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
     let ctx = caller.context(Dialect::Openai);
-    let mut request = client.request;
-    if let Err(error) =
-        continue_conversation(&gateway, &mut request, &client.echo.previous_response_id).await
+    match gateway
+        .count_tokens(&ctx, &client.endpoint, client.request)
+        .await
     {
-        return error_response(&error);
-    }
-    match gateway.count_tokens(&ctx, &client.endpoint, request).await {
         Ok(tokens) => {
             Json(json!({"object": "response.input_tokens", "input_tokens": tokens})).into_response()
         }
@@ -291,19 +271,19 @@ async fn response_input_tokens(
     }
 }
 
-/// Puts the stored conversation `previous` names before the request's own
-/// input.
-async fn continue_conversation(
+/// A Responses request read, with the stored conversation its
+/// `previous_response_id` names put before its own input.
+async fn parse_continued(
     gateway: &Gateway,
-    request: &mut portico_model::ChatRequest,
-    previous: &Option<String>,
-) -> Result<(), ProviderError> {
-    if let Some(previous) = previous {
+    body: Result<Bytes, BytesRejection>,
+) -> Result<responses_api::ClientResponsesRequest, ProviderError> {
+    let mut client = responses_api::parse_responses_request(&body_or_error(body)?)?;
+    if let Some(previous) = &client.echo.previous_response_id {
         let mut history = load_conversation(gateway, previous).await?;
-        history.append(&mut request.messages);
-        request.messages = history;
+        history.append(&mut client.request.messages);
+        client.request.messages = history;
     }
-    Ok(())
+    Ok(client)
 }
 
 async fn load_conversation(gateway: &Gateway, id: &str) -> Result<Vec<Message>, ProviderError> {

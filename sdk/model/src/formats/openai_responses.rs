@@ -56,6 +56,13 @@ pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, Pr
         .filter(|m| !m.is_empty())
         .ok_or_else(|| invalid("model", "is required: pass the endpoint name"))?
         .to_string();
+    if !obj.get("conversation").is_none_or(Value::is_null) {
+        // Answering without the conversation would lose its turns.
+        return Err(invalid(
+            "conversation",
+            "is not supported by this gateway: continue a conversation with previous_response_id",
+        ));
+    }
     let instructions = match obj.get("instructions") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -819,6 +826,21 @@ mod tests {
             error.message.contains("reasoning.effort"),
             "{}",
             error.message
+        );
+    }
+
+    #[test]
+    fn a_conversation_is_refused_rather_than_dropped() {
+        let error =
+            parse_responses_request(br#"{"model":"ep","input":"hi","conversation":"conv_1"}"#)
+                .unwrap_err();
+        assert!(
+            error.message.contains("'conversation' is not supported"),
+            "{}",
+            error.message
+        );
+        assert!(
+            parse_responses_request(br#"{"model":"ep","input":"hi","conversation":null}"#).is_ok()
         );
     }
 
