@@ -204,7 +204,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("creating plugins dir {}", cli.plugins_dir.display()))?;
 
     let upstream = UpstreamClients::new(Duration::from_secs(cli.connect_timeout_secs))
-        .context("building the HTTP client")?;
+        .map_err(|error| anyhow::anyhow!("building the HTTP client: {error}"))?;
+    if upstream.proxied() {
+        tracing::info!("upstream requests go through the proxy the environment names");
+    }
 
     let runtime = PluginRuntime::new(
         RuntimeConfig {

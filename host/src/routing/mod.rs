@@ -3,12 +3,11 @@
 //!
 //! Client dialects turn their requests into the neutral model and call
 //! [`Gateway`]; the gateway resolves the endpoint, lets the plugin build the
-//! upstream request, performs it with this thread's reqwest client, and lets
+//! upstream request, performs it with this thread's upstream client, and lets
 //! the plugin translate the answer back. Streams are decoded chunk by chunk
 //! as upstream bytes arrive; dropping the returned stream (client gone)
 //! drops the upstream response, which cancels the upstream request.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{FutureExt, Stream, StreamExt};
+use http_body_util::BodyExt;
 use portico_model::plugin::{Endpoint, HttpRequest, HttpResponse, Operation};
 use portico_model::{
     ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, ErrorKind, ProviderError,
@@ -24,10 +24,14 @@ use portico_model::{
 
 mod context;
 pub mod resilience;
+pub mod upstream;
 
 pub use context::{
     CallContext, CallHooks, CallRecord, Caller, CallerKey, RequestId, Served, new_request_id,
 };
+
+use upstream::{BoxError, UpstreamBody};
+pub use upstream::{UpstreamClient, UpstreamClients};
 
 use crate::endpoints::{EndpointDef, EndpointTable};
 use crate::registry::Registry;
@@ -580,7 +584,7 @@ impl Gateway {
         ctx: &CallContext,
         target: &EndpointDef,
         call: &mut Call,
-        client: &reqwest::Client,
+        client: &UpstreamClient,
         budget: Duration,
         served: &mut Served,
     ) -> Result<Answer, Failed> {
@@ -677,8 +681,11 @@ impl Gateway {
                         .map_err(PluginError::into_provider_error)?;
                     decoder.hold(slot);
                     let native = route.plugin.info.native_dialect == Some(ctx.dialect);
-                    let events =
-                        decode_stream(response.bytes_stream(), decoder, self.timeouts.stream_idle);
+                    let events = decode_stream(
+                        response.into_body().into_data_stream(),
+                        decoder,
+                        self.timeouts.stream_idle,
+                    );
                     let mut events: EventStream = if native {
                         events
                     } else {
@@ -710,130 +717,17 @@ impl Gateway {
     async fn send(
         &self,
         ctx: &CallContext,
-        client: &reqwest::Client,
+        client: &UpstreamClient,
         request: HttpRequest,
         limit: Duration,
-    ) -> Result<reqwest::Response, ProviderError> {
-        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-            ProviderError::internal(format!(
-                "plugin built an invalid HTTP method '{}'",
-                request.method
-            ))
-        })?;
-        let mut builder = match cached_url(&request.url) {
-            Some(url) => client.request(method, url),
-            // reqwest reports the invalid URL when sending.
-            None => client.request(method, &request.url),
-        };
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        builder = builder.header(REQUEST_ID_HEADER, &*ctx.request_id);
-        let send = builder.body(request.body).send();
-        match tokio::time::timeout(limit, send).await {
+    ) -> Result<http::Response<UpstreamBody>, ProviderError> {
+        match tokio::time::timeout(limit, client.send(request, &ctx.request_id)).await {
             Err(_) => Err(upstream_timeout()),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(upstream_unreachable(&error)),
+            Ok(Err(upstream::SendError::Invalid(error))) => Err(error),
+            Ok(Err(upstream::SendError::Failed(error))) => Err(upstream::unreachable(&*error)),
         }
     }
-}
-
-/// Most upstream URLs kept parsed per thread.
-const MAX_CACHED_URLS: usize = 1024;
-
-thread_local! {
-    static PARSED_URLS: std::cell::RefCell<HashMap<String, reqwest::Url>> =
-        std::cell::RefCell::new(HashMap::new());
-}
-
-/// `text` parsed, from a per-thread cache: plugins build the same few URLs
-/// over and over, and parsing one (host name normalization included) costs
-/// more than the rest of building the request. `None` if it is invalid.
-fn cached_url(text: &str) -> Option<reqwest::Url> {
-    PARSED_URLS.with_borrow_mut(|urls| {
-        if let Some(url) = urls.get(text) {
-            return Some(url.clone());
-        }
-        let url = reqwest::Url::parse(text).ok()?;
-        if urls.len() >= MAX_CACHED_URLS {
-            urls.clear();
-        }
-        urls.insert(text.to_string(), url.clone());
-        Some(url)
-    })
-}
-
-/// Upstream HTTP clients, one per thread (and per connect timeout, which
-/// reqwest sets per client). A pooled connection's I/O is driven by the
-/// runtime that opened it: with one runtime per serving thread, a request
-/// that reused another thread's connection would wait for that thread to
-/// wake up, which costs more than the request's own work at moderate load.
-/// So each thread pools its own upstream connections, as nginx workers do.
-#[derive(Clone, Debug)]
-pub struct UpstreamClients {
-    /// Tells this set's clients apart in the thread-local cache.
-    id: u64,
-    connect_timeout: Duration,
-    /// One client for all threads: plugins' `http-fetch`, and the fallback
-    /// if a thread's client cannot be built (this one was, so in practice
-    /// that does not happen).
-    shared: reqwest::Client,
-}
-
-thread_local! {
-    /// This thread's clients, by (set id, connect timeout in ms).
-    static THREAD_CLIENTS: std::cell::RefCell<HashMap<(u64, u64), reqwest::Client>> =
-        std::cell::RefCell::new(HashMap::new());
-}
-
-impl UpstreamClients {
-    pub fn new(connect_timeout: Duration) -> reqwest::Result<Self> {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        Ok(Self {
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            connect_timeout,
-            shared: upstream_client(connect_timeout)?,
-        })
-    }
-
-    /// The client shared by all threads, for calls off the serving path.
-    pub fn shared(&self) -> reqwest::Client {
-        self.shared.clone()
-    }
-
-    /// This thread's client for `connect_ms` (the default timeout if `None`).
-    pub fn get(&self, connect_ms: Option<u64>) -> reqwest::Client {
-        let timeout = connect_ms.map_or(self.connect_timeout, Duration::from_millis);
-        let key = (self.id, timeout.as_millis() as u64);
-        THREAD_CLIENTS.with_borrow_mut(|clients| {
-            if let Some(client) = clients.get(&key) {
-                return client.clone();
-            }
-            match upstream_client(timeout) {
-                Ok(client) => {
-                    clients.insert(key, client.clone());
-                    client
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot build an HTTP client; using the shared one");
-                    self.shared.clone()
-                }
-            }
-        })
-    }
-}
-
-/// An HTTP client for upstream calls (and plugins' `http-fetch`).
-pub fn upstream_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        // A redirect would carry provider credentials to a host the
-        // endpoint did not name (and past the plugins' egress allow-list):
-        // the upstream's 3xx goes to the plugin as an answer instead.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
 }
 
 /// What a call asks of a target.
@@ -960,35 +854,22 @@ fn upstream_timeout() -> ProviderError {
     }
 }
 
-fn upstream_unreachable(error: &reqwest::Error) -> ProviderError {
-    if error.is_timeout() {
-        return upstream_timeout();
-    }
-    // reqwest's Display omits the cause chain (connection refused, DNS...).
-    let mut message = format!("the upstream provider could not be reached: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    ProviderError::bad_upstream(message)
-}
-
 /// Reads a whole upstream response within the remaining time budget.
 async fn read_whole(
-    response: reqwest::Response,
+    response: http::Response<UpstreamBody>,
     limit: Duration,
 ) -> Result<HttpResponse, ProviderError> {
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
+    let (head, body) = response.into_parts();
+    let status = head.status.as_u16();
+    let headers = head
+        .headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let body = match tokio::time::timeout(limit, response.bytes()).await {
+    let body = match tokio::time::timeout(limit, body.collect()).await {
         Err(_) => return Err(upstream_timeout()),
-        Ok(Err(error)) => return Err(upstream_unreachable(&error)),
-        Ok(Ok(body)) => body.to_vec(),
+        Ok(Err(error)) => return Err(upstream::unreachable(&*error)),
+        Ok(Ok(body)) => Vec::from(body.to_bytes()),
     };
     Ok(HttpResponse {
         status,
@@ -1001,7 +882,7 @@ async fn read_whole(
 /// its events. Ends after the decoder's `finish`, or at the first error.
 fn decode_stream<B>(body: B, decoder: StreamDecoder, idle: Duration) -> EventStream
 where
-    B: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    B: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
 {
     struct State<B: Stream> {
         body: Gathering<B>,

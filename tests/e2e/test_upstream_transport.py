@@ -1,0 +1,205 @@
+"""Upstream transport: a proxy named by the environment (HTTP_PROXY and
+friends) carries the gateway's upstream requests, as it does for other HTTP
+clients, and NO_PROXY still exempts the hosts it names; an https upstream
+is spoken TLS to, with its certificate checked against the public roots."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import openai
+import pytest
+
+from harness import launch_gateway, require_built
+
+ANSWER = {
+    "id": "chatcmpl-proxied",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-fake",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "answered"},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+}
+
+
+class _ForwardProxy(ThreadingHTTPServer):
+    """An HTTP forward proxy that answers every request itself, recording
+    the request line (absolute-form, as clients send to a proxy)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.requests: list[dict] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.requests.append(
+            {
+                "target": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": json.loads(body),
+            }
+        )
+        payload = json.dumps(ANSWER).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def proxy():
+    server = _ForwardProxy()
+    yield server
+    server.shutdown()
+
+
+def _config(tmp_path, base_url: str):
+    config = tmp_path / "portico.toml"
+    config.write_text(
+        "[[endpoints]]\n"
+        'name = "proxied"\nprovider = "openai"\nmodel = "gpt-fake"\n'
+        "[endpoints.config]\n"
+        f'api_key = "sk-upstream-key"\nbase_url = "{base_url}"\n'
+    )
+    return config
+
+
+def test_upstream_requests_go_through_the_environment_proxy(proxy, tmp_path):
+    require_built("openai")
+    # `.invalid` never resolves: only the proxy can carry the request.
+    config = _config(tmp_path, "http://provider.invalid/v1")
+    env = {"HTTP_PROXY": proxy.url, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    with launch_gateway(tmp_path, config, env=env) as gw:
+        client = openai.OpenAI(base_url=gw.openai_base_url, api_key="dummy", max_retries=0)
+        answer = client.chat.completions.create(
+            model="proxied", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert "go through the proxy" in gw.log_text()
+    assert answer.choices[0].message.content == "answered"
+    assert len(proxy.requests) == 1
+    seen = proxy.requests[0]
+    assert seen["target"] == "http://provider.invalid/v1/chat/completions"
+    assert seen["headers"]["host"] == "provider.invalid"
+    assert seen["headers"]["authorization"] == "Bearer sk-upstream-key"
+    assert seen["headers"]["x-request-id"]
+    assert seen["body"]["model"] == "gpt-fake"
+    assert seen["body"]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_no_proxy_hosts_are_reached_directly(proxy, tmp_path):
+    require_built("openai")
+    upstream = _ForwardProxy()  # answers direct requests the same way
+    try:
+        config = _config(tmp_path, f"{upstream.url}/v1")
+        env = {"HTTP_PROXY": proxy.url, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        with launch_gateway(tmp_path, config, env=env) as gw:
+            client = openai.OpenAI(base_url=gw.openai_base_url, api_key="dummy", max_retries=0)
+            answer = client.chat.completions.create(
+                model="proxied", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert answer.choices[0].message.content == "answered"
+        assert proxy.requests == []
+        assert [r["target"] for r in upstream.requests] == ["/v1/chat/completions"]
+    finally:
+        upstream.shutdown()
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 that no public root vouches for."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_https_upstreams_are_spoken_tls_and_their_certificate_is_checked(tmp_path):
+    """An https base URL gets a TLS handshake, and a certificate no public
+    root vouches for is refused: the client gets a gateway error and no
+    request is sent over the connection."""
+    import socket
+    import ssl
+
+    require_built("openai")
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    handshakes: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            with raw:
+                raw.settimeout(5)
+                try:
+                    with context.wrap_socket(raw, server_side=True) as tls:
+                        handshakes.append(f"completed {tls.selected_alpn_protocol()}")
+                        tls.recv(1)
+                except (ssl.SSLError, OSError) as error:
+                    handshakes.append(f"refused {getattr(error, 'reason', error)}")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        config = _config(tmp_path, f"https://127.0.0.1:{port}/v1")
+        with launch_gateway(tmp_path, config) as gw:
+            client = openai.OpenAI(base_url=gw.openai_base_url, api_key="dummy", max_retries=0)
+            with pytest.raises(openai.APIStatusError) as raised:
+                client.chat.completions.create(model="proxied", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        listener.close()
+    assert raised.value.status_code == 502
+    assert "could not be reached" in raised.value.message
+    assert "invalid peer certificate: UnknownIssuer" in raised.value.message
+    # The gateway aborted the handshake itself (an unknown issuer alert):
+    # it did offer TLS, and never got as far as sending the request.
+    assert handshakes and all(h == "refused TLSV1_ALERT_UNKNOWN_CA" for h in handshakes), handshakes
