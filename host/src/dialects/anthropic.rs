@@ -13,7 +13,9 @@ use portico_model::formats::anthropic;
 use portico_model::{ErrorKind, ProviderError};
 use serde_json::json;
 
-use super::{StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response};
+use super::{
+    StreamItem, body_or_error, json_answer, json_error, passthrough_or, push_sse, stream_response,
+};
 use crate::routing::{Caller, Gateway};
 use portico_model::plugin::Dialect;
 
@@ -37,9 +39,9 @@ async fn messages(
     let ctx = caller.context(Dialect::Anthropic);
     if !client.stream {
         return match gateway.chat(&ctx, &client.endpoint, client.request).await {
-            Ok(response) => {
-                passthrough_or(response, |r| anthropic::message_body(r, &client.endpoint))
-            }
+            Ok(response) => passthrough_or(response, |r| {
+                json_answer(&anthropic::message_body(r, &client.endpoint))
+            }),
             Err(error) => error_response(&error),
         };
     }

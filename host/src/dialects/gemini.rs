@@ -17,7 +17,9 @@ use portico_model::{ErrorKind, ProviderError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response};
+use super::{
+    StreamItem, body_or_error, json_answer, json_error, passthrough_or, push_sse, stream_response,
+};
 use crate::routing::{CallContext, Caller, Gateway};
 use portico_model::plugin::Dialect;
 
@@ -97,7 +99,9 @@ async fn generate(gateway: &Gateway, ctx: &CallContext, endpoint: &str, body: &[
         Err(error) => return error_response(&error),
     };
     match gateway.chat(ctx, endpoint, request).await {
-        Ok(response) => passthrough_or(response, |r| gemini::generate_content_body(r, endpoint)),
+        Ok(response) => passthrough_or(response, |r| {
+            json_answer(&gemini::generate_content_body(r, endpoint))
+        }),
         Err(error) => error_response(&error),
     }
 }

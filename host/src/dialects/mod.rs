@@ -120,7 +120,7 @@ pub fn json_error(status: u16, body: Value, retry_after_ms: Option<u64>) -> Resp
 /// `render` makes.
 pub fn passthrough_or(
     response: ChatResponse,
-    render: impl FnOnce(&ChatResponse) -> Value,
+    render: impl FnOnce(&ChatResponse) -> Response,
 ) -> Response {
     match response.raw {
         Some(raw) if raw.is_object() => (
@@ -131,7 +131,28 @@ pub fn passthrough_or(
             raw.into_string(),
         )
             .into_response(),
-        _ => axum::Json(render(&response)).into_response(),
+        _ => render(&response),
+    }
+}
+
+/// `value` as a JSON answer, written by the gateway's JSON writer (see
+/// `portico_model::json`).
+pub fn json_answer<T: serde::Serialize + ?Sized>(value: &T) -> Response {
+    match portico_model::json::to_vec(value) {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        // As `axum::Json` does; answers with string keys cannot fail.
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not write the answer: {error}"),
+        )
+            .into_response(),
     }
 }
 

@@ -17,7 +17,8 @@ use portico_model::{ChatResponseBuilder, Message};
 use serde_json::{Value, json};
 
 use super::{
-    StreamItem, body_or_error, json_error, passthrough_or, push_sse, stream_response, unix_now,
+    StreamItem, body_or_error, json_answer, json_error, passthrough_or, push_sse, stream_response,
+    unix_now,
 };
 use crate::routing::EventStream;
 use crate::routing::{Caller, Gateway};
@@ -62,7 +63,7 @@ async fn chat_completions(
     } else {
         match gateway.chat(&ctx, &client.endpoint, client.request).await {
             Ok(response) => passthrough_or(response, |r| {
-                openai::chat_completion_body(r, &client.endpoint, created)
+                json_answer(&openai::chat_completion_body(r, &client.endpoint, created))
             }),
             Err(error) => error_response(&error),
         }

@@ -315,7 +315,14 @@ fn encodes_chat_completion_body() {
         },
         raw: None,
     };
-    let body = openai::chat_completion_body(&response, "ep", 1_700_000_000);
+    let typed = openai::chat_completion_body(&response, "ep", 1_700_000_000);
+    let body = serde_json::to_value(&typed).unwrap();
+    // Written straight from the typed form, the bytes are those of the
+    // `Value` form (keys in alphabetical order).
+    assert_eq!(
+        portico_model::json::to_string(&typed).unwrap(),
+        serde_json::to_string(&body).unwrap()
+    );
     assert_eq!(
         body,
         json!({
@@ -342,7 +349,12 @@ fn encodes_chat_completion_body() {
         finish_reason: FinishReason::ToolCalls,
         ..ChatResponse::default()
     };
-    let body = openai::chat_completion_body(&tool_response, "ep", 1);
+    let typed = openai::chat_completion_body(&tool_response, "ep", 1);
+    let body = serde_json::to_value(&typed).unwrap();
+    assert_eq!(
+        portico_model::json::to_string(&typed).unwrap(),
+        serde_json::to_string(&body).unwrap()
+    );
     assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
     let message = &body["choices"][0]["message"];
     assert_eq!(message["content"], Value::Null);

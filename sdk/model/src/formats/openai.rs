@@ -24,6 +24,7 @@
 //!   reported to OpenAI clients as `"stop"`.
 //! - Only choice 0 is read; clients asking for `n > 1` get a 400.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -658,59 +659,143 @@ pub fn parse_embeddings_request(body: &[u8]) -> Result<ClientEmbeddingsRequest, 
 
 /// A `chat.completion` object for `response`, reported as `model` (the
 /// endpoint name the client used).
-pub fn chat_completion_body(response: &ChatResponse, model: &str, created: u64) -> Value {
+pub fn chat_completion_body<'a>(
+    response: &'a ChatResponse,
+    model: &'a str,
+    created: u64,
+) -> ChatCompletion<'a> {
     let id = if response.id.is_empty() {
-        common::random_id("chatcmpl-")
+        Cow::Owned(common::random_id("chatcmpl-"))
     } else {
-        response.id.clone()
+        Cow::Borrowed(response.id.as_str())
     };
-    let mut text = String::new();
-    let mut thinking = String::new();
+    let mut text: Option<Cow<'a, str>> = None;
+    let mut thinking: Option<Cow<'a, str>> = None;
     let mut tool_calls = Vec::new();
     for part in &response.content {
         match part {
-            ContentPart::Text { text: t } => text.push_str(t),
-            ContentPart::Thinking { text: t, .. } => thinking.push_str(t),
+            ContentPart::Text { text: t } => append(&mut text, t),
+            ContentPart::Thinking { text: t, .. } => append(&mut thinking, t),
             ContentPart::ToolCall {
                 id,
                 name,
                 arguments,
-            } => tool_calls.push(json!({
-                "id": id,
-                "type": "function",
-                "function": {"name": name, "arguments": arguments},
-            })),
+            } => tool_calls.push(ToolCallBody {
+                function: FunctionBody { arguments, name },
+                id,
+                kind: "function",
+            }),
             ContentPart::Image { .. } | ContentPart::ToolResult { .. } => {}
         }
     }
-    let mut message = Map::new();
-    message.insert("role".into(), "assistant".into());
-    let content = if text.is_empty() && !tool_calls.is_empty() {
-        Value::Null
-    } else {
-        Value::String(text)
+    let content = match text {
+        None if !tool_calls.is_empty() => None,
+        text => Some(text.unwrap_or_default()),
     };
-    message.insert("content".into(), content);
-    message.insert("refusal".into(), Value::Null);
-    if !thinking.is_empty() {
-        message.insert("reasoning_content".into(), thinking.into());
-    }
-    if !tool_calls.is_empty() {
-        message.insert("tool_calls".into(), tool_calls.into());
-    }
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason_str(response.finish_reason),
+    ChatCompletion {
+        choices: [CompletionChoice {
+            finish_reason: finish_reason_str(response.finish_reason),
+            index: 0,
+            logprobs: (),
+            message: AssistantMessage {
+                content,
+                reasoning_content: thinking.filter(|t| !t.is_empty()),
+                refusal: (),
+                role: "assistant",
+                tool_calls,
+            },
         }],
-        "usage": usage_json(&response.usage),
-    })
+        created,
+        id,
+        model,
+        object: "chat.completion",
+        usage: UsageBody::new(&response.usage),
+    }
+}
+
+/// Appends `more` to `text`, borrowing while there is one piece only.
+fn append<'a>(text: &mut Option<Cow<'a, str>>, more: &'a str) {
+    match text {
+        None => *text = Some(Cow::Borrowed(more)),
+        Some(text) => text.to_mut().push_str(more),
+    }
+}
+
+/// An OpenAI `chat.completion` object of [`chat_completion_body`], written
+/// from borrowed parts. Fields are in alphabetical order, the order a
+/// `Value` object is written in, as for [`Chunk`].
+#[derive(Debug, Serialize)]
+pub struct ChatCompletion<'a> {
+    choices: [CompletionChoice<'a>; 1],
+    created: u64,
+    id: Cow<'a, str>,
+    model: &'a str,
+    object: &'static str,
+    usage: UsageBody,
+}
+
+#[derive(Debug, Serialize)]
+struct CompletionChoice<'a> {
+    finish_reason: &'static str,
+    index: u32,
+    /// Always `null`.
+    logprobs: (),
+    message: AssistantMessage<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct AssistantMessage<'a> {
+    /// `null` for an answer made of tool calls only.
+    content: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<Cow<'a, str>>,
+    /// Always `null`.
+    refusal: (),
+    role: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallBody<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ToolCallBody<'a> {
+    function: FunctionBody<'a>,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct FunctionBody<'a> {
+    arguments: &'a str,
+    name: &'a str,
+}
+
+/// OpenAI's `usage` object.
+#[derive(Debug, Serialize)]
+struct UsageBody {
+    completion_tokens: u32,
+    prompt_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<CachedTokens>,
+    total_tokens: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct CachedTokens {
+    cached_tokens: u32,
+}
+
+impl UsageBody {
+    fn new(usage: &Usage) -> Self {
+        UsageBody {
+            completion_tokens: usage.output_tokens,
+            prompt_tokens: usage.input_tokens,
+            prompt_tokens_details: usage
+                .cached_input_tokens
+                .map(|cached_tokens| CachedTokens { cached_tokens }),
+            total_tokens: usage.total(),
+        }
+    }
 }
 
 fn finish_reason_str(reason: FinishReason) -> &'static str {
@@ -723,18 +808,7 @@ fn finish_reason_str(reason: FinishReason) -> &'static str {
 }
 
 fn usage_json(usage: &Usage) -> Value {
-    let mut value = json!({
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total(),
-    });
-    if let (Some(cached), Some(obj)) = (usage.cached_input_tokens, value.as_object_mut()) {
-        obj.insert(
-            "prompt_tokens_details".into(),
-            json!({"cached_tokens": cached}),
-        );
-    }
-    value
+    serde_json::to_value(UsageBody::new(usage)).unwrap_or(Value::Null)
 }
 
 /// Encodes neutral stream events as `chat.completion.chunk` objects; the
