@@ -83,69 +83,106 @@ struct RouteMetrics {
 
 impl RouteMetrics {
     fn new(endpoint: &str, provider: &str, status: u16) -> Self {
-        let mut route = RouteMetrics {
+        RouteMetrics {
+            requests: ::metrics::counter!(
+                "portico_requests_total",
+                &status_labels(endpoint, provider, status)
+            ),
             endpoint: endpoint.to_string(),
             provider: provider.to_string(),
             status,
-            requests: Counter::noop(),
             errors: None,
             duration: None,
             time_to_first_token: None,
             input_tokens: None,
             output_tokens: None,
-        };
-        route.requests = ::metrics::counter!("portico_requests_total", &route.status_labels());
-        route
+        }
     }
 
-    fn status_labels(&self) -> [(&'static str, String); 3] {
-        [
-            ("endpoint", self.endpoint.clone()),
-            ("provider", self.provider.clone()),
-            ("status", self.status.to_string()),
-        ]
-    }
-
-    fn route_labels(&self) -> [(&'static str, String); 2] {
-        [
-            ("endpoint", self.endpoint.clone()),
-            ("provider", self.provider.clone()),
-        ]
-    }
-
+    // The getters destructure `self` so that the labels are built only when
+    // a handle is registered, not on every request.
     fn errors(&mut self) -> &Counter {
-        let labels = self.status_labels();
-        self.errors
-            .get_or_insert_with(|| ::metrics::counter!("portico_request_errors_total", &labels))
+        let Self {
+            errors,
+            endpoint,
+            provider,
+            status,
+            ..
+        } = self;
+        errors.get_or_insert_with(|| {
+            ::metrics::counter!(
+                "portico_request_errors_total",
+                &status_labels(endpoint, provider, *status)
+            )
+        })
     }
 
     fn duration(&mut self) -> &Histogram {
-        let labels = self.route_labels();
-        self.duration.get_or_insert_with(|| {
-            ::metrics::histogram!("portico_request_duration_seconds", &labels)
+        let Self {
+            duration,
+            endpoint,
+            provider,
+            ..
+        } = self;
+        duration.get_or_insert_with(|| {
+            ::metrics::histogram!(
+                "portico_request_duration_seconds",
+                &route_labels(endpoint, provider)
+            )
         })
     }
 
     fn time_to_first_token(&mut self) -> &Histogram {
-        let labels = self.route_labels();
-        self.time_to_first_token.get_or_insert_with(|| {
-            ::metrics::histogram!("portico_time_to_first_token_seconds", &labels)
+        let Self {
+            time_to_first_token,
+            endpoint,
+            provider,
+            ..
+        } = self;
+        time_to_first_token.get_or_insert_with(|| {
+            ::metrics::histogram!(
+                "portico_time_to_first_token_seconds",
+                &route_labels(endpoint, provider)
+            )
         })
     }
 
     fn tokens(&mut self, direction: &'static str) -> &Counter {
-        let [endpoint, provider] = self.route_labels();
-        let slot = match direction {
-            "input" => &mut self.input_tokens,
-            _ => &mut self.output_tokens,
+        let Self {
+            input_tokens,
+            output_tokens,
+            endpoint,
+            provider,
+            ..
+        } = self;
+        let slot = if direction == "input" {
+            input_tokens
+        } else {
+            output_tokens
         };
         slot.get_or_insert_with(|| {
+            let [endpoint, provider] = route_labels(endpoint, provider);
             ::metrics::counter!(
                 "portico_tokens_total",
                 &[endpoint, provider, ("direction", direction.to_string())]
             )
         })
     }
+}
+
+fn status_labels(endpoint: &str, provider: &str, status: u16) -> [(&'static str, String); 3] {
+    [
+        ("endpoint", endpoint.to_string()),
+        ("provider", provider.to_string()),
+        ("status", status.to_string()),
+    ]
+}
+
+fn route_labels(endpoint: &str, provider: &str) -> [(&'static str, String); 2] {
+    [
+        ("endpoint", endpoint.to_string()),
+        ("provider", provider.to_string()),
+    ]
 }
 
 /// Most endpoint labels whose handles a thread keeps (endpoints come from
