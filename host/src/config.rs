@@ -50,6 +50,11 @@ pub struct Cli {
     /// Upstream connect timeout, in seconds.
     #[arg(long, env = "PORTICO_CONNECT_TIMEOUT", default_value_t = 10)]
     pub connect_timeout_secs: u64,
+    /// PEM file of certificate authorities to trust for HTTPS upstreams (and
+    /// plugins' http-fetch) in addition to Mozilla's public roots: for
+    /// providers reached through a private CA or a TLS-inspecting proxy.
+    #[arg(long, env = "PORTICO_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
     /// Upstream request timeout for non-streaming calls (and the wait for
     /// the first byte of streaming ones), in seconds.
     #[arg(long, env = "PORTICO_REQUEST_TIMEOUT", default_value_t = 600)]

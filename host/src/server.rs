@@ -16,7 +16,7 @@ use crate::config::Cli;
 use crate::dialects;
 use crate::endpoints::{EndpointManager, EndpointTable, FileWatchGuard};
 use crate::registry::Registry;
-use crate::routing::{Gateway, UpstreamClients, UpstreamTimeouts};
+use crate::routing::{Gateway, UpstreamClients, UpstreamTimeouts, UpstreamTrust};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::secrets::{self, Cipher};
 use crate::store::{self, Store};
@@ -203,7 +203,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.plugins_dir)
         .with_context(|| format!("creating plugins dir {}", cli.plugins_dir.display()))?;
 
-    let upstream = UpstreamClients::new(Duration::from_secs(cli.connect_timeout_secs))
+    let trust = match &cli.upstream_ca_file {
+        Some(path) => {
+            let trust = UpstreamTrust::with_ca_file(path)?;
+            tracing::info!(
+                file = %path.display(),
+                authorities = trust.extra_authorities(),
+                "upstream certificates may also be issued by the CA file's authorities"
+            );
+            trust
+        }
+        None => UpstreamTrust::default(),
+    };
+    let upstream = UpstreamClients::new(Duration::from_secs(cli.connect_timeout_secs), &trust)
         .map_err(|error| anyhow::anyhow!("building the HTTP client: {error}"))?;
     if upstream.proxied() {
         tracing::info!("upstream requests go through the proxy the environment names");

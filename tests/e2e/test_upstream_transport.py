@@ -1,7 +1,8 @@
 """Upstream transport: a proxy named by the environment (HTTP_PROXY and
 friends) carries the gateway's upstream requests, as it does for other HTTP
 clients, and NO_PROXY still exempts the hosts it names; an https upstream
-is spoken TLS to, with its certificate checked against the public roots."""
+is spoken TLS to, with its certificate checked against the public roots and
+the certificate authorities named by --upstream-ca-file."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ class _ForwardProxy(ThreadingHTTPServer):
     """An HTTP forward proxy that answers every request itself, recording
     the request line (absolute-form, as clients send to a proxy)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls=None) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.requests: list[dict] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -203,3 +206,124 @@ def test_https_upstreams_are_spoken_tls_and_their_certificate_is_checked(tmp_pat
     # The gateway aborted the handshake itself (an unknown issuer alert):
     # it did offer TLS, and never got as far as sending the request.
     assert handshakes and all(h == "refused TLSV1_ALERT_UNKNOWN_CA" for h in handshakes), handshakes
+
+
+def _private_ca(tmp_path):
+    """A private certificate authority and a certificate it issued for
+    127.0.0.1, as a company's internal CA or a TLS-inspecting proxy would."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Portico Test Private CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "leaf.pem", tmp_path / "leaf-key.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_path, cert_path, key_path
+
+
+def test_upstream_ca_file_trusts_a_private_certificate_authority(tmp_path):
+    """With --upstream-ca-file, an upstream whose certificate a private CA
+    issued is spoken to over TLS, and the request arrives whole."""
+    import ssl
+
+    require_built("openai")
+    ca, cert, key = _private_ca(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    upstream = _ForwardProxy(tls=context)
+    try:
+        port = upstream.server_address[1]
+        config = _config(tmp_path, f"https://127.0.0.1:{port}/v1")
+        with launch_gateway(tmp_path, config, extra_args=["--upstream-ca-file", str(ca)]) as gw:
+            client = openai.OpenAI(base_url=gw.openai_base_url, api_key="dummy", max_retries=0)
+            answer = client.chat.completions.create(
+                model="proxied", messages=[{"role": "user", "content": "over tls"}]
+            )
+    finally:
+        upstream.shutdown()
+    assert answer.choices[0].message.content == "answered"
+    assert len(upstream.requests) == 1
+    seen = upstream.requests[0]
+    assert seen["target"] == "/v1/chat/completions"
+    assert seen["headers"]["authorization"] == "Bearer sk-upstream-key"
+    assert seen["body"]["messages"] == [{"role": "user", "content": "over tls"}]
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (None, "cannot read"),
+        (b"not a certificate\n", "no certificate"),
+        (
+            b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+            "cannot use",
+        ),
+    ],
+)
+def test_unusable_upstream_ca_file_stops_the_start(tmp_path, content, reason):
+    """A CA file that is missing, holds no certificate or a broken one stops
+    the gateway at start with a message naming the file, rather than
+    serving without the trust the operator asked for."""
+    import subprocess
+
+    from harness import BINARY, PLUGINS_DIR
+
+    require_built("openai")
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_bytes(content)
+    config = _config(tmp_path, "https://127.0.0.1:9/v1")
+    result = subprocess.run(
+        [
+            str(BINARY), "--listen", "127.0.0.1:0", "--plugins-dir", str(PLUGINS_DIR),
+            "--config", str(config), "--data-dir", str(tmp_path / "data"),
+            "--upstream-ca-file", str(ca),
+        ],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert str(ca) in output, output
+    assert reason in output, output

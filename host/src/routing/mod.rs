@@ -31,7 +31,7 @@ pub use context::{
 };
 
 use upstream::{BoxError, UpstreamBody};
-pub use upstream::{UpstreamClient, UpstreamClients};
+pub use upstream::{UpstreamClient, UpstreamClients, UpstreamTrust};
 
 use crate::endpoints::{EndpointDef, EndpointTable};
 use crate::registry::Registry;

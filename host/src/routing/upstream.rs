@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use portico_model::ProviderError;
 use portico_model::plugin::HttpRequest;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 /// Any error on the way to or from an upstream.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -62,10 +65,15 @@ pub enum UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// A client whose connections time out after `connect_timeout`.
-    pub fn new(connect_timeout: Duration, proxied: bool) -> Result<Self, BoxError> {
+    /// A client whose connections time out after `connect_timeout`, checking
+    /// certificates against `trust`.
+    fn new(
+        connect_timeout: Duration,
+        proxied: bool,
+        trust: &TrustedRoots,
+    ) -> Result<Self, BoxError> {
         if proxied {
-            return Ok(Self::Proxied(proxied_client(connect_timeout)?));
+            return Ok(Self::Proxied(proxied_client(connect_timeout, trust)?));
         }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -75,7 +83,7 @@ impl UpstreamClient {
         http.set_keepalive_interval(Some(TCP_KEEPALIVE));
         http.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(trust.tls.as_ref().clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -201,8 +209,16 @@ pub fn proxy_in_environment() -> bool {
 }
 
 /// A reqwest client: for proxied upstream calls and plugins' `http-fetch`.
-pub fn proxied_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+fn proxied_client(
+    connect_timeout: Duration,
+    trust: &TrustedRoots,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    // reqwest's `rustls-tls` starts from the same Mozilla roots.
+    for certificate in &trust.extra {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(certificate)?);
+    }
+    builder
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(POOL_IDLE)
         .tcp_nodelay(true)
@@ -261,6 +277,8 @@ pub struct UpstreamClients {
     connect_timeout: Duration,
     /// Whether requests go through the environment's proxy (reqwest).
     proxied: bool,
+    /// What upstream certificates are checked against.
+    trust: TrustedRoots,
     /// One reqwest client for all threads: plugins' `http-fetch`.
     shared: reqwest::Client,
 }
@@ -275,22 +293,16 @@ thread_local! {
 
 impl UpstreamClients {
     /// Clients that go straight to upstreams, or through the environment's
-    /// proxy if it names one.
-    pub fn new(connect_timeout: Duration) -> Result<Self, BoxError> {
-        Self::with_proxy_choice(connect_timeout, proxy_in_environment())
-    }
-
-    fn with_proxy_choice(connect_timeout: Duration, proxied: bool) -> Result<Self, BoxError> {
+    /// proxy if it names one, and trust the certificates `trust` vouches for.
+    pub fn new(connect_timeout: Duration, trust: &UpstreamTrust) -> Result<Self, BoxError> {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let shared = proxied_client(connect_timeout)?;
-        // Built once here, so a client that cannot be built fails at start
-        // rather than on a serving thread.
-        UpstreamClient::new(connect_timeout, proxied)?;
+        let trust = TrustedRoots::new(trust)?;
         Ok(Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             connect_timeout,
-            proxied,
-            shared,
+            proxied: proxy_in_environment(),
+            shared: proxied_client(connect_timeout, &trust)?,
+            trust,
         })
     }
 
@@ -313,7 +325,7 @@ impl UpstreamClients {
             if let Some(client) = clients.get(&key) {
                 return client.clone();
             }
-            match UpstreamClient::new(timeout, self.proxied) {
+            match UpstreamClient::new(timeout, self.proxied, &self.trust) {
                 Ok(client) => {
                     let client = Arc::new(client);
                     clients.insert(key, client.clone());
@@ -337,6 +349,105 @@ pub fn unreachable(error: &(dyn std::error::Error + 'static)) -> ProviderError {
         "the upstream provider could not be reached: {}",
         describe(error)
     ))
+}
+
+/// The certificate authorities upstream certificates are checked against,
+/// beyond Mozilla's public roots (`webpki-roots`, what reqwest's
+/// `rustls-tls` trusts): a private CA, or the one a TLS-inspecting proxy
+/// signs with. Read once at start, so a bad file stops the start rather
+/// than failing requests.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamTrust {
+    extra: Vec<CertificateDer<'static>>,
+}
+
+/// Why an upstream CA file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    // The I/O error is in the message, not the error chain: it would be
+    // printed twice.
+    #[error("cannot read the upstream CA file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("the upstream CA file {path} holds no certificate (PEM \"BEGIN CERTIFICATE\" blocks)")]
+    Empty { path: String },
+    #[error("cannot use certificate {number} of the upstream CA file {path}: {reason}")]
+    Unusable {
+        path: String,
+        number: usize,
+        reason: String,
+    },
+}
+
+impl UpstreamTrust {
+    /// Mozilla's roots and the CA certificates of the PEM file at `path`.
+    pub fn with_ca_file(path: &Path) -> Result<Self, CaFileError> {
+        let shown = || path.display().to_string();
+        let pem = std::fs::read(path).map_err(|error| CaFileError::Read {
+            path: shown(),
+            error,
+        })?;
+        let mut extra = Vec::new();
+        for (index, certificate) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+            let unusable = |reason: String| CaFileError::Unusable {
+                path: shown(),
+                number: index + 1,
+                reason,
+            };
+            let certificate = certificate.map_err(|error| unusable(error.to_string()))?;
+            // Checked as a trust anchor now, so that a broken certificate
+            // is reported here rather than silently skipped.
+            rustls::RootCertStore::empty()
+                .add(certificate.clone())
+                .map_err(|error| {
+                    // rustls words these as a peer's certificate problem.
+                    let detail = match error {
+                        rustls::Error::InvalidCertificate(problem) => format!("{problem:?}"),
+                        other => other.to_string(),
+                    };
+                    unusable(format!("not a usable X.509 certificate ({detail})"))
+                })?;
+            extra.push(certificate);
+        }
+        if extra.is_empty() {
+            return Err(CaFileError::Empty { path: shown() });
+        }
+        Ok(Self { extra })
+    }
+
+    /// How many certificate authorities it adds to the public roots.
+    pub fn extra_authorities(&self) -> usize {
+        self.extra.len()
+    }
+}
+
+/// An `UpstreamTrust` made into the TLS settings every client starts from.
+#[derive(Clone, Debug)]
+struct TrustedRoots {
+    /// For hyper's clients: built once, copied per client.
+    tls: Arc<rustls::ClientConfig>,
+    /// For reqwest, which builds its own settings from its roots.
+    extra: Vec<CertificateDer<'static>>,
+}
+
+impl TrustedRoots {
+    fn new(trust: &UpstreamTrust) -> Result<Self, BoxError> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for certificate in &trust.extra {
+            roots.add(certificate.clone())?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Self {
+            tls: Arc::new(tls),
+            extra: trust.extra.clone(),
+        })
+    }
 }
 
 #[cfg(test)]

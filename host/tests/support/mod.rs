@@ -108,6 +108,9 @@ impl Drop for FakeOpenAi {
 
 /// Upstream clients for a gateway under test.
 pub fn upstream_clients() -> portico::routing::UpstreamClients {
-    portico::routing::UpstreamClients::new(std::time::Duration::from_secs(10))
-        .expect("building the HTTP client")
+    portico::routing::UpstreamClients::new(
+        std::time::Duration::from_secs(10),
+        &portico::routing::UpstreamTrust::default(),
+    )
+    .expect("building the HTTP client")
 }
