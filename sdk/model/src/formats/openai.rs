@@ -80,6 +80,14 @@ const KNOWN_CHAT_FIELDS: &[&str] = &[
 
 /// Parses an OpenAI Chat Completions request body.
 pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderError> {
+    match plain_chat::parse(body) {
+        Some(parsed) => Ok(parsed),
+        None => parse_chat_request_value(body),
+    }
+}
+
+/// The full reading of a chat request, through a `Value` tree.
+fn parse_chat_request_value(body: &[u8]) -> Result<ClientChatRequest, ProviderError> {
     let obj = parse_object(body)?;
     let endpoint = required_str(&obj, "model")?.to_string();
 
@@ -181,6 +189,121 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ClientChatRequest, ProviderErro
             extra_dialect: Some(DIALECT.to_string()),
         },
     })
+}
+
+/// The common shape of a chat request (text messages in the four usual
+/// roles, sampling parameters, nothing else), read straight into the
+/// neutral request without a `Value` tree, which cost ~3% of a translated
+/// request at the gateway. Strict where the `Value` reading is lenient: any
+/// other field, role or shape, an error of any kind, or a value that reading
+/// would refuse, gives `None`, and the `Value` reading (which defines the
+/// behaviour and words the errors) runs instead. Tests check both agree.
+mod plain_chat {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    use super::{ClientChatRequest, DIALECT};
+    use crate::{ChatRequest, ContentPart, Message, Role, SamplingParams};
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        model: Cow<'a, str>,
+        #[serde(borrow)]
+        messages: Vec<PlainMessage<'a>>,
+        stream: Option<bool>,
+        stream_options: Option<StreamOptions>,
+        n: Option<u32>,
+        max_tokens: Option<u32>,
+        max_completion_tokens: Option<u32>,
+        temperature: Option<f64>,
+        top_p: Option<f64>,
+        seed: Option<i64>,
+        presence_penalty: Option<f64>,
+        frequency_penalty: Option<f64>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PlainMessage<'a> {
+        #[serde(borrow)]
+        role: Cow<'a, str>,
+        #[serde(borrow)]
+        content: Cow<'a, str>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct StreamOptions {
+        include_usage: Option<bool>,
+    }
+
+    pub(super) fn parse(body: &[u8]) -> Option<ClientChatRequest> {
+        let request: Request = serde_json::from_slice(body).ok()?;
+        if request.model.is_empty()
+            || request.messages.is_empty()
+            || request.n.is_some_and(|n| n != 1)
+        {
+            return None;
+        }
+        let mut system: Vec<String> = Vec::new();
+        let mut messages = Vec::with_capacity(request.messages.len());
+        for message in request.messages {
+            match &*message.role {
+                "system" | "developer" => system.push(message.content.into_owned()),
+                "user" => messages.push(Message {
+                    role: Role::User,
+                    content: vec![ContentPart::text(message.content)],
+                }),
+                "assistant" => messages.push(Message {
+                    role: Role::Assistant,
+                    // As the `Value` reading's `push_text`: no empty part.
+                    content: if message.content.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![ContentPart::text(message.content)]
+                    },
+                }),
+                _ => return None,
+            }
+        }
+        let system = match system.len() {
+            0 => None,
+            1 => system.pop(),
+            _ => Some(system.join("\n\n")),
+        };
+        Some(ClientChatRequest {
+            endpoint: request.model.into_owned(),
+            stream: request.stream.unwrap_or(false),
+            include_usage: request
+                .stream_options
+                .and_then(|options| options.include_usage)
+                .unwrap_or(false),
+            request: ChatRequest {
+                model: String::new(),
+                system,
+                messages,
+                tools: Vec::new(),
+                tool_choice: None,
+                params: SamplingParams {
+                    max_tokens: request.max_completion_tokens.or(request.max_tokens),
+                    temperature: request.temperature,
+                    top_p: request.top_p,
+                    top_k: None,
+                    stop: Vec::new(),
+                    seed: request.seed,
+                    presence_penalty: request.presence_penalty,
+                    frequency_penalty: request.frequency_penalty,
+                },
+                response_format: None,
+                reasoning: None,
+                extra: Default::default(),
+                extra_dialect: Some(DIALECT.to_string()),
+            },
+        })
+    }
 }
 
 fn parse_message(
@@ -2301,6 +2424,60 @@ mod tests {
         r#"{"id":"a","id":"b","choices":[{"message":{"content":"x"}}]}"#,
         "not json",
     ];
+
+    /// Chat requests the plain reading must read exactly as the `Value`
+    /// reading does.
+    const PLAIN_REQUESTS: &[&str] = &[
+        r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"messages":[{"role":"system","content":"Be brief."},{"role":"developer","content":"Use \"quotes\"\n"},{"role":"user","content":""},{"role":"assistant","content":""},{"role":"assistant","content":"\u00e9t\u00e9"},{"role":"user","content":"and?"}],"model":"claude","stream":true,"stream_options":{"include_usage":true},"n":1,"max_tokens":256,"max_completion_tokens":100,"temperature":0.2,"top_p":1,"seed":-7,"presence_penalty":-0.5,"frequency_penalty":2e-1}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":null,"stream_options":null,"n":null,"max_tokens":null,"temperature":null,"top_p":null,"seed":null}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":false,"stream_options":{"include_usage":null},"max_tokens":4294967295}"#,
+        " {\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"only system\"},{\"role\":\"user\",\"content\":\"x\"}]}\n",
+    ];
+
+    /// Chat requests the plain reading leaves to the `Value` reading.
+    const NOT_PLAIN_REQUESTS: &[&str] = &[
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"user":"u1"}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low"}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"}]}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x","name":"ann"}]}"#,
+        r#"{"model":"m","messages":[{"role":"tool","content":"x","tool_call_id":"c"}]}"#,
+        r#"{"model":"m","messages":[{"role":"function","content":"x"}]}"#,
+        r#"{"model":"m","messages":[{"role":"assistant","content":null}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1.0}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_obfuscation":false}}"#,
+        r#"{"model":"m","model":"n","messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"m","messages":[]}"#,
+        r#"{"messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}]} trailing"#,
+        "[]",
+    ];
+
+    #[test]
+    fn plain_chat_reading_matches_the_value_reading() {
+        for body in PLAIN_REQUESTS {
+            let plain = plain_chat::parse(body.as_bytes());
+            let Some(plain) = plain else {
+                panic!("the plain reading should cover {body}");
+            };
+            // The `Value` reading alone, as `parse_chat_request` runs it
+            // when the plain reading declines.
+            let reference = parse_chat_request_value(body.as_bytes());
+            assert_eq!(Ok(plain), reference, "{body}");
+        }
+        for body in NOT_PLAIN_REQUESTS {
+            assert!(plain_chat::parse(body.as_bytes()).is_none(), "{body}");
+            assert_eq!(
+                parse_chat_request(body.as_bytes()),
+                parse_chat_request_value(body.as_bytes()),
+                "{body}"
+            );
+        }
+    }
 
     #[test]
     fn typed_chunk_reading_matches_the_value_reading() {
