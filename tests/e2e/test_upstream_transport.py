@@ -128,36 +128,63 @@ def test_no_proxy_hosts_are_reached_directly(proxy, tmp_path):
         upstream.shutdown()
 
 
-def _self_signed(tmp_path):
-    """A certificate for 127.0.0.1 that no public root vouches for."""
+def _certificate(subject: str, issuer: str, public_key, signing_key, *, ca: bool = False):
+    """A day-long certificate for `subject` signed by `signing_key`: a CA's
+    when `ca`, a server's for 127.0.0.1 otherwise."""
     import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
     import ipaddress
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    def name(common_name: str):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
+        .subject_name(name(subject))
+        .issuer_name(name(issuer))
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+    if ca:
+        usage = dict.fromkeys(
+            ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+             "key_agreement", "encipher_only", "decipher_only"],
+            False,
+        )
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        builder = builder.add_extension(x509.KeyUsage(key_cert_sign=True, crl_sign=True, **usage), critical=True)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def _write_pem(path, certificate=None, key=None):
+    from cryptography.hazmat.primitives import serialization
+
+    if certificate is not None:
+        path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    else:
+        path.write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+    return path
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 that no public root vouches for."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _certificate("127.0.0.1", "127.0.0.1", key.public_key(), key)
+    return _write_pem(tmp_path / "cert.pem", cert), _write_pem(tmp_path / "key.pem", key=key)
 
 
 def test_https_upstreams_are_spoken_tls_and_their_certificate_is_checked(tmp_path):
@@ -211,56 +238,17 @@ def test_https_upstreams_are_spoken_tls_and_their_certificate_is_checked(tmp_pat
 def _private_ca(tmp_path):
     """A private certificate authority and a certificate it issued for
     127.0.0.1, as a company's internal CA or a TLS-inspecting proxy would."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Portico Test Private CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = _certificate("Portico Test Private CA", "Portico Test Private CA", ca_key.public_key(), ca_key, ca=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    leaf = _certificate("127.0.0.1", "Portico Test Private CA", key.public_key(), ca_key)
+    return (
+        _write_pem(tmp_path / "ca.pem", ca),
+        _write_pem(tmp_path / "leaf.pem", leaf),
+        _write_pem(tmp_path / "leaf-key.pem", key=key),
     )
-    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "leaf.pem", tmp_path / "leaf-key.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return ca_path, cert_path, key_path
 
 
 def test_upstream_ca_file_trusts_a_private_certificate_authority(tmp_path):
