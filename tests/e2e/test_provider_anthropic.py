@@ -623,10 +623,23 @@ def test_responses_input_tokens_are_counted_by_anthropic(client: OpenAI, fake: F
     ]
     assert counted.input_tokens == input_tokens_of(rec.json)
 
+    # Without `input`, the stored conversation alone is counted.
+    fake.reset()
+    counted = client.responses.input_tokens.count(model=CHAT, previous_response_id=first.id)
+    rec = fake.only_request()
+    assert [(m["role"], blocks_text(m["content"])) for m in rec.json["messages"]] == [
+        ("user", "Say hello"),
+        ("assistant", first.output_text),
+    ]
+    assert counted.input_tokens == input_tokens_of(rec.json)
+
     fake.reset()
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.input_tokens.count(model=CHAT, conversation="conv_123", input="x")
     assert "'conversation' is not supported" in refused.value.message
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.input_tokens.count(model=CHAT, instructions="Nothing else.")
+    assert "'input' is required unless 'previous_response_id'" in refused.value.message
     with pytest.raises(openai.NotFoundError):
         client.responses.input_tokens.count(model=CHAT, previous_response_id="resp_unknown", input="x")
     assert fake.requests == []

@@ -166,7 +166,8 @@ async fn responses(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let client = match parse_continued(&gateway, body).await {
+    let parsed = body_or_error(body).and_then(|body| responses_api::parse_responses_request(&body));
+    let client = match continued(&gateway, parsed).await {
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
@@ -256,7 +257,14 @@ async fn response_input_tokens(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let client = match parse_continued(&gateway, body).await {
+    let parsed =
+        body_or_error(body).and_then(|body| responses_api::parse_input_tokens_request(&body));
+    let client = match continued(&gateway, parsed).await {
+        Ok(client) if client.request.messages.is_empty() => {
+            return error_response(&ProviderError::invalid_request(
+                "'input' is required unless 'previous_response_id' names a stored response",
+            ));
+        }
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
@@ -274,11 +282,11 @@ async fn response_input_tokens(
 
 /// A Responses request read, with the stored conversation its
 /// `previous_response_id` names put before its own input.
-async fn parse_continued(
+async fn continued(
     gateway: &Gateway,
-    body: Result<Bytes, BytesRejection>,
+    parsed: Result<responses_api::ClientResponsesRequest, ProviderError>,
 ) -> Result<responses_api::ClientResponsesRequest, ProviderError> {
-    let mut client = responses_api::parse_responses_request(&body_or_error(body)?)?;
+    let mut client = parsed?;
     if let Some(previous) = &client.echo.previous_response_id {
         let mut history = load_conversation(gateway, previous).await?;
         history.append(&mut client.request.messages);

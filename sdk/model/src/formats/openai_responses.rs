@@ -43,7 +43,26 @@ fn invalid(path: &str, problem: &str) -> ProviderError {
     ProviderError::invalid_request(format!("'{path}' {problem}"))
 }
 
+/// Parses a `POST /v1/responses` body; `input` is required.
 pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, ProviderError> {
+    parse_request(body, InputRule::Required)
+}
+
+/// Parses a `POST /v1/responses/input_tokens` body. As in OpenAI's API,
+/// `input` may be left out there: what is counted is then the stored
+/// conversation `previous_response_id` names (the caller checks that there
+/// is something to count).
+pub fn parse_input_tokens_request(body: &[u8]) -> Result<ClientResponsesRequest, ProviderError> {
+    parse_request(body, InputRule::Optional)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum InputRule {
+    Required,
+    Optional,
+}
+
+fn parse_request(body: &[u8], input: InputRule) -> Result<ClientResponsesRequest, ProviderError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ProviderError::invalid_request(format!("request body is not valid JSON: {e}"))
     })?;
@@ -70,6 +89,7 @@ pub fn parse_responses_request(body: &[u8]) -> Result<ClientResponsesRequest, Pr
     };
     let mut system_parts: Vec<String> = instructions.iter().cloned().collect();
     let messages = match obj.get("input") {
+        None | Some(Value::Null) if input == InputRule::Optional => Vec::new(),
         None | Some(Value::Null) => return Err(invalid("input", "is required")),
         Some(Value::String(text)) => vec![Message::user(text.clone())],
         Some(Value::Array(items)) => parse_input_items(items, &mut system_parts)?,
@@ -841,6 +861,27 @@ mod tests {
         );
         assert!(
             parse_responses_request(br#"{"model":"ep","input":"hi","conversation":null}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn input_is_optional_only_when_counting_tokens() {
+        for body in [
+            &br#"{"model":"ep","previous_response_id":"resp_1"}"#[..],
+            br#"{"model":"ep","input":null,"instructions":"Be brief."}"#,
+        ] {
+            let error = parse_responses_request(body).unwrap_err();
+            assert_eq!(error.message, "'input' is required");
+            let counted = parse_input_tokens_request(body).unwrap();
+            assert!(counted.request.messages.is_empty());
+        }
+        let counted =
+            parse_input_tokens_request(br#"{"model":"ep","instructions":"Be brief."}"#).unwrap();
+        assert_eq!(counted.request.system.as_deref(), Some("Be brief."));
+        let with_input = br#"{"model":"ep","input":"hi","previous_response_id":"resp_1"}"#;
+        assert_eq!(
+            parse_input_tokens_request(with_input),
+            parse_responses_request(with_input)
         );
     }
 
