@@ -166,8 +166,8 @@ async fn responses(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = body_or_error(body).and_then(|body| responses_api::parse_responses_request(&body));
-    let client = match continued(&gateway, parsed).await {
+    let parsed = parse_continued(&gateway, body, responses_api::parse_responses_request);
+    let client = match parsed.await {
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
@@ -257,9 +257,8 @@ async fn response_input_tokens(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed =
-        body_or_error(body).and_then(|body| responses_api::parse_input_tokens_request(&body));
-    let client = match continued(&gateway, parsed).await {
+    let parsed = parse_continued(&gateway, body, responses_api::parse_input_tokens_request);
+    let client = match parsed.await {
         Ok(client) if client.request.messages.is_empty() => {
             return error_response(&ProviderError::invalid_request(
                 "'input' is required unless 'previous_response_id' names a stored response",
@@ -280,13 +279,15 @@ async fn response_input_tokens(
     }
 }
 
-/// A Responses request read, with the stored conversation its
-/// `previous_response_id` names put before its own input.
-async fn continued(
+/// A Responses request read by `parse` (create's or input_tokens' reading),
+/// with the stored conversation its `previous_response_id` names put before
+/// its own input.
+async fn parse_continued(
     gateway: &Gateway,
-    parsed: Result<responses_api::ClientResponsesRequest, ProviderError>,
+    body: Result<Bytes, BytesRejection>,
+    parse: fn(&[u8]) -> Result<responses_api::ClientResponsesRequest, ProviderError>,
 ) -> Result<responses_api::ClientResponsesRequest, ProviderError> {
-    let mut client = parsed?;
+    let mut client = parse(&body_or_error(body)?)?;
     if let Some(previous) = &client.echo.previous_response_id {
         let mut history = load_conversation(gateway, previous).await?;
         history.append(&mut client.request.messages);
