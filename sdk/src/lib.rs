@@ -27,7 +27,8 @@
 //! framing, [`http`] request building, [`config`] endpoint settings,
 //! [`errors`] status/`Retry-After` mapping, [`catalog`] model lists from an
 //! embedded `models.toml`, [`describe`] provider descriptions, [`host`]
-//! imports, [`testing`] unit-test checks, and [`openai_compat`] — a
+//! imports, [`testing`] unit-test checks, [`gemini`] and [`anthropic`] (the
+//! Gemini and Claude flows two plugins each share), and [`openai_compat`] — a
 //! complete OpenAI-compatible chat/embeddings flow.
 //!
 //! Everything except [`host`] is plain Rust that also compiles natively, so
@@ -45,6 +46,7 @@
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
+pub mod anthropic;
 pub mod catalog;
 pub mod config;
 pub mod describe;

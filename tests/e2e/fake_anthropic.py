@@ -50,7 +50,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import fake_server
@@ -228,6 +228,41 @@ def block_events(index: int, block: dict) -> list[tuple[str, dict]]:
 
 
 @dataclass
+class Reply:
+    """What the Messages API answers a request: JSON, or SSE events."""
+
+    status: int = 200
+    json: dict | None = None
+    headers: dict[str, str] | None = None
+    events: list[tuple[str, dict]] | None = None  # a streamed answer
+    one_write: bool = False  # the whole stream in one write
+
+
+def error_reply(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, anthropic_error(type_, message), headers)
+
+
+def write_sse(handler: fake_server.RecordingHandler, rec: Any, events: list[tuple[str, dict]], one_write: bool = False) -> None:
+    """Writes `events` as the Messages API's SSE body, in awkward chunks
+    unless `one_write`; records them on `rec.response_events`."""
+    rec.response_status = 200
+    rec.response_events = list(events)
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+    handler.send_header("Cache-Control", "no-cache")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    payload = b"".join(
+        f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode() for name, data in events
+    )
+    for piece in [payload] if one_write else awkward_chunks(payload):
+        handler._write_chunk(piece)
+        time.sleep(0.001)
+    handler.wfile.write(b"0\r\n\r\n")
+    handler.wfile.flush()
+
+
+@dataclass
 class RecordedRequest(fake_server.RecordedRequest):
     # The (event, data) pairs of a streamed answer.
     response_events: list[tuple[str, dict]] = field(default_factory=list)
@@ -265,23 +300,6 @@ class _Handler(fake_server.RecordingHandler):
     server_version = "fake-anthropic/1.0"
     json_headers = {"request-id": "req_fake"}
 
-    def _send_sse(self, rec: RecordedRequest, events: list[tuple[str, dict]], one_write: bool = False) -> None:
-        rec.response_status = 200
-        rec.response_events = list(events)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        payload = b"".join(
-            f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode() for name, data in events
-        )
-        for piece in [payload] if one_write else awkward_chunks(payload):
-            self._write_chunk(piece)
-            time.sleep(0.001)
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
     def do_POST(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
         rec = RecordedRequest(
@@ -306,163 +324,159 @@ class _Handler(fake_server.RecordingHandler):
             assert isinstance(body, dict)
         except (ValueError, AssertionError):
             return self._send_json(rec, 400, anthropic_error("invalid_request_error", "invalid JSON body"))
-        counting = url.path == COUNT_TOKENS_PATH
-        if counting:
-            extra = sorted(set(body) - COUNT_TOKENS_FIELDS)
-            if extra:
-                return self._send_json(
-                    rec, 400, anthropic_error("invalid_request_error", f"{extra[0]}: Extra inputs are not permitted")
-                )
-            body = {"max_tokens": 1, **body}
-        for required in ("model", "max_tokens", "messages"):
-            if required not in body:
-                return self._send_json(rec, 400, anthropic_error("invalid_request_error", f"{required}: Field required"))
-        if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
-            return self._send_json(
-                rec, 400, anthropic_error("invalid_request_error", "max_tokens: Input should be a positive integer")
-            )
-        model = body["model"]
-        if model == "force-429":
-            return self._send_json(
-                rec,
-                429,
-                anthropic_error(
-                    "rate_limit_error",
-                    "This request would exceed the rate limit for your organization of 50 requests per minute.",
-                ),
-                {"retry-after": str(RETRY_AFTER_SECONDS), "anthropic-ratelimit-requests-remaining": "0"},
-            )
-        if model == "force-529":
-            return self._send_json(rec, 529, anthropic_error("overloaded_error", "Overloaded"))
-        if model == "force-500":
-            return self._send_json(rec, 500, anthropic_error("api_error", "Internal server error"))
-        messages = body["messages"]
-        if not isinstance(messages, list) or not messages or messages[0].get("role") != "user":
-            return self._send_json(
-                rec, 400, anthropic_error("invalid_request_error", "messages: first message must use the user role")
-            )
-        roles = [m.get("role") for m in messages]
-        if any(a == b for a, b in zip(roles, roles[1:])):
-            return self._send_json(
-                rec, 400, anthropic_error("invalid_request_error", "messages: roles must alternate between user and assistant")
-            )
-        refusal = thinking_errors(body) or output_config_error(body)
-        if refusal:
-            return self._send_json(rec, 400, anthropic_error("invalid_request_error", refusal))
-        if counting:
-            return self._send_json(rec, 200, {"input_tokens": input_tokens_of(body)})
-        return self._messages(rec, body)
+        reply = messages_reply(body, url.path == COUNT_TOKENS_PATH, self.fake.next_id)
+        if reply.events is not None:
+            return write_sse(self, rec, reply.events, reply.one_write)
+        return self._send_json(rec, reply.status, reply.json, reply.headers)
 
-    def _messages(self, rec: RecordedRequest, body: dict) -> None:
-        messages = body["messages"]
-        last = messages[-1]
-        last_blocks = blocks(last.get("content"))
-        results = [b for b in last_blocks if b.get("type") == "tool_result"]
-        user_text = blocks_text(last.get("content"))
-        tools = body.get("tools") or []
-        choice = body.get("tool_choice") or {"type": "auto"}
-        model = body["model"]
-        msg_id = self.fake.next_id("msg_")
-        input_tokens = input_tokens_of(body)
 
-        tool_use = None
-        if tools and choice.get("type") != "none" and not results and last.get("role") == "user":
-            chosen = tools[0]
-            if choice.get("type") == "tool":
-                chosen = next((t for t in tools if t.get("name") == choice.get("name")), chosen)
-            schema = chosen.get("input_schema") or {}
-            arg = ((schema.get("required") or []) + list((schema.get("properties") or {}).keys()) + ["input"])[0]
-            tool_use = {
-                "type": "tool_use",
-                "id": self.fake.next_id("toolu_"),
-                "name": chosen["name"],
-                "input": {arg: user_text},
-            }
+def messages_reply(body: dict, counting: bool, next_id: Callable[[str], str]) -> Reply:
+    """The Messages API's answer to `body` (already parsed JSON; a count
+    when `counting`), validated like the real API; `next_id` makes ids."""
+    if counting:
+        extra = sorted(set(body) - COUNT_TOKENS_FIELDS)
+        if extra:
+            return error_reply(400, "invalid_request_error", f"{extra[0]}: Extra inputs are not permitted")
+        body = {"max_tokens": 1, **body}
+    for required in ("model", "max_tokens", "messages"):
+        if required not in body:
+            return error_reply(400, "invalid_request_error", f"{required}: Field required")
+    if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
+        return error_reply(400, "invalid_request_error", "max_tokens: Input should be a positive integer")
+    model = body["model"]
+    if model == "force-429":
+        return error_reply(
+            429,
+            "rate_limit_error",
+            "This request would exceed the rate limit for your organization of 50 requests per minute.",
+            {"retry-after": str(RETRY_AFTER_SECONDS), "anthropic-ratelimit-requests-remaining": "0"},
+        )
+    if model == "force-529":
+        return error_reply(529, "overloaded_error", "Overloaded")
+    if model == "force-500":
+        return error_reply(500, "api_error", "Internal server error")
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages or messages[0].get("role") != "user":
+        return error_reply(400, "invalid_request_error", "messages: first message must use the user role")
+    roles = [m.get("role") for m in messages]
+    if any(a == b for a, b in zip(roles, roles[1:])):
+        return error_reply(400, "invalid_request_error", "messages: roles must alternate between user and assistant")
+    refusal = thinking_errors(body) or output_config_error(body)
+    if refusal:
+        return error_reply(400, "invalid_request_error", refusal)
+    if counting:
+        return Reply(json={"input_tokens": input_tokens_of(body)})
+    return _message_reply(body, next_id)
 
-        if tool_use is not None:
-            content = [tool_use]
-            stop_reason = "tool_use"
-            output_tokens = max(1, len(json.dumps(tool_use["input"])) // 4)
-        else:
-            if results:
-                text = "Tool result: " + " | ".join(tool_result_text(r) for r in results)
-            else:
-                images = [b for b in last_blocks if b.get("type") == "image"]
-                prefix = f"I see {len(images)} image(s). " if images else ""
-                text = f"{prefix}Echo: {user_text}"
-            stop_reason = "end_turn"
-            output_format = (body.get("output_config") or {}).get("format")
-            if output_format:
-                text = json.dumps(instance_of(output_format["schema"], user_text))
-            words = text.split(" ")
-            if body["max_tokens"] < len(words) and not output_format:
-                text = " ".join(words[: body["max_tokens"]])
-                stop_reason = "max_tokens"
-            content = [{"type": "text", "text": text}]
-            output_tokens = count_tokens(text)
-        if (body.get("thinking") or {}).get("type") == "enabled":
-            thinking = f"The user wrote: {user_text or 'a tool result'}. I should answer."
-            content.insert(0, {"type": "thinking", "thinking": thinking, "signature": thinking_signature(thinking)})
-            output_tokens += count_tokens(thinking)
 
-        usage = {
-            "input_tokens": input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": output_tokens,
-            "service_tier": "standard",
+def _message_reply(body: dict, next_id: Callable[[str], str]) -> Reply:
+    messages = body["messages"]
+    last = messages[-1]
+    last_blocks = blocks(last.get("content"))
+    results = [b for b in last_blocks if b.get("type") == "tool_result"]
+    user_text = blocks_text(last.get("content"))
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice") or {"type": "auto"}
+    model = body["model"]
+    msg_id = next_id("msg_")
+    input_tokens = input_tokens_of(body)
+
+    tool_use = None
+    if tools and choice.get("type") != "none" and not results and last.get("role") == "user":
+        chosen = tools[0]
+        if choice.get("type") == "tool":
+            chosen = next((t for t in tools if t.get("name") == choice.get("name")), chosen)
+        schema = chosen.get("input_schema") or {}
+        arg = ((schema.get("required") or []) + list((schema.get("properties") or {}).keys()) + ["input"])[0]
+        tool_use = {
+            "type": "tool_use",
+            "id": next_id("toolu_"),
+            "name": chosen["name"],
+            "input": {arg: user_text},
         }
-        if not body.get("stream"):
-            return self._send_json(
-                rec,
-                200,
-                {
+
+    if tool_use is not None:
+        content = [tool_use]
+        stop_reason = "tool_use"
+        output_tokens = max(1, len(json.dumps(tool_use["input"])) // 4)
+    else:
+        if results:
+            text = "Tool result: " + " | ".join(tool_result_text(r) for r in results)
+        else:
+            images = [b for b in last_blocks if b.get("type") == "image"]
+            prefix = f"I see {len(images)} image(s). " if images else ""
+            text = f"{prefix}Echo: {user_text}"
+        stop_reason = "end_turn"
+        output_format = (body.get("output_config") or {}).get("format")
+        if output_format:
+            text = json.dumps(instance_of(output_format["schema"], user_text))
+        words = text.split(" ")
+        if body["max_tokens"] < len(words) and not output_format:
+            text = " ".join(words[: body["max_tokens"]])
+            stop_reason = "max_tokens"
+        content = [{"type": "text", "text": text}]
+        output_tokens = count_tokens(text)
+    if (body.get("thinking") or {}).get("type") == "enabled":
+        thinking = f"The user wrote: {user_text or 'a tool result'}. I should answer."
+        content.insert(0, {"type": "thinking", "thinking": thinking, "signature": thinking_signature(thinking)})
+        output_tokens += count_tokens(thinking)
+
+    usage = {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+    if not body.get("stream"):
+        return Reply(
+            json={
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": usage,
+            }
+        )
+
+    start_usage = dict(usage, output_tokens=1)
+    events: list[tuple[str, dict]] = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
                     "id": msg_id,
                     "type": "message",
                     "role": "assistant",
                     "model": model,
-                    "content": content,
-                    "stop_reason": stop_reason,
+                    "content": [],
+                    "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": usage,
+                    "usage": start_usage,
                 },
-            )
-
-        start_usage = dict(usage, output_tokens=1)
-        events: list[tuple[str, dict]] = [
-            (
-                "message_start",
-                {
-                    "type": "message_start",
-                    "message": {
-                        "id": msg_id,
-                        "type": "message",
-                        "role": "assistant",
-                        "model": model,
-                        "content": [],
-                        "stop_reason": None,
-                        "stop_sequence": None,
-                        "usage": start_usage,
-                    },
-                },
-            )
-        ]
-        for index, block in enumerate(content):
-            block_stream = block_events(index, block)
-            if index == 0:
-                # The real API pings right after the first block starts.
-                block_stream.insert(1, ("ping", {"type": "ping"}))
-            events.extend(block_stream)
-        if model == "force-overloaded-mid-stream":
-            # The answer's text, then the error instead of its end.
-            events = [e for e in events if e[0] != "content_block_stop"]
-            events.append(("error", anthropic_error("overloaded_error", "Overloaded")))
-            return self._send_sse(rec, events, one_write=True)
-        events.append(
-            (
-                "message_delta",
-                {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}},
-            )
+            },
         )
-        events.append(("message_stop", {"type": "message_stop"}))
-        return self._send_sse(rec, events)
+    ]
+    for index, block in enumerate(content):
+        block_stream = block_events(index, block)
+        if index == 0:
+            # The real API pings right after the first block starts.
+            block_stream.insert(1, ("ping", {"type": "ping"}))
+        events.extend(block_stream)
+    if model == "force-overloaded-mid-stream":
+        # The answer's text, then the error instead of its end.
+        events = [e for e in events if e[0] != "content_block_stop"]
+        events.append(("error", anthropic_error("overloaded_error", "Overloaded")))
+        return Reply(events=events, one_write=True)
+    events.append(
+        (
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}},
+        )
+    )
+    events.append(("message_stop", {"type": "message_stop"}))
+    return Reply(events=events)

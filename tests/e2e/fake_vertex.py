@@ -18,10 +18,18 @@ Vertex: `generateContent`, `streamGenerateContent?alt=sse` (the Gemini
 fake's brain, with Vertex's `createTime` / `trafficType` fields),
 `countTokens` (the request's fields as they are) and `predict` for text
 embeddings.
+
+Claude models live under `publishers/anthropic/models/<model>`: `rawPredict`
+and `streamRawPredict` take the Messages API's body without `model` (it is
+in the path) and with `"anthropic_version": "vertex-2023-10-16"` in the
+body, and answer as the Anthropic fake does (`fake_anthropic.messages_reply`,
+Anthropic-shaped errors, the SSE stream); `count-tokens:rawPredict` takes the
+model in the body.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import threading
@@ -32,6 +40,8 @@ from urllib.parse import parse_qs
 
 import jwt as pyjwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+import fake_anthropic
 
 from fake_gemini import (
     ApiError,
@@ -54,8 +64,9 @@ TOKEN_LIFETIME = 3599
 
 VERTEX_PATH = re.compile(
     r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-    r"/publishers/google/models/(?P<model>[A-Za-z0-9._@-]+):(?P<method>[A-Za-z]+)$"
+    r"/publishers/(?P<publisher>google|anthropic)/models/(?P<model>[A-Za-z0-9._@-]+):(?P<method>[A-Za-z]+)$"
 )
+VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 
 
 @dataclass
@@ -92,6 +103,10 @@ class FakeVertex(FakeServer):
         self.brain = Brain(
             lambda: {"createTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}
         )
+        self._ids = itertools.count(1)
+
+    def next_id(self, prefix: str) -> str:
+        return f"{prefix}vrtx_{next(self._ids):06d}"
 
     @property
     def token_uri(self) -> str:
@@ -200,12 +215,14 @@ class FakeVertex(FakeServer):
             raise ApiError(
                 403,
                 "PERMISSION_DENIED",
-                f"Permission 'aiplatform.endpoints.predict' denied on resource '//aiplatform.googleapis.com/projects/{match['project']}/locations/{match['location']}/publishers/google/models/{match['model']}' (or it may not exist).",
+                f"Permission 'aiplatform.endpoints.predict' denied on resource '//aiplatform.googleapis.com/projects/{match['project']}/locations/{match['location']}/publishers/{match['publisher']}/models/{match['model']}' (or it may not exist).",
             )
         if match["location"] != self.location:
             raise invalid(f"Location {match['location']} is not supported for this fake; use {self.location}.")
         model, method = match["model"], match["method"]
         body = parse_json_body(rec)
+        if match["publisher"] == "anthropic":
+            return self._claude(h, rec, model, method, body)
         error = forced_error(model)
         if error is not None:
             if error.code == 429:
@@ -236,6 +253,34 @@ class FakeVertex(FakeServer):
             answer["totalBillableCharacters"] = sum(len(p.get("text", "")) for c in body["contents"] for p in c["parts"])
             return h.send_json(rec, 200, answer)
         raise ApiError(400, "FAILED_PRECONDITION", f"Method {method} is not supported by publishers/google/models/{model}")
+
+    def _claude(self, h: Handler, rec: RecordedRequest, model: str, method: str, body: Any) -> None:
+        """Anthropic's publisher: the Messages API behind rawPredict."""
+
+        def refuse(message: str) -> None:
+            h.send_json(rec, 400, fake_anthropic.anthropic_error("invalid_request_error", message))
+
+        if not isinstance(body, dict):
+            return refuse("invalid JSON body")
+        if body.get("anthropic_version") != VERTEX_ANTHROPIC_VERSION:
+            return refuse(f"anthropic_version: must be {VERTEX_ANTHROPIC_VERSION}, got {body.get('anthropic_version')!r}")
+        body = {k: v for k, v in body.items() if k != "anthropic_version"}
+        counting = model == "count-tokens"
+        if counting:
+            if method != "rawPredict":
+                raise ApiError(400, "FAILED_PRECONDITION", f"Method {method} is not supported by count-tokens")
+        elif method in ("rawPredict", "streamRawPredict"):
+            if "model" in body:
+                return refuse("model: Extra inputs are not permitted")
+            if bool(body.get("stream")) != (method == "streamRawPredict"):
+                return refuse(f"stream: {method} takes stream={method == 'streamRawPredict'}")
+            body["model"] = model
+        else:
+            raise ApiError(400, "FAILED_PRECONDITION", f"Method {method} is not supported by publishers/anthropic/models/{model}")
+        reply = fake_anthropic.messages_reply(body, counting, self.next_id)
+        if reply.events is not None:
+            return fake_anthropic.write_sse(h, rec, reply.events, reply.one_write)
+        return h.send_json(rec, reply.status, reply.json, reply.headers)
 
     @staticmethod
     def _predict(body: Any) -> dict:

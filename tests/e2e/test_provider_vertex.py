@@ -43,6 +43,9 @@ CHAT_MODEL = "gemini-2.5-flash"
 PRO_3 = "vx-3-pro"
 PRO_3_MODEL = "gemini-3-pro-preview"
 EMBED_MODEL = "text-embedding-005"
+CLAUDE = "vx-claude"
+CLAUDE_MODEL = "claude-sonnet-4-5@20250929"
+CLAUDE_OVERLOADED = "vx-claude-overloaded"
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -121,6 +124,9 @@ def vertex_gateway(fake: FakeVertex, accounts: dict[str, str], tmp_path_factory)
         + endpoint(RATE_LIMITED, "force-429")
         + endpoint(WRONG_PROJECT, CHAT_MODEL, project="someone-elses-project")
         + endpoint(TOKEN_HOST_NOT_ALLOWED, CHAT_MODEL, sa_var=UNREACHABLE_SA_VAR)
+        + endpoint(CLAUDE, CLAUDE_MODEL)
+        # The fake's Claude answers this model with Anthropic's 529.
+        + endpoint(CLAUDE_OVERLOADED, "publishers/anthropic/models/force-529")
     )
     with launch_gateway(work, config, env=accounts) as gw:
         yield gw
@@ -149,8 +155,12 @@ def assert_bearer(fake: FakeVertex, rec) -> None:
     assert_client_key_not_sent(rec, CLIENT_KEY)
 
 
-def model_path(model: str, method: str, project: str = PROJECT) -> str:
-    return f"/v1/projects/{project}/locations/{LOCATION}/publishers/google/models/{model}:{method}"
+def model_path(model: str, method: str, project: str = PROJECT, publisher: str = "google") -> str:
+    return f"/v1/projects/{project}/locations/{LOCATION}/publishers/{publisher}/models/{model}:{method}"
+
+
+def claude_path(model: str, method: str) -> str:
+    return model_path(model, method, publisher="anthropic")
 
 
 # -- auth ----------------------------------------------------------------------------
@@ -398,3 +408,125 @@ def test_rate_limit(client: OpenAI, fake: FakeVertex):
     assert len(fake.api_requests()) == 1
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model=RATE_LIMITED, messages=[{"role": "user", "content": "x"}], stream=True)
+
+
+# -- Claude on Vertex AI ------------------------------------------------------------------
+
+
+def test_claude_chat_goes_through_raw_predict(client: OpenAI, fake: FakeVertex):
+    """An OpenAI client's chat to a Claude endpoint reaches Anthropic's
+    publisher path with the Messages body: no model in it (the path names
+    it), Vertex's anthropic_version, the catalog's max_tokens, signed in
+    with the service account's token."""
+    resp = client.chat.completions.create(
+        model=CLAUDE,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hello Claude on Vertex"},
+        ],
+        temperature=0.3,
+    )
+    assert resp.choices[0].message.content == "Echo: Hello Claude on Vertex"
+    assert resp.choices[0].finish_reason == "stop"
+    rec = fake.only_request()
+    assert rec.path == claude_path(CLAUDE_MODEL, "rawPredict")
+    assert_bearer(fake, rec)
+    assert rec.headers.get("x-api-key") is None
+    assert rec.json == {
+        "anthropic_version": "vertex-2023-10-16",
+        "max_tokens": 64000,
+        "system": "You are terse.",
+        "messages": [{"role": "user", "content": "Hello Claude on Vertex"}],
+        "temperature": 0.3,
+    }
+    usage = rec.response_json["usage"]
+    assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (usage["input_tokens"], usage["output_tokens"])
+
+
+def test_claude_tool_call_round_trip(client: OpenAI, fake: FakeVertex):
+    messages = [{"role": "user", "content": "Oslo"}]
+    resp = client.chat.completions.create(model=CLAUDE, messages=messages, tools=[WEATHER_TOOL])
+    call = resp.choices[0].message.tool_calls[0]
+    assert resp.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Oslo"})
+    assert fake.only_request().json["tools"][0]["input_schema"] == WEATHER_TOOL["function"]["parameters"]
+
+    fake.reset()
+    messages += [resp.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    resp = client.chat.completions.create(model=CLAUDE, messages=messages, tools=[WEATHER_TOOL])
+    assert resp.choices[0].message.content == "Tool result: sunny"
+    sent = fake.only_request().json["messages"]
+    assert sent[1]["content"][0] == {"type": "tool_use", "id": call.id, "name": "get_weather", "input": {"city": "Oslo"}}
+    assert sent[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}
+
+
+def test_claude_streams_through_stream_raw_predict(vertex_gateway: Gateway, fake: FakeVertex):
+    """The Anthropic SDK's stream and google-genai's stream both come from
+    streamRawPredict's Messages SSE, split at awkward places by the fake."""
+    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    with claude.messages.stream(
+        model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "stream über Vertex ✓"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Echo: stream über Vertex ✓"
+    assert final.stop_reason == "end_turn"
+    rec = fake.only_request()
+    assert rec.path == claude_path(CLAUDE_MODEL, "streamRawPredict")
+    assert_bearer(fake, rec)
+    assert rec.json["stream"] is True and rec.json["max_tokens"] == 50
+    assert "model" not in rec.json
+    assert final.usage.output_tokens == rec.response_events[-2][1]["usage"]["output_tokens"]
+
+    fake.reset()
+    gemini = genai.Client(api_key="dummy", http_options={"base_url": vertex_gateway.gemini_base_url})
+    pieces = [c.text for c in gemini.models.generate_content_stream(model=CLAUDE, contents="Gemini client, Claude model") if c.text]
+    assert "".join(pieces) == "Echo: Gemini client, Claude model"
+    assert fake.only_request().path == claude_path(CLAUDE_MODEL, "streamRawPredict")
+    # Not streamed: a Gemini client gets a Gemini answer, not Anthropic's body.
+    fake.reset()
+    answer = gemini.models.generate_content(model=CLAUDE, contents="plain")
+    assert answer.text == "Echo: plain"
+    assert answer.candidates[0].finish_reason == "STOP"
+    assert fake.only_request().path == claude_path(CLAUDE_MODEL, "rawPredict")
+    gemini.close()
+
+
+def test_claude_token_count_goes_to_count_tokens(vertex_gateway: Gateway, fake: FakeVertex):
+    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    counted = claude.messages.count_tokens(
+        model=CLAUDE, system="Be terse.", messages=[{"role": "user", "content": "How many tokens"}]
+    )
+    rec = fake.only_request()
+    assert rec.path == claude_path("count-tokens", "rawPredict")
+    assert_bearer(fake, rec)
+    assert rec.json == {
+        "anthropic_version": "vertex-2023-10-16",
+        "model": CLAUDE_MODEL,
+        "system": "Be terse.",
+        "messages": [{"role": "user", "content": "How many tokens"}],
+    }
+    assert counted.input_tokens == rec.response_json["input_tokens"] > 0
+
+
+def test_claude_errors_keep_their_meaning(vertex_gateway: Gateway, client: OpenAI, fake: FakeVertex):
+    """Claude's own errors (Anthropic-shaped) and Vertex's (Google-shaped)
+    both reach clients as what they are."""
+    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    with pytest.raises(anthropic.APIStatusError) as e:
+        claude.messages.create(model=CLAUDE_OVERLOADED, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 529
+    assert e.value.body["error"]["type"] == "overloaded_error"
+    assert fake.api_requests()[-1].path == claude_path("force-529", "rawPredict")
+
+    fake.reset()
+    fake.revoke_tokens()
+    with pytest.raises(openai.AuthenticationError) as e:
+        client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "after revocation"}])
+    assert "invalid authentication credentials" in e.value.message
+    resp = client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "signed in again"}])
+    assert resp.choices[0].message.content == "Echo: signed in again"
+
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model=CLAUDE, input="no vectors here")
+    assert "Claude" in e.value.message

@@ -3,20 +3,17 @@
 //! extended thinking and prompt-cache usage.
 //!
 //! The wire format (both directions of the Messages API) is
-//! `portico_model::formats::anthropic`; this crate is the Anthropic-specific
-//! configuration: URL, auth headers, the `max_tokens` default Anthropic
-//! requires, the stream wrapper and the catalog.
+//! `portico_model::formats::anthropic`, and the `max_tokens` default and
+//! stream decoder are `portico_sdk::anthropic` (shared with Claude on
+//! Vertex AI); this crate is the Anthropic-specific configuration: URL,
+//! auth headers and the catalog.
 
+use portico_sdk::anthropic as claude;
 use portico_sdk::formats::anthropic::{self, API_VERSION};
 use portico_sdk::prelude::*;
-use portico_sdk::sse::{EventDecoder, SseEvent, SseStream};
 
 /// Default API root; endpoints may point `base_url` at a proxy instead.
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
-
-/// `max_tokens` when neither the client, the endpoint nor the catalog gives
-/// one (Anthropic rejects requests without it).
-const FALLBACK_MAX_TOKENS: u32 = 4096;
 
 /// The model catalog, kept as data so it is easy to update.
 const MODELS: &str = include_str!("../models.toml");
@@ -25,36 +22,8 @@ pub struct Anthropic {
     models: Vec<ModelInfo>,
 }
 
-impl Anthropic {
-    /// `max_tokens` for a request that sets none: the endpoint's
-    /// `max_tokens`, else the model's maximum output from the catalog, else
-    /// [`FALLBACK_MAX_TOKENS`].
-    fn default_max_tokens(&self, endpoint: &Endpoint, model: &str) -> Result<u32, ProviderError> {
-        if let Some(value) = endpoint.get("max_tokens") {
-            return value
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    ProviderError::invalid_request(format!(
-                        "config 'max_tokens' of endpoint '{}' must be a positive integer",
-                        endpoint.name
-                    ))
-                });
-        }
-        Ok(self
-            .models
-            .iter()
-            .find(|m| m.id == model)
-            .map(|m| m.max_output_tokens)
-            .filter(|n| *n > 0)
-            .unwrap_or(FALLBACK_MAX_TOKENS))
-    }
-}
-
 impl Provider for Anthropic {
-    type StreamDecoder = SseStream<MessagesStream>;
+    type StreamDecoder = claude::MessagesStreamDecoder;
 
     fn new() -> Self {
         Anthropic {
@@ -99,7 +68,7 @@ impl Provider for Anthropic {
         if request.model.is_empty() {
             request.model = endpoint.model.clone();
         }
-        let max_tokens = self.default_max_tokens(endpoint, &request.model)?;
+        let max_tokens = claude::default_max_tokens(endpoint, &self.models, &request.model)?;
         let body = anthropic::messages_body(&request, stream, max_tokens);
         Ok(api_request(endpoint, "/v1/messages")?
             .header("accept", http::accept(stream, http::SSE))
@@ -143,45 +112,7 @@ impl Provider for Anthropic {
     }
 
     fn stream_decoder(&self, _endpoint: &Endpoint) -> Self::StreamDecoder {
-        SseStream::new(MessagesStream::default())
-    }
-}
-
-/// Anthropic's SSE events to neutral events (the shared decoder), plus the
-/// completeness check: a stream without `message_stop` was cut.
-#[derive(Debug, Default)]
-pub struct MessagesStream {
-    decoder: anthropic::EventDecoder,
-    stopped: bool,
-}
-
-impl EventDecoder for MessagesStream {
-    fn decode(&mut self, event: &SseEvent) -> Result<Vec<StreamEvent>, ProviderError> {
-        // The SSE decoder names unnamed events "message"; Anthropic never
-        // uses that name, and the shared decoder reads `type` instead.
-        let name = if event.event == "message" {
-            ""
-        } else {
-            event.event.as_str()
-        };
-        let events = self.decoder.decode(name, &event.data)?;
-        let stop = match name {
-            "" => serde_json::from_str::<serde_json::Value>(&event.data)
-                .is_ok_and(|v| v["type"] == "message_stop"),
-            name => name == "message_stop",
-        };
-        self.stopped |= stop;
-        Ok(events)
-    }
-
-    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
-        if self.stopped {
-            Ok(Vec::new())
-        } else {
-            Err(ProviderError::bad_upstream(
-                "the Anthropic stream ended before message_stop: the answer is incomplete",
-            ))
-        }
+        claude::stream_decoder()
     }
 }
 
@@ -344,7 +275,7 @@ mod tests {
         );
         assert_eq!(
             max_tokens(&plain, "claude-future-model", None),
-            json!(FALLBACK_MAX_TOKENS)
+            json!(claude::FALLBACK_MAX_TOKENS)
         );
         assert_eq!(
             max_tokens(&plain, "claude-3-haiku-20240307", Some(12)),

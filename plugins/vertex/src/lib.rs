@@ -1,7 +1,12 @@
-//! Portico provider plugin for Gemini models on Google Cloud Vertex AI:
-//! `generateContent`, streamed `streamGenerateContent?alt=sse` (text,
-//! thinking, function calls, images, usage) and text embeddings through
-//! `predict`, authenticated with a service account.
+//! Portico provider plugin for Google Cloud Vertex AI, authenticated with a
+//! service account:
+//! - Gemini models (`publishers/google`): `generateContent`, streamed
+//!   `streamGenerateContent?alt=sse` (text, thinking, function calls,
+//!   images, usage), `countTokens`, and text embeddings through `predict`;
+//! - Claude models (`publishers/anthropic`, ids such as
+//!   `claude-sonnet-4-5@20250929`): the Messages API's body and SSE stream
+//!   through `rawPredict` / `streamRawPredict`, with `anthropic_version` in
+//!   the body instead of a header, and `count-tokens:rawPredict`.
 //!
 //! Auth: the endpoint holds a service-account key file (JSON). The plugin
 //! signs an RS256 JWT assertion with its private key, exchanges it at the
@@ -11,10 +16,12 @@
 //! `base_url`), and caches the token in the host cache until shortly before
 //! it expires, so one exchange serves about an hour of calls.
 //!
-//! The chat wire format is `portico_model::formats::gemini` (Vertex speaks
-//! the Gemini API's JSON), with the HTTP around it from
-//! `portico_sdk::gemini`.
+//! The wire formats are `portico_model::formats::gemini` and
+//! `portico_model::formats::anthropic`, with the HTTP around them from
+//! `portico_sdk::gemini` and `portico_sdk::anthropic`.
 
+use portico_sdk::anthropic::{self as claude, MessagesStreamDecoder};
+use portico_sdk::formats::anthropic;
 use portico_sdk::formats::gemini as wire;
 use portico_sdk::gemini::{self, GeminiStreamDecoder};
 use portico_sdk::jwt::{CLOUD_PLATFORM_SCOPE, ServiceAccount};
@@ -29,10 +36,47 @@ const DEFAULT_LOCATION: &str = "us-central1";
 /// API calls are made by the host.
 const TOKEN_HOST: &str = "oauth2.googleapis.com";
 
+/// The Messages API version Vertex AI's Claude models take, in the body.
+const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
 /// The model catalog, kept as data so it is easy to update.
 const MODELS: &str = include_str!("../models.toml");
 
-pub struct Vertex;
+pub struct Vertex {
+    models: Vec<ModelInfo>,
+}
+
+/// Who publishes a model on Vertex AI, which decides its API: Google's
+/// models speak the Gemini API, Anthropic's the Messages API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publisher {
+    Google,
+    Anthropic,
+}
+
+impl Publisher {
+    fn path(self) -> &'static str {
+        match self {
+            Publisher::Google => "google",
+            Publisher::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// The publisher of `model` and its bare id: a `publishers/{p}/models/`
+/// prefix names it, else Claude ids are Anthropic's and the rest Google's.
+fn publisher(model: &str) -> (Publisher, &str) {
+    let model = model.trim();
+    if let Some(id) = model.strip_prefix("publishers/google/models/") {
+        (Publisher::Google, id)
+    } else if let Some(id) = model.strip_prefix("publishers/anthropic/models/") {
+        (Publisher::Anthropic, id)
+    } else if model.starts_with("claude-") {
+        (Publisher::Anthropic, model)
+    } else {
+        (Publisher::Google, model)
+    }
+}
 
 /// The service account of an endpoint.
 fn account(endpoint: &Endpoint) -> Result<ServiceAccount, ProviderError> {
@@ -78,40 +122,72 @@ fn default_base_url(location: &str) -> String {
     }
 }
 
-/// `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}`.
+/// `{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}`.
 fn model_url(endpoint: &Endpoint, model: &str) -> Result<String, ProviderError> {
-    let location = location(endpoint)?;
-    let project = endpoint.require("project")?.trim();
-    let model = model.trim();
-    let model = model
-        .strip_prefix("publishers/google/models/")
-        .unwrap_or(model);
-    if model.is_empty() || model.contains('/') {
+    let (publisher, id) = publisher(model);
+    if id.is_empty() || id.contains('/') {
         return Err(ProviderError::invalid_request(format!(
-            "'{model}' is not a Vertex AI Google model id"
+            "'{}' is not a Vertex AI model id",
+            model.trim()
         )));
     }
+    // '@' (Claude's version separator, `claude-sonnet-4-5@20250929`) may
+    // stand unescaped in a path, and Vertex's own clients send it so.
+    let id = http::encode_component(id).replace("%40", "@");
+    Ok(http::join_url(
+        &publisher_url(endpoint, publisher)?,
+        &format!("models/{id}"),
+    ))
+}
+
+/// `{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}`.
+fn publisher_url(endpoint: &Endpoint, publisher: Publisher) -> Result<String, ProviderError> {
+    let location = location(endpoint)?;
+    let project = endpoint.require("project")?.trim();
     let base = endpoint.base_url("base_url", Some(&default_base_url(location)))?;
     Ok(http::join_url(
         &base,
         &format!(
-            "v1/projects/{}/locations/{}/publishers/google/models/{}",
+            "v1/projects/{}/locations/{}/publishers/{}",
             http::encode_component(project),
             location,
-            http::encode_component(model)
+            publisher.path()
         ),
     ))
 }
 
+/// A Claude model's Messages body as Vertex AI takes it: the model is in
+/// the URL, not the body, and the API version is in the body.
+fn claude_body(mut body: Value, keep_model: bool) -> Value {
+    if let Some(fields) = body.as_object_mut() {
+        if !keep_model {
+            fields.remove("model");
+        }
+        fields.insert(
+            "anthropic_version".into(),
+            Value::from(VERTEX_ANTHROPIC_VERSION),
+        );
+    }
+    body
+}
+
 /// An API error; a 401 also drops the cached token (revoked or expired
 /// early), so the next call signs in again instead of failing for an hour.
+/// Claude's own errors come in Anthropic's shape; Vertex's (auth, quota,
+/// unknown model) in Google's.
 fn upstream_error(endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
     if response.status == 401
         && let Ok(account) = account(endpoint)
     {
         account.forget_token(CLOUD_PLATFORM_SCOPE);
     }
-    gemini::parse_error(response)
+    let anthropic_shaped = serde_json::from_slice::<Value>(&response.body)
+        .is_ok_and(|body| body.get("type").and_then(Value::as_str) == Some("error"));
+    if anthropic_shaped {
+        anthropic::parse_error(response.status, &response.headers, &response.body)
+    } else {
+        gemini::parse_error(response)
+    }
 }
 
 /// The `predict` body of a text-embedding call. The task type comes from
@@ -192,48 +268,60 @@ fn parse_predict(body: &[u8]) -> Result<EmbeddingsResponse, ProviderError> {
 }
 
 impl Provider for Vertex {
-    type StreamDecoder = GeminiStreamDecoder;
+    type StreamDecoder = VertexStream;
 
     fn new() -> Self {
-        Vertex
+        Vertex {
+            models: catalog::load(MODELS),
+        }
     }
 
     fn info(&self) -> ProviderInfo {
-        Describe::new(
-            "vertex",
-            "Google Vertex AI",
-            env!("CARGO_PKG_VERSION"),
-            "Gemini and text-embedding models on Google Cloud Vertex AI, with service-account auth",
-        )
-        .embeddings()
-        .native_dialect(Dialect::Gemini)
-        .field(config::required(
-            "service_account_json",
-            "Service account key (JSON)",
-            FieldKind::SecretJson,
-            "The JSON key file of a service account with the Vertex AI User role \
-             (IAM → Service accounts → Keys → Add key → JSON).",
-        ))
-        .field(config::required(
-            "project",
-            "Project ID",
-            FieldKind::String,
-            "The Google Cloud project to bill, e.g. my-project-123456.",
-        ))
-        .field(config::required_default(
-            "location",
-            "Location",
-            FieldKind::String,
-            DEFAULT_LOCATION,
-            "The region serving the model (us-central1, europe-west4, …), or global.",
-        ))
-        .field(config::base_url(
-            None,
-            "API root; defaults to https://{location}-aiplatform.googleapis.com \
-             (https://aiplatform.googleapis.com for global).",
-        ))
-        .egress_host(TOKEN_HOST)
-        .catalog(MODELS)
+        ProviderInfo {
+            models: self.models.clone(),
+            ..Describe::new(
+                "vertex",
+                "Google Vertex AI",
+                env!("CARGO_PKG_VERSION"),
+                "Gemini, Claude and text-embedding models on Google Cloud Vertex AI, with service-account auth",
+            )
+            .embeddings()
+            .native_dialect(Dialect::Gemini)
+            .field(config::required(
+                "service_account_json",
+                "Service account key (JSON)",
+                FieldKind::SecretJson,
+                "The JSON key file of a service account with the Vertex AI User role \
+                 (IAM → Service accounts → Keys → Add key → JSON).",
+            ))
+            .field(config::required(
+                "project",
+                "Project ID",
+                FieldKind::String,
+                "The Google Cloud project to bill, e.g. my-project-123456.",
+            ))
+            .field(config::required_default(
+                "location",
+                "Location",
+                FieldKind::String,
+                DEFAULT_LOCATION,
+                "The region serving the model (us-central1, europe-west4, …), or global.",
+            ))
+            .field(config::base_url(
+                None,
+                "API root; defaults to https://{location}-aiplatform.googleapis.com \
+                 (https://aiplatform.googleapis.com for global).",
+            ))
+            .field(config::optional(
+                "max_tokens",
+                "Default max tokens (Claude)",
+                FieldKind::String,
+                None,
+                "max_tokens sent to Claude models when the client sets none (Anthropic requires it); defaults to the model's maximum output.",
+            ))
+            .egress_host(TOKEN_HOST)
+            .build()
+        }
     }
 
     fn build_chat_request(
@@ -244,40 +332,82 @@ impl Provider for Vertex {
     ) -> Result<HttpRequest, ProviderError> {
         // Config problems surface before any token exchange.
         let url = model_url(endpoint, &request.model)?;
+        let builder = match publisher(&request.model) {
+            (Publisher::Google, _) => gemini::generate_content_request(&url, &request, stream),
+            (Publisher::Anthropic, id) => {
+                let max_tokens = claude::default_max_tokens(endpoint, &self.models, id)?;
+                let body = anthropic::messages_request_body(&request, stream, max_tokens);
+                let method = if stream {
+                    "streamRawPredict"
+                } else {
+                    "rawPredict"
+                };
+                http::RequestBuilder::post(format!("{url}:{method}"))
+                    .header("accept", http::accept(stream, http::SSE))
+                    .json(&claude_body(body, false))
+            }
+        };
         let token = access_token(endpoint)?;
-        Ok(gemini::generate_content_request(&url, &request, stream)
-            .bearer_auth(&token)
-            .build())
+        Ok(builder.bearer_auth(&token).build())
     }
 
     fn parse_chat_response(
         &self,
-        _endpoint: &Endpoint,
+        endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<ChatResponse, ProviderError> {
-        gemini::parse_chat_response(&response)
+        match publisher(&endpoint.model).0 {
+            Publisher::Google => gemini::parse_chat_response(&response),
+            Publisher::Anthropic => {
+                let mut answer = anthropic::parse_message(&response.body)?;
+                // The upstream body goes only to clients of the plugin's
+                // native dialect, Gemini, and this one is not Gemini's.
+                answer.raw = None;
+                Ok(answer)
+            }
+        }
     }
 
-    /// `countTokens` on the publisher model, with the request's contents,
-    /// system instruction and tools.
+    /// `countTokens` on a Google model, with the request's contents, system
+    /// instruction and tools; Anthropic's `count-tokens:rawPredict`, with
+    /// the model in the body, for Claude.
     fn build_count_tokens_request(
         &self,
         endpoint: &Endpoint,
-        request: ChatRequest,
+        mut request: ChatRequest,
     ) -> Result<HttpRequest, ProviderError> {
-        let url = model_url(endpoint, &request.model)?;
+        let builder = match publisher(&request.model) {
+            (Publisher::Google, _) => {
+                let url = model_url(endpoint, &request.model)?;
+                gemini::count_tokens_request(&url, &request, None)
+            }
+            (Publisher::Anthropic, id) => {
+                // Checks the id as a chat would.
+                model_url(endpoint, &request.model)?;
+                request.model = id.to_string();
+                let url = format!(
+                    "{}/models/count-tokens:rawPredict",
+                    publisher_url(endpoint, Publisher::Anthropic)?
+                );
+                let body = anthropic::count_tokens_request_body(&request);
+                http::RequestBuilder::post(url)
+                    .header("accept", "application/json")
+                    .json(&claude_body(body, true))
+            }
+        };
         let token = access_token(endpoint)?;
-        Ok(gemini::count_tokens_request(&url, &request, None)
-            .bearer_auth(&token)
-            .build())
+        Ok(builder.bearer_auth(&token).build())
     }
 
     fn parse_count_tokens_response(
         &self,
-        _endpoint: &Endpoint,
+        endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<u64, ProviderError> {
-        gemini::parse_count_tokens(&response)
+        match publisher(&endpoint.model).0 {
+            Publisher::Google => gemini::parse_count_tokens(&response),
+            Publisher::Anthropic => anthropic::parse_count_tokens(&response.body),
+        }
     }
 
     fn build_embeddings_request(
@@ -289,6 +419,12 @@ impl Provider for Vertex {
             return Err(ProviderError::invalid_request(
                 "embeddings need at least one input",
             ));
+        }
+        if publisher(&request.model).0 == Publisher::Anthropic {
+            return Err(ProviderError::invalid_request(format!(
+                "'{}' is a Claude model, which makes no embeddings",
+                request.model.trim()
+            )));
         }
         let url = format!("{}:predict", model_url(endpoint, &request.model)?);
         let token = access_token(endpoint)?;
@@ -312,8 +448,34 @@ impl Provider for Vertex {
         upstream_error(endpoint, response)
     }
 
-    fn stream_decoder(&self, _endpoint: &Endpoint) -> Self::StreamDecoder {
-        gemini::stream_decoder()
+    fn stream_decoder(&self, endpoint: &Endpoint) -> Self::StreamDecoder {
+        match publisher(&endpoint.model).0 {
+            Publisher::Google => VertexStream::Gemini(gemini::stream_decoder()),
+            Publisher::Anthropic => VertexStream::Claude(claude::stream_decoder()),
+        }
+    }
+}
+
+/// The stream of the endpoint's model: Gemini's SSE chunks, or Claude's
+/// Messages events.
+pub enum VertexStream {
+    Gemini(GeminiStreamDecoder),
+    Claude(MessagesStreamDecoder),
+}
+
+impl StreamDecoder for VertexStream {
+    fn push_into(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
+        match self {
+            VertexStream::Gemini(decoder) => decoder.push_into(chunk, out),
+            VertexStream::Claude(decoder) => decoder.push_into(chunk, out),
+        }
+    }
+
+    fn finish_into(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
+        match self {
+            VertexStream::Gemini(decoder) => decoder.finish_into(out),
+            VertexStream::Claude(decoder) => decoder.finish_into(out),
+        }
     }
 }
 
@@ -431,6 +593,7 @@ DdRvFRf0VcAOncEy0IqnJw==
                 ("project", FieldKind::String, true, None),
                 ("location", FieldKind::String, true, Some("us-central1")),
                 ("base_url", FieldKind::Url, false, None),
+                ("max_tokens", FieldKind::String, false, None),
             ]
         );
         assert_eq!(info.egress_hosts, vec!["oauth2.googleapis.com".to_string()]);
@@ -447,6 +610,8 @@ DdRvFRf0VcAOncEy0IqnJw==
                 "gemini-2.0-flash",
                 "gemini-embedding-001",
                 "text-embedding-005",
+                "claude-sonnet-4-5@20250929",
+                "claude-haiku-4-5@20251001",
             ],
         );
         for model in models.iter().filter(|m| !m.capabilities.embeddings) {
@@ -874,5 +1039,181 @@ DdRvFRf0VcAOncEy0IqnJw==
                 cached_input_tokens: None
             }
         }));
+    }
+
+    /// An endpoint serving `model` (a Claude model), signed in.
+    fn claude_endpoint(model: &str, pairs: &[(&str, &str)]) -> Endpoint {
+        let mut ep = endpoint(pairs);
+        ep.model = model.into();
+        with_cached_token(&ep, "ya29.claude");
+        ep
+    }
+
+    const CLAUDE: &str = "claude-sonnet-4-5@20250929";
+    const CLAUDE_PATH: &str = "https://europe-west4-aiplatform.googleapis.com/v1/projects/portico-test/locations/europe-west4/publishers/anthropic/models";
+
+    #[test]
+    fn claude_models_take_the_messages_body_through_raw_predict() {
+        let provider = Vertex::new();
+        let ep = claude_endpoint(CLAUDE, &[("location", "europe-west4")]);
+        let mut request = chat(CLAUDE);
+        request.system = Some("Be brief.".into());
+        request.params.temperature = Some(0.5);
+        let http = provider.build_chat_request(&ep, request, false).unwrap();
+        assert_eq!(http.url, format!("{CLAUDE_PATH}/{CLAUDE}:rawPredict"));
+        assert_eq!(header(&http, "authorization"), Some("Bearer ya29.claude"));
+        assert_eq!(header(&http, "x-api-key"), None);
+        assert_eq!(header(&http, "anthropic-version"), None);
+        // No model in the body (it is in the URL); the version is; the
+        // catalog's maximum output is the max_tokens Anthropic requires.
+        assert_eq!(
+            json_body(&http),
+            json!({
+                "anthropic_version": "vertex-2023-10-16",
+                "max_tokens": 64000,
+                "system": "Be brief.",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "temperature": 0.5,
+            })
+        );
+
+        let http = provider
+            .build_chat_request(&ep, chat(CLAUDE), true)
+            .unwrap();
+        assert_eq!(http.url, format!("{CLAUDE_PATH}/{CLAUDE}:streamRawPredict"));
+        assert_eq!(header(&http, "accept"), Some("text/event-stream"));
+        assert_eq!(json_body(&http)["stream"], json!(true));
+
+        // The publisher may be spelled out; the endpoint's max_tokens
+        // applies to models the catalog does not know.
+        let named = "publishers/anthropic/models/claude-future@20990101";
+        let ep = claude_endpoint(
+            named,
+            &[("location", "europe-west4"), ("max_tokens", "900")],
+        );
+        let http = provider
+            .build_chat_request(&ep, chat(named), false)
+            .unwrap();
+        assert_eq!(
+            http.url,
+            format!("{CLAUDE_PATH}/claude-future@20990101:rawPredict")
+        );
+        assert_eq!(json_body(&http)["max_tokens"], json!(900));
+        let bad = claude_endpoint(CLAUDE, &[("max_tokens", "many")]);
+        let err = provider
+            .build_chat_request(&bad, chat(CLAUDE), false)
+            .unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("'max_tokens'"), "{}", err.message);
+    }
+
+    #[test]
+    fn claude_token_counts_go_to_count_tokens_with_the_model_in_the_body() {
+        let provider = Vertex::new();
+        let ep = claude_endpoint(CLAUDE, &[("location", "europe-west4")]);
+        let http = provider
+            .build_count_tokens_request(&ep, chat(CLAUDE))
+            .unwrap();
+        assert_eq!(http.url, format!("{CLAUDE_PATH}/count-tokens:rawPredict"));
+        assert_eq!(header(&http, "authorization"), Some("Bearer ya29.claude"));
+        assert_eq!(
+            json_body(&http),
+            json!({
+                "anthropic_version": "vertex-2023-10-16",
+                "model": CLAUDE,
+                "messages": [{"role": "user", "content": "Hi"}],
+            })
+        );
+        let counted = portico_sdk::parse_count_tokens(
+            &provider,
+            &ep,
+            response(200, &[], r#"{"input_tokens": 9}"#),
+        );
+        assert_eq!(counted, Ok(9));
+    }
+
+    #[test]
+    fn claude_answers_errors_and_streams() {
+        let provider = Vertex::new();
+        let ep = claude_endpoint(CLAUDE, &[]);
+        let answer = r#"{"id":"msg_vrtx_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",
+            "content":[{"type":"text","text":"Hello from Claude"}],"stop_reason":"end_turn","stop_sequence":null,
+            "usage":{"input_tokens":7,"output_tokens":4}}"#;
+        let parsed =
+            portico_sdk::parse_chat(&provider, &ep, json_response(200, &[], answer)).unwrap();
+        assert_eq!(parsed.text(), "Hello from Claude");
+        assert_eq!(parsed.finish_reason, FinishReason::Stop);
+        assert_eq!(
+            (parsed.usage.input_tokens, parsed.usage.output_tokens),
+            (7, 4)
+        );
+        // Gemini clients (the plugin's native dialect) must not get
+        // Anthropic's body as if it were Gemini's.
+        assert_eq!(parsed.raw, None);
+
+        // Claude's own errors are Anthropic-shaped; Vertex's are Google's.
+        let overloaded = json_response(
+            529,
+            &[],
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        let err = provider.parse_error(&ep, &overloaded);
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (ErrorKind::Overloaded, "Overloaded")
+        );
+        let quota = json_response(
+            429,
+            &[],
+            r#"{"error":{"code":429,"message":"Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model","status":"RESOURCE_EXHAUSTED"}}"#,
+        );
+        let err = provider.parse_error(&ep, &quota);
+        assert_eq!((err.kind, err.status), (ErrorKind::RateLimited, 429));
+        assert!(err.message.contains("Quota exceeded"), "{}", err.message);
+
+        let stream = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_vrtx_02\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Servus \u{2600}\"}}\n\n",
+            "event: content_block_stop\n",
+            "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":3}}\n\n",
+            "event: message_stop\n",
+            "data: {\"type\":\"message_stop\"}\n\n",
+        );
+        let events =
+            decode_split_everywhere(|| provider.stream_decoder(&ep), stream.as_bytes()).unwrap();
+        assert!(events.contains(&StreamEvent::TextDelta {
+            text: "Servus \u{2600}".into()
+        }));
+        assert_eq!(
+            events.last(),
+            Some(&StreamEvent::Finish {
+                reason: FinishReason::Stop
+            })
+        );
+        // A stream cut before message_stop is an incomplete answer.
+        let cut = stream.find("event: message_stop").unwrap();
+        let mut decoder = provider.stream_decoder(&ep);
+        decoder.push(&stream.as_bytes()[..cut]).unwrap();
+        assert_eq!(decoder.finish().unwrap_err().kind, ErrorKind::Upstream);
+    }
+
+    #[test]
+    fn claude_models_make_no_embeddings() {
+        let provider = Vertex::new();
+        let ep = claude_endpoint(CLAUDE, &[]);
+        let request = EmbeddingsRequest {
+            model: CLAUDE.into(),
+            inputs: vec!["x".into()],
+            ..Default::default()
+        };
+        let err = provider.build_embeddings_request(&ep, request).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("Claude"), "{}", err.message);
     }
 }
