@@ -1,14 +1,26 @@
 //! The Claude Messages flow shared by the providers that serve Claude with
 //! Anthropic's own body and stream (the Anthropic API, and Vertex AI's
 //! `publishers/anthropic` models): the `max_tokens` default Anthropic
-//! requires, and the SSE stream decoder with its completeness check. The
-//! wire translation itself is [`portico_model::formats::anthropic`].
+//! requires, the client's `anthropic-beta` header, and the SSE stream
+//! decoder with its completeness check. The wire translation itself is
+//! [`portico_model::formats::anthropic`].
 
 use portico_model::formats::anthropic;
 use portico_model::plugin::{Endpoint, ModelInfo};
-use portico_model::{ProviderError, StreamEvent};
+use portico_model::{ChatRequest, ProviderError, StreamEvent};
 
+use crate::http::RequestBuilder;
 use crate::sse::{EventDecoder, SseEvent, SseStream};
+
+/// Adds an Anthropic client's beta names ([`anthropic::betas`]) as the
+/// `anthropic-beta` header, which both the Anthropic API and Vertex AI's
+/// Claude models take; without betas the request is unchanged.
+pub fn with_betas(builder: RequestBuilder, request: &ChatRequest) -> RequestBuilder {
+    builder.header_opt(
+        "anthropic-beta",
+        anthropic::betas_header(request).as_deref(),
+    )
+}
 
 /// `max_tokens` when neither the client, the endpoint nor the catalog gives
 /// one.

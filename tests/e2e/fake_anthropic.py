@@ -26,6 +26,10 @@ Answers are computed from the request:
   event (overloaded_error), all in one write, so the gateway receives the
   text and the error together.
 - a wrong x-api-key answers 401 authentication_error.
+- fields of beta features (`context_management`, `mcp_servers`) need their
+  beta named in the `anthropic-beta` header (a comma-separated list), as
+  the real API requires; without it they are a 400 "Extra inputs are not
+  permitted".
 - `POST /v1/messages/count_tokens` takes the fields the real one takes
   (model and messages required; max_tokens, stream or a sampling option is
   a 400 "Extra inputs are not permitted") and answers {"input_tokens": N},
@@ -324,15 +328,28 @@ class _Handler(fake_server.RecordingHandler):
             assert isinstance(body, dict)
         except (ValueError, AssertionError):
             return self._send_json(rec, 400, anthropic_error("invalid_request_error", "invalid JSON body"))
-        reply = messages_reply(body, url.path == COUNT_TOKENS_PATH, self.fake.next_id)
+        betas = betas_of(self.headers.get("anthropic-beta"))
+        reply = messages_reply(body, url.path == COUNT_TOKENS_PATH, self.fake.next_id, betas)
         if reply.events is not None:
             return write_sse(self, rec, reply.events, reply.one_write)
         return self._send_json(rec, reply.status, reply.json, reply.headers)
 
 
-def messages_reply(body: dict, counting: bool, next_id: Callable[[str], str]) -> Reply:
+BETA_FIELDS = {"context_management": "context-management-2025-06-27", "mcp_servers": "mcp-client-2025-04-04"}
+
+
+def betas_of(header: str | None) -> set[str]:
+    """The beta names of an `anthropic-beta` header."""
+    return {name.strip() for name in (header or "").split(",") if name.strip()}
+
+
+def messages_reply(body: dict, counting: bool, next_id: Callable[[str], str], betas: set[str] = frozenset()) -> Reply:
     """The Messages API's answer to `body` (already parsed JSON; a count
-    when `counting`), validated like the real API; `next_id` makes ids."""
+    when `counting`; `betas` from the anthropic-beta header), validated like
+    the real API; `next_id` makes ids."""
+    for name, beta in BETA_FIELDS.items():
+        if name in body and beta not in betas:
+            return error_reply(400, "invalid_request_error", f"{name}: Extra inputs are not permitted")
     if counting:
         extra = sorted(set(body) - COUNT_TOKENS_FIELDS)
         if extra:

@@ -148,6 +148,19 @@ def reasoning_fields_error(model: str, body: dict) -> str | None:
     return None
 
 
+def betas_error(model: str, body: dict) -> str | None:
+    """Why Bedrock would refuse `anthropic_beta` in the model-specific
+    request fields: only Claude takes it, as a list of beta names."""
+    betas = (body.get("additionalModelRequestFields") or {}).get("anthropic_beta")
+    if betas is None:
+        return None
+    if "anthropic.claude" not in model:
+        return "Malformed input request: extraneous key [anthropic_beta] is not permitted"
+    if not isinstance(betas, list) or not betas or not all(isinstance(b, str) and b for b in betas):
+        return "Malformed input request: anthropic_beta must be a list of beta names"
+    return None
+
+
 def reasoning_of(model: str, body: dict, user_text: str) -> dict | None:
     """The `reasoningText` a model answers before its text: Claude with
     thinking enabled, signed; Nova 2 Lite with reasoning enabled, redacted
@@ -432,7 +445,11 @@ class _Handler(fake_server.RecordingHandler):
         if not isinstance(converse, dict):
             return self._error(rec, 400, "ValidationException", "input must hold exactly one of converse or invokeModel.")
         unknown = set(converse) - {"messages", "system", "toolConfig", "additionalModelRequestFields"}
-        problem = f"Unexpected field(s): {sorted(unknown)}" if unknown else self._validate_converse(converse)
+        problem = (
+            f"Unexpected field(s): {sorted(unknown)}"
+            if unknown
+            else self._validate_converse(converse) or betas_error(rec.model_id, converse)
+        )
         if problem:
             return self._error(rec, 400, "ValidationException", problem)
         return self._send_json(rec, 200, {"inputTokens": converse_input_tokens(converse)})
@@ -494,7 +511,11 @@ class _Handler(fake_server.RecordingHandler):
         return None
 
     def _converse(self, rec: RecordedRequest, body: dict, stream: bool) -> None:
-        problem = self._validate_converse(body) or reasoning_fields_error(rec.model_id, body)
+        problem = (
+            self._validate_converse(body)
+            or reasoning_fields_error(rec.model_id, body)
+            or betas_error(rec.model_id, body)
+        )
         if problem:
             return self._error(rec, 400, "ValidationException", problem)
         messages = body["messages"]

@@ -23,7 +23,8 @@ Claude models live under `publishers/anthropic/models/<model>`: `rawPredict`
 and `streamRawPredict` take the Messages API's body without `model` (it is
 in the path) and with `"anthropic_version": "vertex-2023-10-16"` in the
 body, and answer as the Anthropic fake does (`fake_anthropic.messages_reply`,
-Anthropic-shaped errors, the SSE stream); `count-tokens:rawPredict` takes the
+Anthropic-shaped errors, the SSE stream, betas in the `anthropic-beta`
+header); `count-tokens:rawPredict` takes the
 model in the body.
 """
 
@@ -277,7 +278,8 @@ class FakeVertex(FakeServer):
             body["model"] = model
         else:
             raise ApiError(400, "FAILED_PRECONDITION", f"Method {method} is not supported by publishers/anthropic/models/{model}")
-        reply = fake_anthropic.messages_reply(body, counting, self.next_id)
+        betas = fake_anthropic.betas_of(rec.headers.get("anthropic-beta"))
+        reply = fake_anthropic.messages_reply(body, counting, self.next_id, betas)
         if reply.events is not None:
             return fake_anthropic.write_sse(h, rec, reply.events, reply.one_write)
         return h.send_json(rec, reply.status, reply.json, reply.headers)

@@ -476,6 +476,52 @@ def test_anthropic_clients_output_config_goes_as_sent(anthropic_gateway: Gateway
     assert fake.requests == []
 
 
+def test_anthropic_clients_betas_reach_anthropic_in_the_header(anthropic_gateway: Gateway, fake: FakeAnthropic):
+    """The Anthropic SDK's betas (its anthropic-beta header, as Claude Code
+    sends it) reach Anthropic as that header, for messages, streams and
+    token counts, with the beta's fields; without the beta, Anthropic
+    refuses the field as it would a direct call. A header that names no
+    beta is a 400 before any upstream call."""
+    client = anthropic.Anthropic(api_key="dummy", base_url=anthropic_gateway.anthropic_base_url, max_retries=0)
+    edits = {"edits": [{"type": "clear_tool_uses_20250919"}]}
+    betas = ["context-management-2025-06-27", "interleaved-thinking-2025-05-14"]
+    hi = [{"role": "user", "content": "hi"}]
+    fake.reset()
+    message = client.beta.messages.create(model=CHAT, max_tokens=50, messages=hi, betas=betas, context_management=edits)
+    rec = fake.only_request()
+    assert rec.response_status == 200, rec.response_json
+    assert rec.headers["anthropic-beta"] == ",".join(betas)
+    assert rec.json["context_management"] == edits
+    assert not {"anthropic_beta", "betas"} & set(rec.json)
+    assert message.content[0].text == "Echo: hi"
+
+    fake.reset()
+    with client.beta.messages.stream(model=CHAT, max_tokens=50, messages=hi, betas=betas[:1], context_management=edits) as stream:
+        assert "".join(stream.text_stream) == "Echo: hi"
+    assert fake.only_request().headers["anthropic-beta"] == betas[0]
+
+    fake.reset()
+    counted = client.beta.messages.count_tokens(model=CHAT, messages=hi, betas=betas[:1], context_management=edits)
+    rec = fake.only_request()
+    # The SDK adds its own token-counting beta to the ones asked for.
+    assert rec.path == "/v1/messages/count_tokens"
+    assert rec.headers["anthropic-beta"] == f"{betas[0]},token-counting-2024-11-01"
+    assert rec.json["context_management"] == edits
+    assert counted.input_tokens == rec.response_json["input_tokens"]
+
+    fake.reset()
+    with pytest.raises(anthropic.BadRequestError) as error:
+        client.messages.create(model=CHAT, max_tokens=50, messages=hi, extra_body={"context_management": edits})
+    assert error.value.body["error"]["message"] == "context_management: Extra inputs are not permitted"
+    assert "anthropic-beta" not in fake.only_request().headers
+
+    fake.reset()
+    with pytest.raises(anthropic.BadRequestError) as error:
+        client.messages.create(model=CHAT, max_tokens=50, messages=hi, extra_headers={"anthropic-beta": "no spaces please"})
+    assert "anthropic-beta" in error.value.body["error"]["message"]
+    assert fake.requests == []
+
+
 # -- tools ---------------------------------------------------------------------------------
 
 

@@ -200,6 +200,34 @@ def test_claude_token_counts_come_from_count_tokens(bedrock_gateway: Gateway, fa
     assert "doesn't support counting tokens" in refused.value.message
 
 
+def test_anthropic_clients_betas_reach_claude_in_the_model_fields(bedrock_gateway: Gateway, fake: FakeBedrock):
+    """Claude on Bedrock takes an Anthropic client's betas (its
+    anthropic-beta header) as `anthropic_beta` in the model-specific
+    fields, for chats and token counts; other models get none."""
+    fake.reset()
+    claude = anthropic.Anthropic(base_url=bedrock_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    betas = ["token-efficient-tools-2025-02-19", "interleaved-thinking-2025-05-14"]
+    hi = [{"role": "user", "content": "beta on Bedrock"}]
+    message = claude.beta.messages.create(model=CHAT, max_tokens=20, messages=hi, betas=betas)
+    assert message.content[0].text == "Echo: beta on Bedrock"
+    rec = fake.only_request()
+    assert rec.response_status == 200, rec.response_json
+    assert rec.json["additionalModelRequestFields"] == {"anthropic_beta": betas}
+    assert "anthropic-beta" not in rec.headers
+
+    fake.reset()
+    claude.beta.messages.count_tokens(model=CHAT, messages=hi, betas=betas[:1])
+    rec = fake.only_request()
+    # The SDK adds its own token-counting beta to the ones asked for.
+    assert rec.json["input"]["converse"]["additionalModelRequestFields"] == {
+        "anthropic_beta": [betas[0], "token-counting-2024-11-01"]
+    }
+
+    fake.reset()
+    claude.beta.messages.create(model=SESSION, max_tokens=20, messages=hi, betas=betas)
+    assert "additionalModelRequestFields" not in fake.only_request().json
+
+
 def test_multi_turn_and_inference_config(client: OpenAI, fake: FakeBedrock):
     resp = client.chat.completions.create(
         model=CHAT,

@@ -530,3 +530,23 @@ def test_claude_errors_keep_their_meaning(vertex_gateway: Gateway, client: OpenA
     with pytest.raises(openai.BadRequestError) as e:
         client.embeddings.create(model=CLAUDE, input="no vectors here")
     assert "Claude" in e.value.message
+
+
+def test_claude_betas_reach_vertex_in_the_header(vertex_gateway: Gateway, fake: FakeVertex):
+    """Vertex AI's Claude takes an Anthropic client's betas as Anthropic
+    does: the anthropic-beta header beside rawPredict's body."""
+    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    edits = {"edits": [{"type": "clear_tool_uses_20250919"}]}
+    message = claude.beta.messages.create(
+        model=CLAUDE,
+        max_tokens=20,
+        messages=[{"role": "user", "content": "beta on Vertex"}],
+        betas=["context-management-2025-06-27"],
+        context_management=edits,
+    )
+    assert message.content[0].text == "Echo: beta on Vertex"
+    rec = fake.only_request()
+    assert rec.path == claude_path(CLAUDE_MODEL, "rawPredict")
+    assert rec.headers["anthropic-beta"] == "context-management-2025-06-27"
+    assert rec.json["context_management"] == edits
+    assert "anthropic_beta" not in rec.json

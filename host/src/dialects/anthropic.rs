@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::post;
@@ -29,9 +30,12 @@ pub fn router() -> Router<Arc<Gateway>> {
 async fn messages(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let client = match body_or_error(body).and_then(|body| anthropic::parse_messages_request(&body))
+    let client = match body_or_error(body)
+        .and_then(|body| anthropic::parse_messages_request(&body))
+        .and_then(|client| with_betas(client, &headers))
     {
         Ok(client) => client,
         Err(error) => return error_response(&error),
@@ -71,10 +75,12 @@ async fn messages(
 async fn count_tokens(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let client = match body_or_error(body)
         .and_then(|body| anthropic::parse_messages_request(&with_max_tokens(&body)))
+        .and_then(|client| with_betas(client, &headers))
     {
         Ok(client) => client,
         Err(error) => return error_response(&error),
@@ -88,6 +94,27 @@ async fn count_tokens(
         Err(error) => error_response(&error),
     }
 }
+
+/// The client's `anthropic-beta` headers, kept on its request for the
+/// providers that serve Claude (the header, or Bedrock's model fields).
+fn with_betas(
+    mut client: anthropic::ClientMessagesRequest,
+    headers: &HeaderMap,
+) -> Result<anthropic::ClientMessagesRequest, ProviderError> {
+    let values = headers
+        .get_all(BETA_HEADER)
+        .iter()
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                ProviderError::invalid_request("anthropic-beta: beta names are ASCII tokens")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    anthropic::set_betas(&mut client.request, values)?;
+    Ok(client)
+}
+
+const BETA_HEADER: &str = "anthropic-beta";
 
 /// count_tokens requests carry no max_tokens, which the messages parser
 /// requires; add a placeholder so the rest is validated the same way.

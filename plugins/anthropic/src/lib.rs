@@ -70,7 +70,7 @@ impl Provider for Anthropic {
         }
         let max_tokens = claude::default_max_tokens(endpoint, &self.models, &request.model)?;
         let body = anthropic::messages_body(&request, stream, max_tokens);
-        Ok(api_request(endpoint, "/v1/messages")?
+        Ok(api_request(endpoint, "/v1/messages", &request)?
             .header("accept", http::accept(stream, http::SSE))
             .json(&body)
             .build())
@@ -85,10 +85,12 @@ impl Provider for Anthropic {
             request.model = endpoint.model.clone();
         }
         let body = anthropic::count_tokens_request_body(&request);
-        Ok(api_request(endpoint, "/v1/messages/count_tokens")?
-            .header("accept", "application/json")
-            .json(&body)
-            .build())
+        Ok(
+            api_request(endpoint, "/v1/messages/count_tokens", &request)?
+                .header("accept", "application/json")
+                .json(&body)
+                .build(),
+        )
     }
 
     fn parse_count_tokens_response(
@@ -116,14 +118,20 @@ impl Provider for Anthropic {
     }
 }
 
-/// A POST to `path` of the Messages API, authenticated.
-fn api_request(endpoint: &Endpoint, path: &str) -> Result<http::RequestBuilder, ProviderError> {
+/// A POST to `path` of the Messages API for `request`, authenticated, with
+/// the client's betas.
+fn api_request(
+    endpoint: &Endpoint,
+    path: &str,
+    request: &ChatRequest,
+) -> Result<http::RequestBuilder, ProviderError> {
     let base = endpoint.base_url("base_url", Some(DEFAULT_BASE_URL))?;
     // Accept a base URL given with the version (".../v1") as well.
     let base = base.strip_suffix("/v1").unwrap_or(&base);
-    Ok(http::RequestBuilder::post(http::join_url(base, path))
+    let builder = http::RequestBuilder::post(http::join_url(base, path))
         .header("x-api-key", endpoint.require("api_key")?)
-        .header("anthropic-version", API_VERSION))
+        .header("anthropic-version", API_VERSION);
+    Ok(claude::with_betas(builder, request))
 }
 
 portico_sdk::export_provider!(Anthropic);
@@ -250,6 +258,43 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!((refused.status, refused.retry_after_ms), (429, Some(3000)));
+    }
+
+    #[test]
+    fn client_betas_go_in_the_anthropic_beta_header() {
+        let provider = Anthropic::new();
+        let ep = endpoint(&[("api_key", "k")]);
+        let mut request = chat(vec![Message::user("x")]);
+        request.extra_dialect = Some("anthropic".into());
+        request
+            .extra
+            .insert("context_management".into(), json!({"edits": []}));
+        anthropic::set_betas(
+            &mut request,
+            ["context-management-2025-06-27,interleaved-thinking-2025-05-14"],
+        )
+        .unwrap();
+        for http in [
+            provider
+                .build_chat_request(&ep, request.clone(), false)
+                .unwrap(),
+            provider
+                .build_count_tokens_request(&ep, request.clone())
+                .unwrap(),
+        ] {
+            assert_eq!(
+                header(&http, "anthropic-beta"),
+                Some("context-management-2025-06-27,interleaved-thinking-2025-05-14")
+            );
+            let body = json_body(&http);
+            assert!(body.get("anthropic_beta").is_none(), "{body}");
+            assert_eq!(body["context_management"], json!({"edits": []}));
+        }
+        // Without betas, no header.
+        let http = provider
+            .build_chat_request(&ep, chat(vec![Message::user("x")]), false)
+            .unwrap();
+        assert_eq!(header(&http, "anthropic-beta"), None);
     }
 
     #[test]

@@ -342,9 +342,10 @@ impl Provider for Vertex {
                 } else {
                     "rawPredict"
                 };
-                http::RequestBuilder::post(format!("{url}:{method}"))
+                let builder = http::RequestBuilder::post(format!("{url}:{method}"))
                     .header("accept", http::accept(stream, http::SSE))
-                    .json(&claude_body(body, false))
+                    .json(&claude_body(body, false));
+                claude::with_betas(builder, &request)
             }
         };
         let token = access_token(endpoint)?;
@@ -390,9 +391,10 @@ impl Provider for Vertex {
                     publisher_url(endpoint, Publisher::Anthropic)?
                 );
                 let body = anthropic::count_tokens_request_body(&request);
-                http::RequestBuilder::post(url)
+                let builder = http::RequestBuilder::post(url)
                     .header("accept", "application/json")
-                    .json(&claude_body(body, true))
+                    .json(&claude_body(body, true));
+                claude::with_betas(builder, &request)
             }
         };
         let token = access_token(endpoint)?;
@@ -1111,9 +1113,23 @@ DdRvFRf0VcAOncEy0IqnJw==
     fn claude_token_counts_go_to_count_tokens_with_the_model_in_the_body() {
         let provider = Vertex::new();
         let ep = claude_endpoint(CLAUDE, &[("location", "europe-west4")]);
+        let mut request = chat(CLAUDE);
+        request.extra_dialect = Some("anthropic".into());
+        anthropic::set_betas(&mut request, ["token-efficient-tools-2025-02-19"]).unwrap();
         let http = provider
-            .build_count_tokens_request(&ep, chat(CLAUDE))
+            .build_chat_request(&ep, request.clone(), true)
             .unwrap();
+        assert_eq!(
+            header(&http, "anthropic-beta"),
+            Some("token-efficient-tools-2025-02-19")
+        );
+        assert!(json_body(&http).get("anthropic_beta").is_none());
+
+        let http = provider.build_count_tokens_request(&ep, request).unwrap();
+        assert_eq!(
+            header(&http, "anthropic-beta"),
+            Some("token-efficient-tools-2025-02-19")
+        );
         assert_eq!(http.url, format!("{CLAUDE_PATH}/count-tokens:rawPredict"));
         assert_eq!(header(&http, "authorization"), Some("Bearer ya29.claude"));
         assert_eq!(

@@ -30,6 +30,78 @@ pub const API_VERSION: &str = "2023-06-01";
 /// `extra_dialect` of requests parsed here.
 const DIALECT: &str = "anthropic";
 
+/// Where an Anthropic client's beta names (its `anthropic-beta` header)
+/// travel in `extra`, under the name Bedrock's Claude body gives them. The
+/// providers that serve Claude send them back as the header, or on
+/// Bedrock in the model fields; the Messages body never carries them.
+pub const BETAS_FIELD: &str = "anthropic_beta";
+
+/// Records the beta names of an Anthropic client's `anthropic-beta`
+/// headers (each a comma-separated list) on its `request`, in order and
+/// without repeats. A name that is not a header token (letters, digits,
+/// `-`, `_`, `.`) is a 400.
+pub fn set_betas<'a>(
+    request: &mut ChatRequest,
+    headers: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ProviderError> {
+    let mut betas: Vec<Value> = Vec::new();
+    let names = headers
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty());
+    for name in names {
+        if !is_beta_name(name) {
+            return Err(ProviderError::invalid_request(format!(
+                "anthropic-beta: '{name}' is not a beta name"
+            )));
+        }
+        if !betas.iter().any(|known| known == name) {
+            betas.push(Value::from(name));
+        }
+    }
+    if !betas.is_empty() {
+        request
+            .extra
+            .insert(BETAS_FIELD.into(), Value::Array(betas));
+    }
+    Ok(())
+}
+
+fn is_beta_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The beta names an Anthropic client's request carries (see
+/// [`set_betas`]; a body's own `anthropic_beta` list counts too, as
+/// Bedrock's clients send it); other dialects' requests carry none.
+pub fn betas(request: &ChatRequest) -> Vec<&str> {
+    if request.extra_dialect.as_deref() != Some(DIALECT) {
+        return Vec::new();
+    }
+    request
+        .extra
+        .get(BETAS_FIELD)
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|name| is_beta_name(name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `anthropic-beta` header value for `request`'s [`betas`], if any.
+pub fn betas_header(request: &ChatRequest) -> Option<String> {
+    let betas = betas(request);
+    (!betas.is_empty()).then(|| betas.join(","))
+}
+
 // ---------------------------------------------------------------------------
 // Client side: request parsing
 // ---------------------------------------------------------------------------
@@ -1103,11 +1175,12 @@ pub fn messages_body(
     }
 
     if request.extra_dialect.as_deref() == Some(DIALECT) {
-        // `tool_choice` was used above, or has nothing to choose from.
+        // `tool_choice` was used above, or has nothing to choose from; the
+        // betas go in a header.
         let extra = request
             .extra
             .iter()
-            .filter(|(key, _)| *key != "tool_choice");
+            .filter(|(key, _)| *key != "tool_choice" && *key != BETAS_FIELD);
         common::push_missing(&mut fields, extra.map(|(k, v)| (k.as_str(), F::Json(v))));
     }
     MessagesBody(common::SortedObject::new(fields))
@@ -1903,6 +1976,54 @@ mod tests {
     //! building, provider answer/stream/error parsing.
 
     use super::*;
+
+    #[test]
+    fn beta_headers_travel_beside_the_body_not_in_it() {
+        let mut client = parse_messages_request(
+            br#"{"model":"claude","max_tokens":10,"messages":[{"role":"user","content":"hi"}],
+                "context_management":{"edits":[{"type":"clear_tool_uses_20250919"}]}}"#,
+        )
+        .unwrap();
+        set_betas(
+            &mut client.request,
+            [
+                "context-management-2025-06-27, interleaved-thinking-2025-05-14",
+                "context-management-2025-06-27,,",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            betas(&client.request),
+            [
+                "context-management-2025-06-27",
+                "interleaved-thinking-2025-05-14"
+            ]
+        );
+        assert_eq!(
+            betas_header(&client.request).as_deref(),
+            Some("context-management-2025-06-27,interleaved-thinking-2025-05-14")
+        );
+        let body = messages_request_body(&client.request, false, 10);
+        assert!(body.get(BETAS_FIELD).is_none(), "{body}");
+        assert_eq!(
+            body["context_management"],
+            json!({"edits": [{"type": "clear_tool_uses_20250919"}]})
+        );
+
+        // No header, no betas; a name that is no header token is refused.
+        let mut plain = client.request.clone();
+        plain.extra.remove(BETAS_FIELD);
+        set_betas(&mut plain, [" ", ""]).unwrap();
+        assert_eq!(betas_header(&plain), None);
+        let err = set_betas(&mut plain, ["ok-1, bad name"]).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("'bad name'"), "{}", err.message);
+
+        // Another dialect's extra fields are not Anthropic's betas.
+        let mut other = client.request.clone();
+        other.extra_dialect = Some("openai".into());
+        assert!(betas(&other).is_empty());
+    }
 
     /// The typed body writes what its `Value` form writes, byte for byte.
     #[test]

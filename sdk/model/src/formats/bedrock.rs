@@ -130,6 +130,11 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
             json!({"type": "enabled", "budget_tokens": budget}),
         );
     }
+    // An Anthropic client's betas: Claude on Bedrock takes them here.
+    let betas = super::anthropic::betas(request);
+    if model.contains("anthropic.claude") && !betas.is_empty() {
+        additional.insert(super::anthropic::BETAS_FIELD.into(), json!(betas));
+    }
     match level {
         Some((LevelField::Nova, level)) => {
             additional.insert(
@@ -902,6 +907,31 @@ mod tests {
             json!({"maxTokens": 3000, "temperature": 0.2, "topP": 0.97})
         );
         assert_eq!(body["additionalModelRequestFields"], json!({"top_k": 5}));
+    }
+
+    #[test]
+    fn anthropic_clients_betas_reach_claude_in_the_model_fields() {
+        let mut request = ChatRequest {
+            model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+            messages: vec![Message::user("hi")],
+            extra_dialect: Some("anthropic".into()),
+            ..Default::default()
+        };
+        super::super::anthropic::set_betas(&mut request, ["context-1m-2025-08-07"]).unwrap();
+        let body = converse_request_body(&request).unwrap();
+        assert_eq!(
+            body["additionalModelRequestFields"],
+            json!({"anthropic_beta": ["context-1m-2025-08-07"]})
+        );
+        let counted = count_tokens_request_body(&request).unwrap();
+        assert_eq!(
+            counted["input"]["converse"]["additionalModelRequestFields"],
+            json!({"anthropic_beta": ["context-1m-2025-08-07"]})
+        );
+        // Other families know no betas.
+        request.model = "amazon.nova-pro-v1:0".into();
+        let body = converse_request_body(&request).unwrap();
+        assert!(body.get("additionalModelRequestFields").is_none());
     }
 
     #[test]
