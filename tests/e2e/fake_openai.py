@@ -32,7 +32,7 @@ import json
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import fake_server
@@ -111,31 +111,6 @@ class _Handler(fake_server.RecordingHandler):
 
     def _json_headers(self, rec: fake_server.RecordedRequest) -> dict[str, str]:
         return {"x-request-id": f"req_{rec.path.strip('/').replace('/', '_')}"}
-
-    def _send_sse(self, rec: RecordedRequest, events: list[dict], delay: float) -> None:
-        rec.response_status = 200
-        rec.response_events = list(events)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        self.wfile.flush()
-        payloads = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
-        for i, payload in enumerate(payloads):
-            if i == 1:
-                # Split one event mid-JSON across two writes: a gateway must
-                # reassemble SSE events from arbitrary network chunks.
-                half = len(payload) // 2
-                self._write_chunk(payload[:half])
-                time.sleep(0.02)
-                self._write_chunk(payload[half:])
-            else:
-                self._write_chunk(payload)
-            if delay:
-                time.sleep(delay)
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
 
     def _handle(self) -> None:
         url = urlsplit(self.path)
@@ -224,127 +199,10 @@ class _Handler(fake_server.RecordingHandler):
     # -- chat -------------------------------------------------------------
 
     def _chat(self, rec: RecordedRequest, body: dict) -> None:
-        messages = body.get("messages") or []
-        if not isinstance(messages, list) or not messages:
-            msg = "'messages' must contain at least one message."
-            return self._send_json(rec, 400, openai_error(msg, "invalid_request_error", param="messages"))
-        effort = body.get("reasoning_effort")
-        if effort is not None and effort not in REASONING_EFFORTS:
-            msg = f"Invalid value: '{effort}'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."
-            return self._send_json(rec, 400, openai_error(msg, "invalid_request_error", "invalid_value", "reasoning_effort"))
-
-        prompt_tokens = sum(count_tokens(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
-        last = messages[-1] if isinstance(messages[-1], dict) else {}
-        last_text = content_text(last.get("content"))
-        tools = body.get("tools") or []
-        tool_choice = body.get("tool_choice", "auto")
-        stream = bool(body.get("stream"))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        delay = SLOW_DELAY_SECONDS if SLOW_MARKER in last_text else 0.0
-        model = body["model"]
-        completion_id = self.fake.next_id("chatcmpl-")
-
-        tool_call = None
-        if tools and tool_choice != "none" and last.get("role") == "user":
-            tool_call = _pick_tool_call(tools, tool_choice, last_text, self.fake.next_id("call_"))
-
-        if tool_call is not None:
-            text = None
-            finish = "tool_calls"
-            completion_tokens = max(1, len(tool_call["function"]["arguments"]) // 4)
-        else:
-            if last.get("role") == "tool":
-                text = f"Tool result: {last_text}"
-            else:
-                images = content_images(last.get("content"))
-                prefix = f"I see {len(images)} image(s). " if images else ""
-                text = f"{prefix}Echo: {last_text}"
-            finish = "stop"
-            words = text.split(" ")
-            if isinstance(limit, int) and 0 < limit < len(words):
-                text = " ".join(words[:limit])
-                finish = "length"
-            completion_tokens = count_tokens(text)
-
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        }
-
-        if not stream:
-            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
-            if tool_call is not None:
-                message["tool_calls"] = [tool_call]
-            return self._send_json(
-                rec,
-                200,
-                {
-                    "id": completion_id,
-                    "object": "chat.completion",
-                    "created": CREATED,
-                    "model": model,
-                    "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-                    "usage": usage,
-                    "service_tier": "default",
-                    "system_fingerprint": "fp_fake",
-                },
-            )
-
-        def chunk(delta: dict, finish_reason: str | None = None) -> dict:
-            event = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": CREATED,
-                "model": model,
-                "service_tier": "default",
-                "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-            }
-            if include_usage:
-                event["usage"] = None
-            return event
-
-        events = []
-        if tool_call is not None:
-            args = tool_call["function"]["arguments"]
-            first = {
-                "index": 0,
-                "id": tool_call["id"],
-                "type": "function",
-                "function": {"name": tool_call["function"]["name"], "arguments": ""},
-            }
-            events.append(chunk({"role": "assistant", "content": None, "tool_calls": [first], "refusal": None}))
-            for i in range(0, len(args), 5):
-                events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 5]}}]}))
-        else:
-            events.append(chunk({"role": "assistant", "content": "", "refusal": None}))
-            words = text.split(" ")
-            for i, word in enumerate(words):
-                events.append(chunk({"content": word if i == 0 else " " + word}))
-        events.append(chunk({}, finish))
-        if include_usage:
-            events.append(
-                {
-                    "id": completion_id,
-                    "object": "chat.completion.chunk",
-                    "created": CREATED,
-                    "model": model,
-                    "service_tier": "default",
-                    "system_fingerprint": "fp_fake",
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
-        return self._send_sse(rec, events, delay)
+        reply = chat_reply(body, self.fake.next_id)
+        if reply.events is not None:
+            return write_sse(self, rec, reply.events, reply.delay)
+        return self._send_json(rec, reply.status, reply.json)
 
     # -- embeddings -------------------------------------------------------
 
@@ -377,6 +235,168 @@ class _Handler(fake_server.RecordingHandler):
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
+
+
+@dataclass
+class ChatReply:
+    """A Chat Completions answer: JSON (with its status), or SSE events."""
+
+    status: int = 200
+    json: dict | None = None
+    events: list[dict] | None = None
+    delay: float = 0.0  # between streamed events
+
+
+def write_sse(handler: fake_server.RecordingHandler, rec: Any, events: list[dict], delay: float = 0.0) -> None:
+    """Writes `events` as Chat Completions SSE (then `[DONE]`), one event
+    split mid-JSON across two writes; records them on `rec.response_events`."""
+    rec.response_status = 200
+    rec.response_events = list(events)
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+    handler.send_header("Cache-Control", "no-cache")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    handler.wfile.flush()
+    payloads = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+    for i, payload in enumerate(payloads):
+        if i == 1:
+            # Split one event mid-JSON across two writes: a gateway must
+            # reassemble SSE events from arbitrary network chunks.
+            half = len(payload) // 2
+            handler._write_chunk(payload[:half])
+            time.sleep(0.02)
+            handler._write_chunk(payload[half:])
+        else:
+            handler._write_chunk(payload)
+        if delay:
+            time.sleep(delay)
+    handler.wfile.write(b"0\r\n\r\n")
+    handler.wfile.flush()
+
+
+def chat_reply(body: dict, next_id: Callable[[str], str]) -> ChatReply:
+    """The Chat Completions answer to `body` (parsed, with a model);
+    `next_id` makes ids."""
+    messages = body.get("messages") or []
+    if not isinstance(messages, list) or not messages:
+        msg = "'messages' must contain at least one message."
+        return ChatReply(400, openai_error(msg, "invalid_request_error", param="messages"))
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        msg = f"Invalid value: '{effort}'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."
+        return ChatReply(400, openai_error(msg, "invalid_request_error", "invalid_value", "reasoning_effort"))
+
+    prompt_tokens = sum(count_tokens(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    last_text = content_text(last.get("content"))
+    tools = body.get("tools") or []
+    tool_choice = body.get("tool_choice", "auto")
+    stream = bool(body.get("stream"))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    delay = SLOW_DELAY_SECONDS if SLOW_MARKER in last_text else 0.0
+    model = body["model"]
+    completion_id = next_id("chatcmpl-")
+
+    tool_call = None
+    if tools and tool_choice != "none" and last.get("role") == "user":
+        tool_call = _pick_tool_call(tools, tool_choice, last_text, next_id("call_"))
+
+    if tool_call is not None:
+        text = None
+        finish = "tool_calls"
+        completion_tokens = max(1, len(tool_call["function"]["arguments"]) // 4)
+    else:
+        if last.get("role") == "tool":
+            text = f"Tool result: {last_text}"
+        else:
+            images = content_images(last.get("content"))
+            prefix = f"I see {len(images)} image(s). " if images else ""
+            text = f"{prefix}Echo: {last_text}"
+        finish = "stop"
+        words = text.split(" ")
+        if isinstance(limit, int) and 0 < limit < len(words):
+            text = " ".join(words[:limit])
+            finish = "length"
+        completion_tokens = count_tokens(text)
+
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+    if not stream:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+        if tool_call is not None:
+            message["tool_calls"] = [tool_call]
+        return ChatReply(
+            json={
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": CREATED,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                "usage": usage,
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake",
+            },
+        )
+
+    def chunk(delta: dict, finish_reason: str | None = None) -> dict:
+        event = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if include_usage:
+            event["usage"] = None
+        return event
+
+    events = []
+    if tool_call is not None:
+        args = tool_call["function"]["arguments"]
+        first = {
+            "index": 0,
+            "id": tool_call["id"],
+            "type": "function",
+            "function": {"name": tool_call["function"]["name"], "arguments": ""},
+        }
+        events.append(chunk({"role": "assistant", "content": None, "tool_calls": [first], "refusal": None}))
+        for i in range(0, len(args), 5):
+            events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 5]}}]}))
+    else:
+        events.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            events.append(chunk({"content": word if i == 0 else " " + word}))
+    events.append(chunk({}, finish))
+    if include_usage:
+        events.append(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake",
+                "choices": [],
+                "usage": usage,
+            }
+        )
+    return ChatReply(events=events, delay=delay)
 
 
 def _pick_tool_call(tools: list, tool_choice: Any, user_text: str, call_id: str) -> dict | None:

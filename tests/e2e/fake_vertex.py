@@ -26,6 +26,12 @@ body, and answer as the Anthropic fake does (`fake_anthropic.messages_reply`,
 Anthropic-shaped errors, the SSE stream, betas in the `anthropic-beta`
 header); `count-tokens:rawPredict` takes the
 model in the body.
+
+Model Garden's open models answer on the OpenAI-compatible
+`/v1/projects/<project>/locations/<location>/endpoints/openapi/chat/completions`,
+with the model named `publisher/model` in the body (`max_tokens`;
+`max_completion_tokens` is an unknown field there), as the OpenAI fake does
+(`fake_openai.chat_reply`, SSE chunks ending in `[DONE]`).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import jwt as pyjwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 import fake_anthropic
+import fake_openai
 
 from fake_gemini import (
     ApiError,
@@ -68,6 +75,10 @@ VERTEX_PATH = re.compile(
     r"/publishers/(?P<publisher>google|anthropic)/models/(?P<model>[A-Za-z0-9._@-]+):(?P<method>[A-Za-z]+)$"
 )
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+OPENAPI_PATH = re.compile(
+    r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/endpoints/openapi/chat/completions$"
+)
+MAAS_MODEL = re.compile(r"^[a-z0-9-]+/[A-Za-z0-9._@-]+$")
 
 
 @dataclass
@@ -209,17 +220,14 @@ class FakeVertex(FakeServer):
                 "or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
                 [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED", "domain": "googleapis.com"}],
             )
+        openapi = OPENAPI_PATH.match(rec.path)
         match = VERTEX_PATH.match(rec.path)
-        if rec.method != "POST" or not match:
+        if rec.method != "POST" or not (match or openapi):
             raise ApiError(404, "NOT_FOUND", f"The requested URL {rec.path} was not found on this server.")
-        if match["project"] != self.project:
-            raise ApiError(
-                403,
-                "PERMISSION_DENIED",
-                f"Permission 'aiplatform.endpoints.predict' denied on resource '//aiplatform.googleapis.com/projects/{match['project']}/locations/{match['location']}/publishers/{match['publisher']}/models/{match['model']}' (or it may not exist).",
-            )
-        if match["location"] != self.location:
-            raise invalid(f"Location {match['location']} is not supported for this fake; use {self.location}.")
+        if openapi:
+            self._check_scope(openapi["project"], openapi["location"], "endpoints/openapi")
+            return self._openai_chat(h, rec, parse_json_body(rec))
+        self._check_scope(match["project"], match["location"], f"publishers/{match['publisher']}/models/{match['model']}")
         model, method = match["model"], match["method"]
         body = parse_json_body(rec)
         if match["publisher"] == "anthropic":
@@ -254,6 +262,31 @@ class FakeVertex(FakeServer):
             answer["totalBillableCharacters"] = sum(len(p.get("text", "")) for c in body["contents"] for p in c["parts"])
             return h.send_json(rec, 200, answer)
         raise ApiError(400, "FAILED_PRECONDITION", f"Method {method} is not supported by publishers/google/models/{model}")
+
+    def _check_scope(self, project: str, location: str, resource: str) -> None:
+        """The project and location of a call must be the configured ones."""
+        if project != self.project:
+            raise ApiError(
+                403,
+                "PERMISSION_DENIED",
+                f"Permission 'aiplatform.endpoints.predict' denied on resource '//aiplatform.googleapis.com/projects/{project}/locations/{location}/{resource}' (or it may not exist).",
+            )
+        if location != self.location:
+            raise invalid(f"Location {location} is not supported for this fake; use {self.location}.")
+
+    def _openai_chat(self, h: Handler, rec: RecordedRequest, body: Any) -> None:
+        """Model Garden's open models: Chat Completions, answered as the
+        OpenAI fake does (`fake_openai.chat_reply`); the model is named
+        publisher/model."""
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) or not MAAS_MODEL.match(model):
+            raise invalid(f"Model {model!r} is not a Model Garden model; name it as publisher/model.")
+        if "max_completion_tokens" in body:
+            raise invalid('Invalid JSON payload received. Unknown name "max_completion_tokens": Cannot find field.')
+        reply = fake_openai.chat_reply(body, self.next_id)
+        if reply.events is not None:
+            return fake_openai.write_sse(h, rec, reply.events, reply.delay)
+        return h.send_json(rec, reply.status, reply.json)
 
     def _claude(self, h: Handler, rec: RecordedRequest, model: str, method: str, body: Any) -> None:
         """Anthropic's publisher: the Messages API behind rawPredict."""

@@ -46,6 +46,8 @@ EMBED_MODEL = "text-embedding-005"
 CLAUDE = "vx-claude"
 CLAUDE_MODEL = "claude-sonnet-4-5@20250929"
 CLAUDE_OVERLOADED = "vx-claude-overloaded"
+LLAMA = "vx-llama"
+LLAMA_MODEL = "meta/llama-4-maverick-17b-128e-instruct-maas"
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -127,6 +129,7 @@ def vertex_gateway(fake: FakeVertex, accounts: dict[str, str], tmp_path_factory)
         + endpoint(CLAUDE, CLAUDE_MODEL)
         # The fake's Claude answers this model with Anthropic's 529.
         + endpoint(CLAUDE_OVERLOADED, "publishers/anthropic/models/force-529")
+        + endpoint(LLAMA, LLAMA_MODEL)
     )
     with launch_gateway(work, config, env=accounts) as gw:
         yield gw
@@ -550,3 +553,72 @@ def test_claude_betas_reach_vertex_in_the_header(vertex_gateway: Gateway, fake: 
     assert rec.headers["anthropic-beta"] == "context-management-2025-06-27"
     assert rec.json["context_management"] == edits
     assert "anthropic_beta" not in rec.json
+
+
+# -- Model Garden's open models ------------------------------------------------------------
+
+OPENAPI_PATH = f"/v1/projects/{PROJECT}/locations/{LOCATION}/endpoints/openapi/chat/completions"
+
+
+def test_model_garden_chat_goes_to_the_openai_compatible_endpoint(client: OpenAI, fake: FakeVertex):
+    resp = client.chat.completions.create(
+        model=LLAMA,
+        messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello Llama"}],
+        max_tokens=40,
+        reasoning_effort="high",
+    )
+    assert resp.choices[0].message.content == "Echo: Hello Llama"
+    rec = fake.only_request()
+    assert rec.path == OPENAPI_PATH
+    assert_bearer(fake, rec)
+    # An OpenAI client's own fields go as sent (reasoning_effort too; the
+    # gateway sends none of its own to these models).
+    assert rec.json == {
+        "model": LLAMA_MODEL,
+        "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello Llama"}],
+        "max_tokens": 40,
+        "reasoning_effort": "high",
+    }
+    usage = rec.response_json["usage"]
+    assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+
+    fake.reset()
+    call = client.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": "Lima"}], tools=[WEATHER_TOOL])
+    tool_call = call.choices[0].message.tool_calls[0]
+    assert (tool_call.function.name, json.loads(tool_call.function.arguments)) == ("get_weather", {"city": "Lima"})
+    assert fake.only_request().json["tools"] == [WEATHER_TOOL]
+
+
+def test_model_garden_streams_reach_every_dialect(vertex_gateway: Gateway, client: OpenAI, fake: FakeVertex):
+    chunks = list(
+        client.chat.completions.create(
+            model=LLAMA, messages=[{"role": "user", "content": "stream über Llama ✓"}], stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Echo: stream über Llama ✓"
+    rec = fake.only_request()
+    assert rec.path == OPENAPI_PATH
+    assert rec.json["stream"] is True and rec.json["stream_options"] == {"include_usage": True}
+    assert chunks[-1].usage.completion_tokens == rec.response_events[-1]["usage"]["completion_tokens"]
+
+    fake.reset()
+    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    with claude.messages.stream(
+        model=LLAMA,
+        max_tokens=30,
+        messages=[{"role": "user", "content": "from Anthropic's SDK"}],
+        thinking={"type": "enabled", "budget_tokens": 2048},
+    ) as stream:
+        assert "".join(stream.text_stream) == "Echo: from Anthropic's SDK"
+    sent = fake.only_request().json
+    assert sent["max_tokens"] == 30
+    assert "reasoning_effort" not in sent and "thinking" not in sent
+
+
+def test_model_garden_models_have_no_token_counter(vertex_gateway: Gateway, fake: FakeVertex):
+    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude.messages.count_tokens(model=LLAMA, messages=[{"role": "user", "content": "x"}])
+    assert "token counting" in e.value.message
+    assert fake.api_requests() == []

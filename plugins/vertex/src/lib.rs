@@ -6,7 +6,10 @@
 //! - Claude models (`publishers/anthropic`, ids such as
 //!   `claude-sonnet-4-5@20250929`): the Messages API's body and SSE stream
 //!   through `rawPredict` / `streamRawPredict`, with `anthropic_version` in
-//!   the body instead of a header, and `count-tokens:rawPredict`.
+//!   the body instead of a header, and `count-tokens:rawPredict`;
+//! - Model Garden's open models (ids `publisher/model`, such as
+//!   `meta/llama-4-maverick-17b-128e-instruct-maas`): Chat Completions
+//!   through the OpenAI-compatible `endpoints/openapi/chat/completions`.
 //!
 //! Auth: the endpoint holds a service-account key file (JSON). The plugin
 //! signs an RS256 JWT assertion with its private key, exchanges it at the
@@ -16,15 +19,17 @@
 //! `base_url`), and caches the token in the host cache until shortly before
 //! it expires, so one exchange serves about an hour of calls.
 //!
-//! The wire formats are `portico_model::formats::gemini` and
-//! `portico_model::formats::anthropic`, with the HTTP around them from
-//! `portico_sdk::gemini` and `portico_sdk::anthropic`.
+//! The wire formats are `portico_model::formats::{gemini, anthropic,
+//! openai}`, with the HTTP around them from `portico_sdk::gemini` and
+//! `portico_sdk::anthropic`.
 
 use portico_sdk::anthropic::{self as claude, MessagesStreamDecoder};
 use portico_sdk::formats::anthropic;
 use portico_sdk::formats::gemini as wire;
+use portico_sdk::formats::openai::{self, ChatBodyOptions, MaxTokensField};
 use portico_sdk::gemini::{self, GeminiStreamDecoder};
 use portico_sdk::jwt::{CLOUD_PLATFORM_SCOPE, ServiceAccount};
+use portico_sdk::openai_compat::ChatStreamDecoder;
 use portico_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -46,37 +51,46 @@ pub struct Vertex {
     models: Vec<ModelInfo>,
 }
 
-/// Who publishes a model on Vertex AI, which decides its API: Google's
-/// models speak the Gemini API, Anthropic's the Messages API.
+/// The API serving a model on Vertex AI, told by its id: Google's models
+/// speak the Gemini API, Anthropic's Claude the Messages API (through
+/// rawPredict), and Model Garden's open models, named `publisher/model`
+/// (e.g. `meta/llama-4-maverick-17b-128e-instruct-maas`), the
+/// OpenAI-compatible Chat Completions endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Publisher {
-    Google,
-    Anthropic,
+enum Api {
+    Gemini,
+    Claude,
+    OpenAi,
 }
 
-impl Publisher {
-    fn path(self) -> &'static str {
-        match self {
-            Publisher::Google => "google",
-            Publisher::Anthropic => "anthropic",
-        }
-    }
-}
-
-/// The publisher of `model` and its bare id: a `publishers/{p}/models/`
-/// prefix names it, else Claude ids are Anthropic's and the rest Google's.
-fn publisher(model: &str) -> (Publisher, &str) {
+/// The API of `model` and its id as that API names it: a
+/// `publishers/{google|anthropic}/models/` prefix says whose it is, else
+/// Claude ids are Anthropic's, `publisher/model` ids Model Garden's, and
+/// the rest Google's.
+fn api(model: &str) -> (Api, &str) {
     let model = model.trim();
     if let Some(id) = model.strip_prefix("publishers/google/models/") {
-        (Publisher::Google, id)
+        (Api::Gemini, id)
     } else if let Some(id) = model.strip_prefix("publishers/anthropic/models/") {
-        (Publisher::Anthropic, id)
+        (Api::Claude, id)
     } else if model.starts_with("claude-") {
-        (Publisher::Anthropic, model)
+        (Api::Claude, model)
+    } else if model.contains('/') && !model.starts_with("publishers/") {
+        (Api::OpenAi, model)
     } else {
-        (Publisher::Google, model)
+        (Api::Gemini, model)
     }
 }
+
+/// How Vertex AI's OpenAI-compatible endpoint takes a Chat Completions
+/// body: `max_tokens`, usage on streams, no reasoning_effort (which most
+/// of the open models refuse).
+const OPENAI_BODY: ChatBodyOptions = ChatBodyOptions {
+    max_tokens_field: MaxTokensField::MaxTokens,
+    stream_usage: true,
+    top_k: false,
+    reasoning_effort: false,
+};
 
 /// The service account of an endpoint.
 fn account(endpoint: &Endpoint) -> Result<ServiceAccount, ProviderError> {
@@ -122,36 +136,66 @@ fn default_base_url(location: &str) -> String {
     }
 }
 
-/// `{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}`.
+/// `{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}`
+/// for a Gemini or Claude model.
 fn model_url(endpoint: &Endpoint, model: &str) -> Result<String, ProviderError> {
-    let (publisher, id) = publisher(model);
+    let (api, id) = api(model);
+    let publisher = match api {
+        Api::Gemini => "google",
+        Api::Claude => "anthropic",
+        Api::OpenAi => return Err(not_a_model_id(model)),
+    };
     if id.is_empty() || id.contains('/') {
-        return Err(ProviderError::invalid_request(format!(
-            "'{}' is not a Vertex AI model id",
-            model.trim()
-        )));
+        return Err(not_a_model_id(model));
     }
     // '@' (Claude's version separator, `claude-sonnet-4-5@20250929`) may
     // stand unescaped in a path, and Vertex's own clients send it so.
     let id = http::encode_component(id).replace("%40", "@");
-    Ok(http::join_url(
-        &publisher_url(endpoint, publisher)?,
-        &format!("models/{id}"),
+    Ok(format!(
+        "{}/publishers/{publisher}/models/{id}",
+        location_url(endpoint)?
     ))
 }
 
-/// `{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}`.
-fn publisher_url(endpoint: &Endpoint, publisher: Publisher) -> Result<String, ProviderError> {
+/// `{base}/v1/projects/{project}/locations/{location}/endpoints/openapi/chat/completions`,
+/// with the check that `model` names a Model Garden model as that endpoint
+/// wants it: `publisher/model`.
+fn openai_chat_url(endpoint: &Endpoint, model: &str) -> Result<String, ProviderError> {
+    let valid = model.trim().split_once('/').is_some_and(|(publisher, id)| {
+        [publisher, id].iter().all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'@'))
+        })
+    });
+    if !valid {
+        return Err(not_a_model_id(model));
+    }
+    Ok(format!(
+        "{}/endpoints/openapi/chat/completions",
+        location_url(endpoint)?
+    ))
+}
+
+fn not_a_model_id(model: &str) -> ProviderError {
+    ProviderError::invalid_request(format!(
+        "'{}' is not a Vertex AI model id (a Gemini or Claude model, or a Model Garden model as publisher/model)",
+        model.trim()
+    ))
+}
+
+/// `{base}/v1/projects/{project}/locations/{location}`.
+fn location_url(endpoint: &Endpoint) -> Result<String, ProviderError> {
     let location = location(endpoint)?;
     let project = endpoint.require("project")?.trim();
     let base = endpoint.base_url("base_url", Some(&default_base_url(location)))?;
     Ok(http::join_url(
         &base,
         &format!(
-            "v1/projects/{}/locations/{}/publishers/{}",
+            "v1/projects/{}/locations/{}",
             http::encode_component(project),
-            location,
-            publisher.path()
+            location
         ),
     ))
 }
@@ -174,7 +218,7 @@ fn claude_body(mut body: Value, keep_model: bool) -> Value {
 /// An API error; a 401 also drops the cached token (revoked or expired
 /// early), so the next call signs in again instead of failing for an hour.
 /// Claude's own errors come in Anthropic's shape; Vertex's (auth, quota,
-/// unknown model) in Google's.
+/// unknown model, and the OpenAI-compatible endpoint's) in Google's.
 fn upstream_error(endpoint: &Endpoint, response: &HttpResponse) -> ProviderError {
     if response.status == 401
         && let Ok(account) = account(endpoint)
@@ -283,7 +327,7 @@ impl Provider for Vertex {
                 "vertex",
                 "Google Vertex AI",
                 env!("CARGO_PKG_VERSION"),
-                "Gemini, Claude and text-embedding models on Google Cloud Vertex AI, with service-account auth",
+                "Gemini, Claude, Model Garden and text-embedding models on Google Cloud Vertex AI, with service-account auth",
             )
             .embeddings()
             .native_dialect(Dialect::Gemini)
@@ -331,10 +375,13 @@ impl Provider for Vertex {
         stream: bool,
     ) -> Result<HttpRequest, ProviderError> {
         // Config problems surface before any token exchange.
-        let url = model_url(endpoint, &request.model)?;
-        let builder = match publisher(&request.model) {
-            (Publisher::Google, _) => gemini::generate_content_request(&url, &request, stream),
-            (Publisher::Anthropic, id) => {
+        let builder = match api(&request.model) {
+            (Api::Gemini, _) => {
+                let url = model_url(endpoint, &request.model)?;
+                gemini::generate_content_request(&url, &request, stream)
+            }
+            (Api::Claude, id) => {
+                let url = model_url(endpoint, &request.model)?;
                 let max_tokens = claude::default_max_tokens(endpoint, &self.models, id)?;
                 let body = anthropic::messages_request_body(&request, stream, max_tokens);
                 let method = if stream {
@@ -347,6 +394,15 @@ impl Provider for Vertex {
                     .json(&claude_body(body, false));
                 claude::with_betas(builder, &request)
             }
+            (Api::OpenAi, id) => {
+                let url = openai_chat_url(endpoint, id)?;
+                let id = id.to_string();
+                let mut request = request;
+                request.model = id;
+                http::RequestBuilder::post(url)
+                    .header("accept", http::accept(stream, http::SSE))
+                    .json(&openai::chat_body(&request, stream, &OPENAI_BODY))
+            }
         };
         let token = access_token(endpoint)?;
         Ok(builder.bearer_auth(&token).build())
@@ -357,44 +413,50 @@ impl Provider for Vertex {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<ChatResponse, ProviderError> {
-        match publisher(&endpoint.model).0 {
-            Publisher::Google => gemini::parse_chat_response(&response),
-            Publisher::Anthropic => {
-                let mut answer = anthropic::parse_message(&response.body)?;
-                // The upstream body goes only to clients of the plugin's
-                // native dialect, Gemini, and this one is not Gemini's.
-                answer.raw = None;
-                Ok(answer)
-            }
-        }
+        let mut answer = match api(&endpoint.model).0 {
+            Api::Gemini => return gemini::parse_chat_response(&response),
+            Api::Claude => anthropic::parse_message(&response.body)?,
+            Api::OpenAi => openai::parse_chat_completion(&response.body)?,
+        };
+        // The upstream body goes only to clients of the plugin's native
+        // dialect, Gemini, and this one is not Gemini's.
+        answer.raw = None;
+        Ok(answer)
     }
 
     /// `countTokens` on a Google model, with the request's contents, system
     /// instruction and tools; Anthropic's `count-tokens:rawPredict`, with
-    /// the model in the body, for Claude.
+    /// the model in the body, for Claude. Model Garden's open models have
+    /// no counter.
     fn build_count_tokens_request(
         &self,
         endpoint: &Endpoint,
         mut request: ChatRequest,
     ) -> Result<HttpRequest, ProviderError> {
-        let builder = match publisher(&request.model) {
-            (Publisher::Google, _) => {
+        let builder = match api(&request.model) {
+            (Api::Gemini, _) => {
                 let url = model_url(endpoint, &request.model)?;
                 gemini::count_tokens_request(&url, &request, None)
             }
-            (Publisher::Anthropic, id) => {
+            (Api::Claude, id) => {
                 // Checks the id as a chat would.
                 model_url(endpoint, &request.model)?;
                 request.model = id.to_string();
                 let url = format!(
-                    "{}/models/count-tokens:rawPredict",
-                    publisher_url(endpoint, Publisher::Anthropic)?
+                    "{}/publishers/anthropic/models/count-tokens:rawPredict",
+                    location_url(endpoint)?
                 );
                 let body = anthropic::count_tokens_request_body(&request);
                 let builder = http::RequestBuilder::post(url)
                     .header("accept", "application/json")
                     .json(&claude_body(body, true));
                 claude::with_betas(builder, &request)
+            }
+            (Api::OpenAi, _) => {
+                return Err(errors::not_supported(
+                    endpoint,
+                    "token counting for Model Garden models",
+                ));
             }
         };
         let token = access_token(endpoint)?;
@@ -406,9 +468,10 @@ impl Provider for Vertex {
         endpoint: &Endpoint,
         response: HttpResponse,
     ) -> Result<u64, ProviderError> {
-        match publisher(&endpoint.model).0 {
-            Publisher::Google => gemini::parse_count_tokens(&response),
-            Publisher::Anthropic => anthropic::parse_count_tokens(&response.body),
+        match api(&endpoint.model).0 {
+            Api::Gemini => gemini::parse_count_tokens(&response),
+            Api::Claude => anthropic::parse_count_tokens(&response.body),
+            Api::OpenAi => Err(errors::not_supported(endpoint, "token counting")),
         }
     }
 
@@ -422,9 +485,14 @@ impl Provider for Vertex {
                 "embeddings need at least one input",
             ));
         }
-        if publisher(&request.model).0 == Publisher::Anthropic {
+        let maker = match api(&request.model).0 {
+            Api::Gemini => None,
+            Api::Claude => Some("a Claude model"),
+            Api::OpenAi => Some("a Model Garden chat model"),
+        };
+        if let Some(maker) = maker {
             return Err(ProviderError::invalid_request(format!(
-                "'{}' is a Claude model, which makes no embeddings",
+                "'{}' is {maker}, which makes no embeddings",
                 request.model.trim()
             )));
         }
@@ -451,18 +519,22 @@ impl Provider for Vertex {
     }
 
     fn stream_decoder(&self, endpoint: &Endpoint) -> Self::StreamDecoder {
-        match publisher(&endpoint.model).0 {
-            Publisher::Google => VertexStream::Gemini(gemini::stream_decoder()),
-            Publisher::Anthropic => VertexStream::Claude(claude::stream_decoder()),
+        match api(&endpoint.model).0 {
+            Api::Gemini => VertexStream::Gemini(gemini::stream_decoder()),
+            Api::Claude => VertexStream::Claude(claude::stream_decoder()),
+            Api::OpenAi => {
+                VertexStream::OpenAi(ChatStreamDecoder::new(openai::ChunkDecoder::new()))
+            }
         }
     }
 }
 
-/// The stream of the endpoint's model: Gemini's SSE chunks, or Claude's
-/// Messages events.
+/// The stream of the endpoint's model: Gemini's SSE chunks, Claude's
+/// Messages events, or Chat Completions chunks.
 pub enum VertexStream {
     Gemini(GeminiStreamDecoder),
     Claude(MessagesStreamDecoder),
+    OpenAi(ChatStreamDecoder),
 }
 
 impl StreamDecoder for VertexStream {
@@ -470,6 +542,7 @@ impl StreamDecoder for VertexStream {
         match self {
             VertexStream::Gemini(decoder) => decoder.push_into(chunk, out),
             VertexStream::Claude(decoder) => decoder.push_into(chunk, out),
+            VertexStream::OpenAi(decoder) => decoder.push_into(chunk, out),
         }
     }
 
@@ -477,6 +550,7 @@ impl StreamDecoder for VertexStream {
         match self {
             VertexStream::Gemini(decoder) => decoder.finish_into(out),
             VertexStream::Claude(decoder) => decoder.finish_into(out),
+            VertexStream::OpenAi(decoder) => decoder.finish_into(out),
         }
     }
 }
@@ -489,6 +563,7 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use portico_sdk::host;
+    use portico_sdk::model::{Reasoning, ReasoningEffort};
     use portico_sdk::testing::{self, *};
 
     // A throwaway 2048-bit key made for these tests with
@@ -614,14 +689,21 @@ DdRvFRf0VcAOncEy0IqnJw==
                 "text-embedding-005",
                 "claude-sonnet-4-5@20250929",
                 "claude-haiku-4-5@20251001",
+                "meta/llama-4-maverick-17b-128e-instruct-maas",
             ],
         );
         for model in models.iter().filter(|m| !m.capabilities.embeddings) {
-            assert!(
-                model.capabilities.tools && model.capabilities.vision,
-                "{}",
-                model.id
-            );
+            // Every catalog id names the API that serves it.
+            let expected = if model.id.starts_with("claude-") {
+                Api::Claude
+            } else if model.id.contains('/') {
+                Api::OpenAi
+            } else {
+                Api::Gemini
+            };
+            assert_eq!(api(&model.id), (expected, model.id.as_str()));
+            let vision = model.capabilities.vision || expected == Api::OpenAi;
+            assert!(model.capabilities.tools && vision, "{}", model.id);
             assert!(model.max_output_tokens < model.context_window);
             assert!(model.output_price_per_mtok >= model.input_price_per_mtok);
         }
@@ -1231,5 +1313,101 @@ DdRvFRf0VcAOncEy0IqnJw==
         let err = provider.build_embeddings_request(&ep, request).unwrap_err();
         assert_eq!(err.status, 400);
         assert!(err.message.contains("Claude"), "{}", err.message);
+    }
+
+    const LLAMA: &str = "meta/llama-4-maverick-17b-128e-instruct-maas";
+
+    #[test]
+    fn model_garden_models_go_to_the_openai_compatible_endpoint() {
+        let provider = Vertex::new();
+        let mut ep = endpoint(&[("location", "europe-west4")]);
+        ep.model = LLAMA.into();
+        with_cached_token(&ep, "ya29.maas");
+        let mut request = chat(LLAMA);
+        request.system = Some("Be brief.".into());
+        request.params.max_tokens = Some(100);
+        request.reasoning = Some(Reasoning {
+            effort: Some(ReasoningEffort::High),
+            budget_tokens: None,
+        });
+        let http = provider
+            .build_chat_request(&ep, request.clone(), false)
+            .unwrap();
+        assert_eq!(
+            http.url,
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/portico-test/locations/europe-west4/endpoints/openapi/chat/completions"
+        );
+        assert_eq!(header(&http, "authorization"), Some("Bearer ya29.maas"));
+        // The model stays in the body, as publisher/model; max_tokens by
+        // that name; no reasoning_effort, which most open models refuse.
+        assert_eq!(
+            json_body(&http),
+            json!({
+                "model": LLAMA,
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Hi"},
+                ],
+                "max_tokens": 100,
+            })
+        );
+        let http = provider.build_chat_request(&ep, request, true).unwrap();
+        let body = json_body(&http);
+        assert_eq!(
+            (&body["stream"], &body["stream_options"]),
+            (&json!(true), &json!({"include_usage": true}))
+        );
+        assert_eq!(header(&http, "accept"), Some("text/event-stream"));
+
+        let answer = r#"{"id":"chatcmpl-vx","object":"chat.completion","created":1,"model":"meta/llama-4-maverick-17b-128e-instruct-maas",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"Hello from Llama"},"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":6,"completion_tokens":3,"total_tokens":9}}"#;
+        let parsed =
+            portico_sdk::parse_chat(&provider, &ep, json_response(200, &[], answer)).unwrap();
+        assert_eq!(parsed.text(), "Hello from Llama");
+        assert_eq!(parsed.raw, None);
+
+        let stream = concat!(
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hol\"}}]}\n\n",
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a \u{2600}\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let events =
+            decode_split_everywhere(|| provider.stream_decoder(&ep), stream.as_bytes()).unwrap();
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::TextDelta { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, "Hola \u{2600}");
+
+        // No counter, no embeddings; a malformed id is named.
+        let err = provider
+            .build_count_tokens_request(&ep, chat(LLAMA))
+            .unwrap_err();
+        assert_eq!(err.status, 400);
+        let embed = EmbeddingsRequest {
+            model: LLAMA.into(),
+            inputs: vec!["x".into()],
+            ..Default::default()
+        };
+        let err = provider.build_embeddings_request(&ep, embed).unwrap_err();
+        assert!(
+            err.message.contains("makes no embeddings"),
+            "{}",
+            err.message
+        );
+        for bad in ["meta/", "/llama", "meta/llama/extra", "meta/llama 4"] {
+            let err = provider
+                .build_chat_request(&ep, chat(bad), false)
+                .unwrap_err();
+            assert!(
+                err.message.contains("publisher/model"),
+                "{bad}: {}",
+                err.message
+            );
+        }
     }
 }
