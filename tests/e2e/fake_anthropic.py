@@ -249,13 +249,7 @@ def error_reply(status: int, type_: str, message: str, headers: dict[str, str] |
 def write_sse(handler: fake_server.RecordingHandler, rec: Any, events: list[tuple[str, dict]], one_write: bool = False) -> None:
     """Writes `events` as the Messages API's SSE body, in awkward chunks
     unless `one_write`; records them on `rec.response_events`."""
-    rec.response_status = 200
-    rec.response_events = list(events)
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
-    handler.send_header("Cache-Control", "no-cache")
-    handler.send_header("Transfer-Encoding", "chunked")
-    handler.end_headers()
+    handler._start_sse(rec, events)
     payload = b"".join(
         f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode() for name, data in events
     )

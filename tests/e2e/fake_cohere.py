@@ -111,13 +111,7 @@ class _Handler(fake_server.RecordingHandler):
         self._send_json(rec, status, {"id": str(uuid.uuid4()), "message": message}, headers)
 
     def _send_events(self, rec: RecordedRequest, events: list[tuple[str, dict]]) -> None:
-        rec.response_status = 200
-        rec.response_events = list(events)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self._start_sse(rec, events, "text/event-stream")
         blob = b"".join(
             f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode() for name, data in events
         )

@@ -250,13 +250,7 @@ class ChatReply:
 def write_sse(handler: fake_server.RecordingHandler, rec: Any, events: list[dict], delay: float = 0.0) -> None:
     """Writes `events` as Chat Completions SSE (then `[DONE]`), one event
     split mid-JSON across two writes; records them on `rec.response_events`."""
-    rec.response_status = 200
-    rec.response_events = list(events)
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
-    handler.send_header("Cache-Control", "no-cache")
-    handler.send_header("Transfer-Encoding", "chunked")
-    handler.end_headers()
+    handler._start_sse(rec, events)
     handler.wfile.flush()
     payloads = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
     for i, payload in enumerate(payloads):

@@ -291,13 +291,7 @@ class _Handler(fake_server.RecordingHandler):
         super()._send_json(rec, status, obj, headers)
 
     def _send_sse(self, rec: RecordedRequest, events: list[Any]) -> None:
-        rec.response_status = 200
-        rec.response_events = list(events)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self._start_sse(rec, events)
         blob = b"".join(
             f"data: {e if isinstance(e, str) else json.dumps(e, ensure_ascii=False)}\n\n".encode() for e in events
         )

@@ -82,6 +82,17 @@ class RecordingHandler(BaseHTTPRequestHandler):
     def _json_headers(self, rec: RecordedRequest) -> dict[str, str]:
         return self.json_headers
 
+    def _start_sse(self, rec: Any, events: list[Any], content_type: str = "text/event-stream; charset=utf-8") -> None:
+        """Starts a 200 SSE answer (chunked, not cached) whose `events` are
+        recorded on `rec.response_events`; the body follows in chunks."""
+        rec.response_status = 200
+        rec.response_events = list(events)
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
     def _write_chunk(self, data: bytes) -> None:
         """One chunk of a `Transfer-Encoding: chunked` body, flushed."""
         self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
