@@ -180,6 +180,27 @@ def test_key_limited_to_an_endpoint_is_403_elsewhere(keyed: Gateway):
     assert gemini_error.value.code == 403
 
 
+def test_a_key_limited_to_an_endpoint_lists_only_that_one(keyed: Gateway):
+    """Each dialect's model list shows a key the endpoints it may call, and
+    looking up another is refused as a call to it would be."""
+    key, _ = create_key(keyed, endpoints=[CHAT])
+    assert [m.id for m in oai(keyed, key).models.list()] == [CHAT]
+    assert [m.id for m in claude(keyed, key).models.list()] == [CHAT]
+    client = gemini(keyed, key)
+    assert [m.name for m in client.models.list()] == [f"models/{CHAT}"]
+    with pytest.raises(genai_errors.ClientError) as gemini_error:
+        client.models.get(model=EMBED)
+    assert gemini_error.value.code == 403
+    with pytest.raises(openai.PermissionDeniedError):
+        oai(keyed, key).models.retrieve(EMBED)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        claude(keyed, key).models.retrieve(EMBED)
+    assert oai(keyed, key).models.retrieve(CHAT).id == CHAT
+    # An unrestricted key sees them all.
+    everything, _ = create_key(keyed)
+    assert {CHAT, EMBED} <= {m.id for m in oai(keyed, everything).models.list()}
+
+
 def test_management_api_shows_prefix_only_and_needs_the_admin_token(keyed: Gateway):
     key, created = create_key(keyed, name="listing", requests_per_minute=100, tokens_per_minute=5000)
     assert created["prefix"] == key[:10]

@@ -373,3 +373,34 @@ def test_anthropic_structured_output_and_effort_reach_an_openai_upstream(
     claude.messages.create(model=CHAT, max_tokens=100, messages=hi, output_config={"effort": "low"})
     sent = fake_upstream.only_request().json
     assert "reasoning_effort" not in sent and "response_format" not in sent
+
+
+# -- model lists ----------------------------------------------------------------------
+
+
+def test_every_sdk_lists_the_endpoints_as_models(gateway: Gateway, claude: anthropic.Anthropic, fake_upstream: FakeOpenAI):
+    """The Anthropic SDK pages through the Models API (limit, after_id,
+    before_id) and retrieves one model; google-genai lists and gets them
+    too; no upstream call is made."""
+    everything = [m.id for m in claude.models.list(limit=1000)]
+    assert everything == sorted(everything) and {CHAT, EMBED} <= set(everything)
+    # Auto-pagination one at a time walks the same list.
+    assert [m.id for m in claude.models.list(limit=1)] == everything
+    first = claude.models.list(limit=2)
+    assert (first.has_more, first.first_id, first.last_id) == (len(everything) > 2, everything[0], everything[1])
+    back = claude.models.list(limit=1, before_id=everything[2])
+    assert [m.id for m in back.data] == [everything[1]] and back.has_more
+    model = claude.models.retrieve(CHAT)
+    assert (model.id, model.type, model.display_name) == (CHAT, "model", CHAT)
+    with pytest.raises(anthropic.NotFoundError):
+        claude.models.retrieve("no-such-endpoint")
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude.models.list(limit=0)
+    assert e.value.body["error"]["type"] == "invalid_request_error"
+
+    gemini = gemini_client(gateway)
+    names = [m.name for m in gemini.models.list()]
+    assert {f"models/{CHAT}", f"models/{EMBED}"} <= set(names)
+    assert gemini.models.get(model=CHAT).name == f"models/{CHAT}"
+    gemini.close()
+    assert fake_upstream.requests == []

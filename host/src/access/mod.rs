@@ -342,13 +342,7 @@ impl CallHooks for Access {
     fn admit(&self, ctx: &CallContext, endpoint: &EndpointDef) -> Result<(), ProviderError> {
         match &ctx.key {
             Some(key) if !key.may_call(&endpoint.name) => {
-                return Err(ProviderError::new(
-                    ErrorKind::Permission,
-                    format!(
-                        "gateway key {} may not call endpoint '{}'",
-                        key.prefix, endpoint.name
-                    ),
-                ));
+                return Err(key.refusal(&endpoint.name));
             }
             Some(_) => {}
             // The middleware refuses these first; this covers calls that

@@ -1,14 +1,17 @@
 //! The Anthropic dialect: `/gateway/anthropic/v1/messages`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use portico_model::formats::anthropic;
 use portico_model::{ErrorKind, ProviderError};
@@ -24,6 +27,8 @@ pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{model}", get(get_model))
         .fallback(not_found)
 }
 
@@ -125,6 +130,87 @@ fn with_max_tokens(body: &[u8]) -> Vec<u8> {
             serde_json::to_vec(&object).unwrap_or_else(|_| body.to_vec())
         }
         _ => body.to_vec(),
+    }
+}
+
+/// An endpoint as the Models API describes a model.
+fn model_object(name: &str) -> serde_json::Value {
+    json!({
+        "type": "model",
+        "id": name,
+        "display_name": name,
+        // Endpoints have no creation time to show.
+        "created_at": "1970-01-01T00:00:00Z",
+    })
+}
+
+/// `GET /v1/models`: the endpoints the caller may call, a page at a time
+/// as the Models API pages (`limit`, 20 by default, up to 1000;
+/// `after_id` / `before_id`), in name order.
+async fn list_models(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return error_response(&ProviderError::invalid_request(
+            "the query string is not valid",
+        ));
+    };
+    let limit = match query.get("limit").map(|limit| limit.parse::<usize>()) {
+        None => 20,
+        Some(Ok(limit @ 1..=1000)) => limit,
+        Some(_) => {
+            return error_response(&ProviderError::invalid_request(
+                "limit: Input should be an integer from 1 to 1000",
+            ));
+        }
+    };
+    let names: Vec<String> = caller
+        .visible(&gateway.endpoints)
+        .iter()
+        .map(|endpoint| endpoint.name.clone())
+        .collect();
+    // [start, end) of the names; `has_more` looks the way the page went.
+    let (start, end, has_more) = match (query.get("after_id"), query.get("before_id")) {
+        (Some(_), Some(_)) => {
+            return error_response(&ProviderError::invalid_request(
+                "after_id and before_id cannot be given together",
+            ));
+        }
+        (Some(after), None) => {
+            let start = names.partition_point(|name| name <= after);
+            let end = (start + limit).min(names.len());
+            (start, end, end < names.len())
+        }
+        (None, Some(before)) => {
+            let end = names.partition_point(|name| name < before);
+            let start = end.saturating_sub(limit);
+            (start, end, start > 0)
+        }
+        (None, None) => {
+            let end = limit.min(names.len());
+            (0, end, end < names.len())
+        }
+    };
+    let page = &names[start..end];
+    Json(json!({
+        "data": page.iter().map(|name| model_object(name)).collect::<Vec<_>>(),
+        "has_more": has_more,
+        "first_id": page.first(),
+        "last_id": page.last(),
+    }))
+    .into_response()
+}
+
+async fn get_model(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(model): Path<String>,
+) -> Response {
+    match caller.lookup(&gateway.endpoints, &model) {
+        Ok(endpoint) => Json(model_object(&endpoint.name)).into_response(),
+        Err(error) => error_response(&error),
     }
 }
 

@@ -185,13 +185,17 @@ fn model_object(name: &str, provider: &str) -> Value {
     })
 }
 
-async fn list_models(State(gateway): State<Arc<Gateway>>, Path(version): Path<String>) -> Response {
+/// `GET /{version}/models`: the endpoints the caller may call.
+async fn list_models(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(version): Path<String>,
+) -> Response {
     if let Err(error) = check_version(&version) {
         return error_response(&error);
     }
-    let models: Vec<Value> = gateway
-        .endpoints
-        .list()
+    let models: Vec<Value> = caller
+        .visible(&gateway.endpoints)
         .iter()
         .map(|e| model_object(&e.name, &e.provider))
         .collect();
@@ -200,17 +204,15 @@ async fn list_models(State(gateway): State<Arc<Gateway>>, Path(version): Path<St
 
 async fn get_model(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     Path((version, name)): Path<(String, String)>,
 ) -> Response {
     if let Err(error) = check_version(&version) {
         return error_response(&error);
     }
-    match gateway.endpoints.get(&name) {
-        Some(endpoint) => Json(model_object(&endpoint.name, &endpoint.provider)).into_response(),
-        None => error_response(&ProviderError::new(
-            ErrorKind::NotFound,
-            format!("endpoint '{name}' does not exist"),
-        )),
+    match caller.lookup(&gateway.endpoints, &name) {
+        Ok(endpoint) => Json(model_object(&endpoint.name, &endpoint.provider)).into_response(),
+        Err(error) => error_response(&error),
     }
 }
 

@@ -119,10 +119,10 @@ fn model_object(name: &str, provider: &str) -> Value {
     json!({"id": name, "object": "model", "created": 0, "owned_by": provider})
 }
 
-async fn list_models(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
-    let data: Vec<Value> = gateway
-        .endpoints
-        .list()
+/// `GET /models`: the endpoints the caller may call.
+async fn list_models(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Json<Value> {
+    let data: Vec<Value> = caller
+        .visible(&gateway.endpoints)
         .iter()
         .map(|endpoint| model_object(&endpoint.name, &endpoint.provider))
         .collect();
@@ -131,14 +131,12 @@ async fn list_models(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
 
 async fn get_model(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     axum::extract::Path(model): axum::extract::Path<String>,
 ) -> Response {
-    match gateway.endpoints.get(&model) {
-        Some(endpoint) => Json(model_object(&endpoint.name, &endpoint.provider)).into_response(),
-        None => error_response(&ProviderError::new(
-            portico_model::ErrorKind::NotFound,
-            format!("endpoint '{model}' does not exist"),
-        )),
+    match caller.lookup(&gateway.endpoints, &model) {
+        Ok(endpoint) => Json(model_object(&endpoint.name, &endpoint.provider)).into_response(),
+        Err(error) => error_response(&error),
     }
 }
 

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use portico_model::plugin::{Dialect, Operation};
-use portico_model::{ProviderError, Usage};
+use portico_model::{ErrorKind, ProviderError, Usage};
 
-use crate::endpoints::EndpointDef;
+use crate::endpoints::{EndpointDef, EndpointTable};
 
 /// The request id of one client request, set as a request extension by the
 /// request-id middleware and echoed in the `x-request-id` response header.
@@ -39,6 +39,17 @@ impl CallerKey {
         self.endpoints
             .as_ref()
             .is_none_or(|allowed| allowed.iter().any(|e| e == endpoint))
+    }
+
+    /// The refusal of a call to `endpoint`, which this key may not call.
+    pub fn refusal(&self, endpoint: &str) -> ProviderError {
+        ProviderError::new(
+            ErrorKind::Permission,
+            format!(
+                "gateway key {} may not call endpoint '{endpoint}'",
+                self.prefix
+            ),
+        )
     }
 }
 
@@ -68,6 +79,29 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The endpoints this caller may call, as the model lists show them.
+    pub fn visible(&self, endpoints: &EndpointTable) -> Vec<Arc<EndpointDef>> {
+        let mut all = endpoints.list();
+        if let Some(key) = &self.key {
+            all.retain(|endpoint| key.may_call(&endpoint.name));
+        }
+        all
+    }
+
+    /// One endpoint, for a model lookup: not found, or refused to a key
+    /// that may not call it, as a call would be.
+    pub fn lookup(
+        &self,
+        endpoints: &EndpointTable,
+        name: &str,
+    ) -> Result<Arc<EndpointDef>, ProviderError> {
+        let endpoint = endpoints.get(name).ok_or_else(|| unknown_endpoint(name))?;
+        match &self.key {
+            Some(key) if !key.may_call(name) => Err(key.refusal(name)),
+            _ => Ok(endpoint),
+        }
+    }
+
     pub fn context(self, dialect: Dialect) -> CallContext {
         let request_id = match self.request_id {
             Some(RequestId(id)) => id,
@@ -92,6 +126,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             key: parts.extensions.get::<Arc<CallerKey>>().cloned(),
         })
     }
+}
+
+/// The answer to a call or lookup naming no endpoint.
+pub fn unknown_endpoint(name: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::NotFound,
+        format!("endpoint '{name}' does not exist"),
+    )
 }
 
 /// A fresh request id (`req_` and 32 hex digits): a v7 UUID, time-ordered,

@@ -28,6 +28,7 @@ pub mod upstream;
 
 pub use context::{
     CallContext, CallHooks, CallRecord, Caller, CallerKey, RequestId, Served, new_request_id,
+    unknown_endpoint,
 };
 
 use upstream::{BoxError, UpstreamBody};
@@ -243,12 +244,10 @@ impl Gateway {
 
     /// Finds the endpoint and lets every hook admit the call.
     fn admit(&self, ctx: &CallContext, name: &str) -> Result<Arc<EndpointDef>, ProviderError> {
-        let def = self.endpoints.get(name).ok_or_else(|| {
-            ProviderError::new(
-                ErrorKind::NotFound,
-                format!("endpoint '{name}' does not exist"),
-            )
-        })?;
+        let def = self
+            .endpoints
+            .get(name)
+            .ok_or_else(|| unknown_endpoint(name))?;
         for hooks in &self.hooks {
             hooks.admit(ctx, &def)?;
         }
