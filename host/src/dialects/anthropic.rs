@@ -1,4 +1,5 @@
-//! The Anthropic dialect: `/gateway/anthropic/v1/messages`.
+//! The Anthropic dialect: `/gateway/anthropic/v1/messages` (and its token
+//! count) and `/gateway/anthropic/v1/models`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,6 +101,9 @@ async fn count_tokens(
     }
 }
 
+/// The header an Anthropic client names its betas in.
+const BETA_HEADER: &str = "anthropic-beta";
+
 /// The client's `anthropic-beta` headers, kept on its request for the
 /// providers that serve Claude (the header, or Bedrock's model fields).
 fn with_betas(
@@ -118,8 +122,6 @@ fn with_betas(
     anthropic::set_betas(&mut client.request, values)?;
     Ok(client)
 }
-
-const BETA_HEADER: &str = "anthropic-beta";
 
 /// count_tokens requests carry no max_tokens, which the messages parser
 /// requires; add a placeholder so the rest is validated the same way.
