@@ -415,7 +415,8 @@ def test_response_format_becomes_structured_output(client: OpenAI, fake: FakeAnt
     """An OpenAI client's json_schema response_format reaches Claude as
     structured output (output_config.format), and the answer parses into
     the client's own type with the SDK's parse helper. A plain JSON answer
-    without a schema has no Anthropic equivalent and is left out."""
+    without a schema (json_object), which Claude has no field for, comes
+    through a forced tool taking any object, whose input is the answer."""
     resp = client.chat.completions.create(
         model=CHAT,
         messages=[{"role": "user", "content": "Bern"}],
@@ -435,10 +436,30 @@ def test_response_format_becomes_structured_output(client: OpenAI, fake: FakeAnt
     assert parsed.choices[0].message.parsed == Place(city="Lausanne", population=1, coastal=True)
 
     fake.reset()
-    client.chat.completions.create(model=CHAT, messages=HELLO, response_format={"type": "json_object"})
+    resp = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Zug"}], response_format={"type": "json_object"}
+    )
     rec = fake.only_request()
     assert rec.response_status == 200
     assert "output_config" not in rec.json and "response_format" not in rec.json
+    (tool,) = rec.json["tools"]
+    assert tool["input_schema"] == {"type": "object"}
+    assert rec.json["tool_choice"] == {"type": "tool", "name": tool["name"]}
+    # The fake's forced call carries the user's text as {"input": ...}.
+    assert rec.response_json["content"][0]["type"] == "tool_use"
+    assert json.loads(resp.choices[0].message.content) == {"input": "Zug"}
+    assert resp.choices[0].finish_reason == "stop" and not resp.choices[0].message.tool_calls
+
+    fake.reset()
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT, messages=[{"role": "user", "content": "Chur"}], response_format={"type": "json_object"}, stream=True
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert json.loads(text) == {"input": "Chur"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
 
 
 def test_anthropic_clients_output_config_goes_as_sent(anthropic_gateway: Gateway, fake: FakeAnthropic):

@@ -1092,6 +1092,63 @@ pub fn parse_count_tokens(body: &[u8]) -> Result<u64, ProviderError> {
         })
 }
 
+/// The tool through which Claude answers in JSON mode: Claude has no
+/// plain JSON answer (OpenAI's `response_format` `json_object`; its
+/// structured outputs need a schema), so, as Anthropic's tool-use guide
+/// suggests, the request offers one tool taking any object and forces it,
+/// and the answer's call becomes the JSON text of the answer. The name is
+/// one no client tool has in practice.
+pub const JSON_ANSWER_TOOL: &str = "json_answer_of_the_gateway";
+
+static JSON_ANSWER: LazyLock<[Tool; 1]> = LazyLock::new(|| {
+    [Tool {
+        name: JSON_ANSWER_TOOL.into(),
+        description: Some("Give your whole answer as this tool's input: one JSON object.".into()),
+        parameters: json!({"type": "object"}),
+    }]
+});
+
+static JSON_ANSWER_CHOICE: LazyLock<ToolChoice> = LazyLock::new(|| ToolChoice::Tool {
+    name: JSON_ANSWER_TOOL.into(),
+});
+
+/// Whether `request` asks for a plain JSON answer (`json_object`, no
+/// schema) that Claude gives through [`JSON_ANSWER_TOOL`]: a request of
+/// another dialect than Anthropic's, offering no tools of its own.
+fn json_mode(request: &ChatRequest) -> bool {
+    request.extra_dialect.as_deref() != Some(DIALECT)
+        && request.tools.is_empty()
+        && request
+            .response_format
+            .as_ref()
+            .and_then(|format| format.get("type"))
+            .and_then(Value::as_str)
+            == Some("json_object")
+}
+
+/// An answer's call of [`JSON_ANSWER_TOOL`] as the text it stands for;
+/// an answer that called it and no other tool has stopped, not called.
+fn json_answer_as_text(response: &mut ChatResponse) {
+    let mut answered = false;
+    for part in &mut response.content {
+        if let ContentPart::ToolCall {
+            name, arguments, ..
+        } = part
+            && name == JSON_ANSWER_TOOL
+        {
+            *part = ContentPart::text(std::mem::take(arguments));
+            answered = true;
+        }
+    }
+    let other_calls = response
+        .content
+        .iter()
+        .any(|part| matches!(part, ContentPart::ToolCall { .. }));
+    if answered && !other_calls && response.finish_reason == FinishReason::ToolCalls {
+        response.finish_reason = FinishReason::Stop;
+    }
+}
+
 /// [`messages_request_body`] as typed parts borrowed from `request`,
 /// written to JSON without building a `Value` tree; its JSON is the
 /// `Value` form's byte for byte.
@@ -1105,8 +1162,10 @@ pub fn messages_body(
     fields.push(("model", F::Str(&request.model)));
     let max_tokens = request.params.max_tokens.unwrap_or(default_max_tokens);
     fields.push(("max_tokens", F::U32(max_tokens)));
-    // An Anthropic client's own `thinking` is forwarded from `extra` below.
-    let thinking = (request.extra_dialect.as_deref() != Some(DIALECT))
+    let json_mode = json_mode(request);
+    // An Anthropic client's own `thinking` is forwarded from `extra` below;
+    // JSON mode forces a tool call, which Claude refuses beside thinking.
+    let thinking = (request.extra_dialect.as_deref() != Some(DIALECT) && !json_mode)
         .then(|| thinking_for(request, Some(max_tokens)))
         .flatten();
     if let Some(budget_tokens) = thinking {
@@ -1127,6 +1186,13 @@ pub fn messages_body(
     let original_choice = (request.extra_dialect.as_deref() == Some(DIALECT))
         .then(|| request.extra.get("tool_choice"))
         .flatten();
+    if json_mode {
+        fields.push(("tools", F::Tools(&*JSON_ANSWER)));
+        fields.push((
+            "tool_choice",
+            F::ToolChoice(WireToolChoice::new(&JSON_ANSWER_CHOICE, None)),
+        ));
+    }
     if !request.tools.is_empty() {
         fields.push(("tools", F::Tools(&request.tools)));
         // Anthropic rejects tool_choice without tools.
@@ -1614,10 +1680,12 @@ pub fn parse_message(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     // The common shape is read straight into typed views; anything they do
     // not cover exactly (an error document, an unexpected type) takes the
     // `Value` reading, which defines the behaviour.
-    match wire::message(body) {
-        Some(response) => Ok(response),
-        None => parse_message_value(body),
-    }
+    let mut response = match wire::message(body) {
+        Some(response) => response,
+        None => parse_message_value(body)?,
+    };
+    json_answer_as_text(&mut response);
+    Ok(response)
 }
 
 /// The reference reading of a Messages answer, through a `Value` tree.
@@ -1772,6 +1840,9 @@ pub struct EventDecoder {
     /// Content block index -> neutral tool-call index, for client tool_use blocks.
     tool_blocks: HashMap<u64, u32>,
     next_tool: u32,
+    /// Content block indexes of [`JSON_ANSWER_TOOL`] calls, whose input
+    /// streams as the answer's text.
+    json_answers: Vec<u64>,
     usage: WireUsage,
 }
 
@@ -1820,6 +1891,14 @@ impl EventDecoder {
                         push_text(&mut out, str_field(block, "thinking"), true);
                         push_signature(&mut out, str_field(block, "signature"));
                     }
+                    Some("tool_use") if str_field(block, "name") == JSON_ANSWER_TOOL => {
+                        self.json_answers.push(index);
+                        if let Some(input) = block.get("input").and_then(Value::as_object)
+                            && !input.is_empty()
+                        {
+                            push_text(&mut out, Value::Object(input.clone()).to_string(), false);
+                        }
+                    }
                     Some("tool_use") => {
                         let tool = self.next_tool;
                         self.next_tool += 1;
@@ -1852,6 +1931,9 @@ impl EventDecoder {
                     Some("thinking_delta") => {
                         push_text(&mut out, str_field(delta, "thinking"), true)
                     }
+                    Some("input_json_delta") if self.json_answers.contains(&index) => {
+                        push_text(&mut out, str_field(delta, "partial_json"), false);
+                    }
                     Some("input_json_delta") => {
                         let arguments = str_field(delta, "partial_json");
                         // Server tool inputs also stream as input_json_delta.
@@ -1879,9 +1961,16 @@ impl EventDecoder {
                     });
                 }
                 if let Some(reason) = value.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                    out.push(StreamEvent::Finish {
-                        reason: finish_reason(reason),
-                    });
+                    let reason = match finish_reason(reason) {
+                        // A JSON answer and no other call: the answer is whole.
+                        FinishReason::ToolCalls
+                            if !self.json_answers.is_empty() && self.next_tool == 0 =>
+                        {
+                            FinishReason::Stop
+                        }
+                        reason => reason,
+                    };
+                    out.push(StreamEvent::Finish { reason });
                 }
             }
             "error" => return Err(error_from_body(&value, None, None)),
@@ -1976,6 +2065,97 @@ mod tests {
     //! building, provider answer/stream/error parsing.
 
     use super::*;
+
+    #[test]
+    fn json_mode_answers_through_a_forced_tool() {
+        let mut request = ChatRequest {
+            model: "claude-x".into(),
+            messages: vec![Message::user("Give me JSON")],
+            response_format: Some(json!({"type": "json_object"})),
+            reasoning: Some(Reasoning::with_effort(ReasoningEffort::High)),
+            extra_dialect: Some("openai".into()),
+            ..Default::default()
+        };
+        let body = messages_request_body(&request, false, 4096);
+        assert_eq!(
+            body["tools"],
+            json!([{
+                "name": JSON_ANSWER_TOOL,
+                "description": "Give your whole answer as this tool's input: one JSON object.",
+                "input_schema": {"type": "object"},
+            }])
+        );
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "tool", "name": JSON_ANSWER_TOOL})
+        );
+        // A forced tool call leaves no room for thinking.
+        assert!(body.get("thinking").is_none(), "{body}");
+        assert!(body.get("output_config").is_none(), "{body}");
+
+        // The forced call is the answer's text; the answer stopped.
+        let answer = format!(
+            r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{{"type":"tool_use","id":"toolu_1","name":"{JSON_ANSWER_TOOL}","input":{{"city":"Oslo","days":[1,2]}}}}],"stop_reason":"tool_use","usage":{{"input_tokens":5,"output_tokens":7}}}}"#
+        );
+        let parsed = parse_message(answer.as_bytes()).unwrap();
+        assert_eq!(parsed.text(), r#"{"city":"Oslo","days":[1,2]}"#);
+        assert_eq!(parsed.finish_reason, FinishReason::Stop);
+        assert_eq!(
+            parse_message_value(answer.as_bytes()).map(|mut r| {
+                json_answer_as_text(&mut r);
+                r.content
+            }),
+            Ok(parsed.content.clone())
+        );
+
+        // Streamed: the input's deltas are the text.
+        let mut decoder = EventDecoder::new();
+        let mut events = Vec::new();
+        for (name, data) in [
+            ("content_block_start", format!(r#"{{"type":"content_block_start","index":0,"content_block":{{"type":"tool_use","id":"toolu_1","name":"{JSON_ANSWER_TOOL}","input":{{}}}}}}"#)),
+            ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"city\": "}}"#.to_string()),
+            ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\"Oslo\"}"}}"#.to_string()),
+            ("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}"#.to_string()),
+        ] {
+            events.extend(decoder.decode(name, &data).unwrap());
+        }
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::TextDelta { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, r#"{"city": "Oslo"}"#);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, StreamEvent::ToolCallStart { .. }))
+        );
+        assert_eq!(
+            events.last(),
+            Some(&StreamEvent::Finish {
+                reason: FinishReason::Stop
+            })
+        );
+
+        // With the client's own tools, or from an Anthropic client, no JSON mode.
+        request.tools = vec![Tool {
+            name: "get".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+        }];
+        let body = messages_request_body(&request, false, 4096);
+        assert_eq!(body["tools"][0]["name"], "get");
+        assert!(body.get("tool_choice").is_none());
+        request.tools.clear();
+        request.extra_dialect = Some(DIALECT.into());
+        assert!(
+            messages_request_body(&request, false, 4096)
+                .get("tools")
+                .is_none()
+        );
+    }
 
     #[test]
     fn beta_headers_travel_beside_the_body_not_in_it() {
@@ -2262,7 +2442,8 @@ mod tests {
         );
         let typed = serde_json::to_value(messages_body(&other, false, 1024)).unwrap();
         assert_eq!(typed, sent);
-        // A plain JSON answer has no Messages API equivalent.
+        // A plain JSON answer has no structured-output form (JSON mode
+        // takes a tool instead; see json_mode_answers_through_a_forced_tool).
         other.response_format = Some(json!({"type": "json_object"}));
         assert!(
             messages_request_body(&other, false, 1024)
