@@ -324,13 +324,26 @@ def test_response_format_becomes_converse_structured_output(client: OpenAI, fake
     assert json.loads(text) == {"city": "Bern"}
     assert "outputConfig" in fake.only_request().json
 
+    # A plain JSON answer: Claude's JSON mode, a forced tool whose input is
+    # the answer (the fake's forced call carries the text as {"input": ...}).
     fake.reset()
-    client.chat.completions.create(
+    resp = client.chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": "Bern"}], response_format={"type": "json_object"}
     )
     rec = fake.only_request()
     assert rec.response_status == 200
     assert "outputConfig" not in rec.json
+    name = rec.json["toolConfig"]["toolChoice"]["tool"]["name"]
+    assert [t["toolSpec"]["name"] for t in rec.json["toolConfig"]["tools"]] == [name]
+    assert json.loads(resp.choices[0].message.content) == {"input": "Bern"}
+    assert resp.choices[0].finish_reason == "stop" and not resp.choices[0].message.tool_calls
+    fake.reset()
+    stream = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "Thun"}], response_format={"type": "json_object"}, stream=True
+    )
+    chunks = [chunk for chunk in stream if chunk.choices]
+    assert json.loads("".join(c.choices[0].delta.content or "" for c in chunks)) == {"input": "Thun"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["stop"]
 
 
 def test_nova_2_and_gpt_oss_get_a_reasoning_level(client: OpenAI, fake: FakeBedrock):

@@ -1100,7 +1100,7 @@ pub fn parse_count_tokens(body: &[u8]) -> Result<u64, ProviderError> {
 /// one no client tool has in practice.
 pub const JSON_ANSWER_TOOL: &str = "json_answer_of_the_gateway";
 
-static JSON_ANSWER: LazyLock<[Tool; 1]> = LazyLock::new(|| {
+pub(crate) static JSON_ANSWER: LazyLock<[Tool; 1]> = LazyLock::new(|| {
     [Tool {
         name: JSON_ANSWER_TOOL.into(),
         description: Some("Give your whole answer as this tool's input: one JSON object.".into()),
@@ -1113,9 +1113,10 @@ static JSON_ANSWER_CHOICE: LazyLock<ToolChoice> = LazyLock::new(|| ToolChoice::T
 });
 
 /// Whether `request` asks for a plain JSON answer (`json_object`, no
-/// schema) that Claude gives through [`JSON_ANSWER_TOOL`]: a request of
-/// another dialect than Anthropic's, offering no tools of its own.
-fn json_mode(request: &ChatRequest) -> bool {
+/// schema) that Claude gives through [`JSON_ANSWER_TOOL`] (here and on
+/// Bedrock): a request of another dialect than Anthropic's, offering no
+/// tools of its own.
+pub(crate) fn json_mode(request: &ChatRequest) -> bool {
     request.extra_dialect.as_deref() != Some(DIALECT)
         && request.tools.is_empty()
         && request
@@ -1128,7 +1129,7 @@ fn json_mode(request: &ChatRequest) -> bool {
 
 /// An answer's call of [`JSON_ANSWER_TOOL`] as the text it stands for;
 /// an answer that called it and no other tool has stopped, not called.
-fn json_answer_as_text(response: &mut ChatResponse) {
+pub(crate) fn json_answer_as_text(response: &mut ChatResponse) {
     let mut answered = false;
     for part in &mut response.content {
         if let ContentPart::ToolCall {

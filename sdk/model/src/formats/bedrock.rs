@@ -82,8 +82,11 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
     // Converse has no reasoning field: each family that reasons on request
     // takes its own in the model-specific fields. Claude's extended
     // thinking, under Anthropic's own rules:
-    let thinking = model
-        .contains("anthropic.claude")
+    let claude = model.contains("anthropic.claude");
+    // Claude's JSON mode (see `anthropic::JSON_ANSWER_TOOL`) forces a tool
+    // call, which leaves no room for thinking.
+    let json_mode = claude && super::anthropic::json_mode(request);
+    let thinking = (claude && !json_mode)
         .then(|| super::anthropic::thinking_for(request, params.max_tokens))
         .flatten();
     // Nova 2 Lite and OpenAI's open-weight models take a level instead.
@@ -132,7 +135,7 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
     }
     // An Anthropic client's betas: Claude on Bedrock takes them here.
     let betas = super::anthropic::betas(request);
-    if model.contains("anthropic.claude") && !betas.is_empty() {
+    if claude && !betas.is_empty() {
         additional.insert(super::anthropic::BETAS_FIELD.into(), json!(betas));
     }
     match level {
@@ -159,7 +162,12 @@ pub fn converse_request_body(request: &ChatRequest) -> Result<Value, ProviderErr
     // seed, penalties and a plain JSON answer without a schema have no
     // Converse equivalent.
 
-    if let Some(tool_config) = tool_config(request) {
+    let tool_config = if json_mode {
+        Some(json_answer_tool_config())
+    } else {
+        tool_config(request)
+    };
+    if let Some(tool_config) = tool_config {
         body.insert("toolConfig".into(), tool_config);
     }
     Ok(Value::Object(body))
@@ -210,6 +218,19 @@ fn reasoning_level(
         return None;
     };
     Some((field, reasoning?.three_level_effort()?))
+}
+
+/// Claude's JSON mode in Converse terms: the one tool, forced.
+fn json_answer_tool_config() -> Value {
+    let [tool] = &*super::anthropic::JSON_ANSWER;
+    json!({
+        "tools": [{"toolSpec": {
+            "name": tool.name,
+            "description": tool.description,
+            "inputSchema": {"json": tool.parameters},
+        }}],
+        "toolChoice": {"tool": {"name": tool.name}},
+    })
 }
 
 fn tool_config(request: &ChatRequest) -> Option<Value> {
@@ -453,7 +474,7 @@ pub fn parse_converse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
         // Redacted reasoning, citations, guard content: no neutral form;
         // `raw` keeps them.
     }
-    Ok(ChatResponse {
+    let mut response = ChatResponse {
         id: String::new(),
         model: String::new(),
         content,
@@ -464,7 +485,9 @@ pub fn parse_converse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
             .unwrap_or_default(),
         usage: value.get("usage").map(usage).unwrap_or_default(),
         raw: RawJson::from_body(body),
-    })
+    };
+    super::anthropic::json_answer_as_text(&mut response);
+    Ok(response)
 }
 
 /// Turns the events of a `converse-stream` answer (event type and JSON
@@ -477,6 +500,8 @@ pub struct ConverseStreamDecoder {
     /// contentBlockIndex -> neutral tool-call index.
     tool_blocks: HashMap<u64, u32>,
     next_tool: u32,
+    /// contentBlockIndexes of Claude's JSON-mode answer, streamed as text.
+    json_answers: Vec<u64>,
 }
 
 impl ConverseStreamDecoder {
@@ -519,7 +544,11 @@ impl ConverseStreamDecoder {
                     .get("contentBlockIndex")
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
-                if let Some(tool) = value.pointer("/start/toolUse") {
+                if let Some(tool) = value.pointer("/start/toolUse")
+                    && str_field(tool, "name") == super::anthropic::JSON_ANSWER_TOOL
+                {
+                    self.json_answers.push(index);
+                } else if let Some(tool) = value.pointer("/start/toolUse") {
                     let call = self.next_tool;
                     self.next_tool += 1;
                     self.tool_blocks.insert(index, call);
@@ -542,6 +571,12 @@ impl ConverseStreamDecoder {
                     }
                 } else if let Some(input) = delta.pointer("/toolUse/input").and_then(Value::as_str)
                 {
+                    if self.json_answers.contains(&index) {
+                        if !input.is_empty() {
+                            out.push(StreamEvent::TextDelta { text: input.into() });
+                        }
+                        return Ok(out);
+                    }
                     match self.tool_blocks.get(&index) {
                         Some(&call) if !input.is_empty() => out.push(StreamEvent::ToolCallDelta {
                             index: call,
@@ -573,13 +608,14 @@ impl ConverseStreamDecoder {
             }
             "messageStop" => {
                 self.stopped = true;
-                out.push(StreamEvent::Finish {
-                    reason: value
-                        .get("stopReason")
-                        .and_then(Value::as_str)
-                        .map(finish_reason)
-                        .unwrap_or_default(),
-                });
+                let reason = match value.get("stopReason").and_then(Value::as_str) {
+                    // A JSON answer and no other call: the answer is whole.
+                    Some("tool_use") if !self.json_answers.is_empty() && self.next_tool == 0 => {
+                        FinishReason::Stop
+                    }
+                    reason => reason.map(finish_reason).unwrap_or_default(),
+                };
+                out.push(StreamEvent::Finish { reason });
             }
             "metadata" => {
                 if let Some(wire) = value.get("usage") {
@@ -907,6 +943,82 @@ mod tests {
             json!({"maxTokens": 3000, "temperature": 0.2, "topP": 0.97})
         );
         assert_eq!(body["additionalModelRequestFields"], json!({"top_k": 5}));
+    }
+
+    #[test]
+    fn claude_json_mode_answers_through_a_forced_tool() {
+        use super::super::anthropic::JSON_ANSWER_TOOL;
+        let mut request = ChatRequest {
+            model: "anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+            messages: vec![Message::user("JSON please")],
+            response_format: Some(json!({"type": "json_object"})),
+            extra_dialect: Some("openai".into()),
+            ..Default::default()
+        };
+        let body = converse_request_body(&request).unwrap();
+        assert_eq!(
+            body["toolConfig"]["toolChoice"],
+            json!({"tool": {"name": JSON_ANSWER_TOOL}})
+        );
+        assert_eq!(
+            body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"],
+            json!({"json": {"type": "object"}})
+        );
+        let answer = format!(
+            r#"{{"output":{{"message":{{"role":"assistant","content":[{{"toolUse":{{"toolUseId":"t1","name":"{JSON_ANSWER_TOOL}","input":{{"a":1}}}}}}]}}}},"stopReason":"tool_use","usage":{{"inputTokens":3,"outputTokens":4,"totalTokens":7}}}}"#
+        );
+        let parsed = parse_converse(answer.as_bytes()).unwrap();
+        assert_eq!(
+            (parsed.text(), parsed.finish_reason),
+            (r#"{"a":1}"#.to_string(), FinishReason::Stop)
+        );
+
+        let mut decoder = ConverseStreamDecoder::new("m");
+        let mut events = Vec::new();
+        for (kind, payload) in [
+            (
+                "contentBlockStart",
+                json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t1", "name": JSON_ANSWER_TOOL}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{\"a\": "}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "1}"}}}),
+            ),
+            ("messageStop", json!({"stopReason": "tool_use"})),
+        ] {
+            events.extend(
+                decoder
+                    .decode(kind, payload.to_string().as_bytes())
+                    .unwrap(),
+            );
+        }
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::TextDelta { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, r#"{"a": 1}"#);
+        assert_eq!(
+            events.last(),
+            Some(&StreamEvent::Finish {
+                reason: FinishReason::Stop
+            })
+        );
+
+        // Other families have no forced tool for it.
+        request.model = "meta.llama3-70b-instruct-v1:0".into();
+        assert!(
+            converse_request_body(&request)
+                .unwrap()
+                .get("toolConfig")
+                .is_none()
+        );
     }
 
     #[test]
