@@ -42,13 +42,7 @@ fn endpoint() -> Endpoint {
 }
 
 fn texts(events: &[StreamEvent]) -> Vec<&str> {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            StreamEvent::TextDelta { text } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
+    StreamEvent::text_deltas(events).collect()
 }
 
 /// Feeds `chunks` in one call and checks that the text before the error

@@ -451,14 +451,7 @@ async fn feeding_a_0_1_0_decoder_keeps_events_before_an_error() {
     let decoded = decoder
         .feed(&[&b"one\ntw"[..], b"o\n", b"three\nERROR\n"])
         .await;
-    let texts: Vec<&str> = decoded
-        .events
-        .iter()
-        .filter_map(|event| match event {
-            StreamEvent::TextDelta { text } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let texts: Vec<&str> = StreamEvent::text_deltas(&decoded.events).collect();
     // "three" shares the failing call, which 0.1.0 cannot return with it.
     assert_eq!(texts, ["one", "two"]);
     assert!(matches!(decoded.events[0], StreamEvent::Start { .. }));

@@ -194,13 +194,7 @@ data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lo \u{e9}\"}],\"
                 reason: FinishReason::Stop
             })
         );
-        let text: String = whole
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::TextDelta { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let text: String = StreamEvent::text_deltas(&whole).collect();
         assert_eq!(text, "Hello é");
         for cut in 0..=bytes.len() {
             assert_eq!(

@@ -1102,13 +1102,7 @@ DdRvFRf0VcAOncEy0IqnJw==
             stream.as_bytes(),
         )
         .unwrap();
-        let text: String = whole
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::TextDelta { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let text: String = StreamEvent::text_deltas(&whole).collect();
         assert_eq!(text, "Bonjour \u{2600}");
         assert_eq!(
             whole.last(),
@@ -1374,13 +1368,7 @@ DdRvFRf0VcAOncEy0IqnJw==
         );
         let events =
             decode_split_everywhere(|| provider.stream_decoder(&ep), stream.as_bytes()).unwrap();
-        let text: String = events
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::TextDelta { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let text: String = StreamEvent::text_deltas(&events).collect();
         assert_eq!(text, "Hola \u{2600}");
 
         // No counter, no embeddings; a malformed id is named.

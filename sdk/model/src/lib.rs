@@ -539,6 +539,16 @@ pub enum StreamEvent {
     },
 }
 
+impl StreamEvent {
+    /// The answer's text pieces among `events`, in order (thinking aside).
+    pub fn text_deltas(events: &[StreamEvent]) -> impl Iterator<Item = &str> {
+        events.iter().filter_map(|event| match event {
+            StreamEvent::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+    }
+}
+
 /// An embeddings request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EmbeddingsRequest {

@@ -2120,13 +2120,7 @@ mod tests {
         ] {
             events.extend(decoder.decode(name, &data).unwrap());
         }
-        let text: String = events
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::TextDelta { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let text: String = StreamEvent::text_deltas(&events).collect();
         assert_eq!(text, r#"{"city": "Oslo"}"#);
         assert!(
             !events

@@ -996,13 +996,7 @@ mod tests {
                     .unwrap(),
             );
         }
-        let text: String = events
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::TextDelta { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let text: String = StreamEvent::text_deltas(&events).collect();
         assert_eq!(text, r#"{"a": 1}"#);
         assert_eq!(
             events.last(),
