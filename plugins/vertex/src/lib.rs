@@ -139,6 +139,16 @@ fn default_base_url(location: &str) -> String {
 /// `{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}`
 /// for a Gemini or Claude model.
 fn model_url(endpoint: &Endpoint, model: &str) -> Result<String, ProviderError> {
+    let (publisher, id) = publisher_model(model)?;
+    Ok(format!(
+        "{}/models/{id}",
+        publisher_url(endpoint, publisher)?
+    ))
+}
+
+/// The publisher of a Gemini or Claude model and its id as a path
+/// segment; an error for any other id.
+fn publisher_model(model: &str) -> Result<(&'static str, String), ProviderError> {
     let (api, id) = api(model);
     let publisher = match api {
         Api::Gemini => "google",
@@ -150,9 +160,13 @@ fn model_url(endpoint: &Endpoint, model: &str) -> Result<String, ProviderError> 
     }
     // '@' (Claude's version separator, `claude-sonnet-4-5@20250929`) may
     // stand unescaped in a path, and Vertex's own clients send it so.
-    let id = http::encode_component(id).replace("%40", "@");
+    Ok((publisher, http::encode_component(id).replace("%40", "@")))
+}
+
+/// `{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}`.
+fn publisher_url(endpoint: &Endpoint, publisher: &str) -> Result<String, ProviderError> {
     Ok(format!(
-        "{}/publishers/{publisher}/models/{id}",
+        "{}/publishers/{publisher}",
         location_url(endpoint)?
     ))
 }
@@ -439,12 +453,12 @@ impl Provider for Vertex {
                 gemini::count_tokens_request(&url, &request, None)
             }
             (Api::Claude, id) => {
-                // Checks the id as a chat would.
-                model_url(endpoint, &request.model)?;
+                // The id is checked as a chat would; it goes in the body.
+                publisher_model(&request.model)?;
                 request.model = id.to_string();
                 let url = format!(
-                    "{}/publishers/anthropic/models/count-tokens:rawPredict",
-                    location_url(endpoint)?
+                    "{}/models/count-tokens:rawPredict",
+                    publisher_url(endpoint, "anthropic")?
                 );
                 let body = anthropic::count_tokens_request_body(&request);
                 let builder = http::RequestBuilder::post(url)

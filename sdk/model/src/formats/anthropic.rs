@@ -1141,11 +1141,15 @@ pub(crate) fn json_answer_as_text(response: &mut ChatResponse) {
             answered = true;
         }
     }
+    // Every Claude answer passes here; most called no such tool.
+    if !answered {
+        return;
+    }
     let other_calls = response
         .content
         .iter()
         .any(|part| matches!(part, ContentPart::ToolCall { .. }));
-    if answered && !other_calls && response.finish_reason == FinishReason::ToolCalls {
+    if !other_calls && response.finish_reason == FinishReason::ToolCalls {
         response.finish_reason = FinishReason::Stop;
     }
 }
