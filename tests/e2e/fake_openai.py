@@ -345,16 +345,18 @@ def chat_reply(body: dict, next_id: Callable[[str], str]) -> ChatReply:
             },
         )
 
+    # What every chunk starts with, the usage chunk included.
+    head = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": "fp_fake",
+    }
+
     def chunk(delta: dict, finish_reason: str | None = None) -> dict:
-        event = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": CREATED,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
+        event = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
         if include_usage:
             event["usage"] = None
         return event
@@ -378,18 +380,7 @@ def chat_reply(body: dict, next_id: Callable[[str], str]) -> ChatReply:
             events.append(chunk({"content": word if i == 0 else " " + word}))
     events.append(chunk({}, finish))
     if include_usage:
-        events.append(
-            {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": CREATED,
-                "model": model,
-                "service_tier": "default",
-                "system_fingerprint": "fp_fake",
-                "choices": [],
-                "usage": usage,
-            }
-        )
+        events.append({**head, "choices": [], "usage": usage})
     return ChatReply(events=events, delay=delay)
 
 

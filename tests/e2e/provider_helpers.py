@@ -4,6 +4,7 @@ Each test keeps its own assertions on what reached the fake upstream."""
 
 from __future__ import annotations
 
+import anthropic
 import pytest
 from openai import OpenAI
 
@@ -56,6 +57,11 @@ def fresh_client(gateway: Gateway, fake=None, api_key: str = CLIENT_KEY) -> Open
         fake.reset()
     check_alive(gateway)
     return OpenAI(base_url=gateway.openai_base_url, api_key=api_key, max_retries=0, timeout=30)
+
+
+def anthropic_client(gateway: Gateway) -> anthropic.Anthropic:
+    """An Anthropic SDK client of `gateway` (no retries)."""
+    return anthropic.Anthropic(base_url=gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
 
 
 # A system prompt and a question: the first chat of most provider tests.

@@ -27,7 +27,15 @@ from fake_anthropic import (
     thinking_signature,
 )
 from harness import Gateway, launch_gateway, require_built
-from provider_helpers import CLIENT_KEY, HELLO, TIME_TOOL, WEATHER_TOOL, assert_client_key_not_sent, fresh_client
+from provider_helpers import (
+    CLIENT_KEY,
+    HELLO,
+    TIME_TOOL,
+    WEATHER_TOOL,
+    anthropic_client,
+    assert_client_key_not_sent,
+    fresh_client,
+)
 
 KEY_VAR = "PORTICO_E2E_ANTHROPIC_KEY"
 
@@ -261,7 +269,7 @@ def test_streamed_thinking_keeps_its_signature_for_the_next_turn(anthropic_gatew
     can replay that thinking, which Anthropic verifies (and requires before
     a tool result while thinking is on)."""
     fake.reset()
-    client = anthropic.Anthropic(base_url=anthropic_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    client = anthropic_client(anthropic_gateway)
     thinking = {"type": "enabled", "budget_tokens": 1024}
     tool = {
         "name": "get_weather",
@@ -624,7 +632,7 @@ def test_anthropic_counts_the_tokens_of_a_messages_request(anthropic_gateway: Ga
     fields it takes (no max_tokens), the endpoint's model and the real key;
     a google-genai client's countTokens is counted there too."""
     fake.reset()
-    claude = anthropic.Anthropic(base_url=anthropic_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(anthropic_gateway)
     tool = {"name": "get_time", "description": "Time in a city", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
     counted = claude.messages.count_tokens(
         model=CHAT,
@@ -750,7 +758,7 @@ def test_an_error_after_streamed_text_reaches_the_client_after_that_text(
     assert [name for name, _ in rec.response_events][-2:] == ["content_block_delta", "error"]
 
     fake.reset()
-    native = anthropic.Anthropic(base_url=anthropic_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    native = anthropic_client(anthropic_gateway)
     pieces = []
     with pytest.raises(anthropic.APIStatusError) as native_info:
         with native.messages.stream(

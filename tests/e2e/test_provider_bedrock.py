@@ -33,6 +33,7 @@ from provider_helpers import (
     HELLO,
     TIME_TOOL,
     WEATHER_TOOL,
+    anthropic_client,
     assert_client_key_not_sent,
     check_alive,
     fresh_client,
@@ -177,7 +178,7 @@ def test_claude_token_counts_come_from_count_tokens(bedrock_gateway: Gateway, fa
     Claude model, signed, with the Converse form of the request; a model
     Bedrock cannot count for answers a 400 in Anthropic's shape."""
     fake.reset()
-    claude = anthropic.Anthropic(base_url=bedrock_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(bedrock_gateway)
     counted = claude.messages.count_tokens(
         model=CHAT, system="You are terse.", messages=[{"role": "user", "content": "Count these words please"}]
     )
@@ -205,7 +206,7 @@ def test_anthropic_clients_betas_reach_claude_in_the_model_fields(bedrock_gatewa
     anthropic-beta header) as `anthropic_beta` in the model-specific
     fields, for chats and token counts; other models get none."""
     fake.reset()
-    claude = anthropic.Anthropic(base_url=bedrock_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(bedrock_gateway)
     betas = ["token-efficient-tools-2025-02-19", "interleaved-thinking-2025-05-14"]
     hi = [{"role": "user", "content": "beta on Bedrock"}]
     message = claude.beta.messages.create(model=CHAT, max_tokens=20, messages=hi, betas=betas)
@@ -416,7 +417,7 @@ def test_claude_thinking_round_trips_with_its_signature(bedrock_gateway: Gateway
     signature back as reasoningContent."""
     fake.reset()
     check_alive(bedrock_gateway)
-    claude = anthropic.Anthropic(base_url=bedrock_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(bedrock_gateway)
     question = [{"role": "user", "content": "Paris"}]
     thinking = {"type": "enabled", "budget_tokens": 1024}
     message = claude.messages.create(model=CHAT, max_tokens=2048, thinking=thinking, messages=question)

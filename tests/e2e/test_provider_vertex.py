@@ -22,7 +22,13 @@ from openai import OpenAI
 from fake_gemini import parts_text, vector_for
 from fake_vertex import SCOPE, FakeVertex
 from harness import Gateway, free_port, launch_gateway, require_built
-from provider_helpers import CITY_WEATHER_TOOL as WEATHER_TOOL, assert_client_key_not_sent, check_alive, fresh_client
+from provider_helpers import (
+    CITY_WEATHER_TOOL as WEATHER_TOOL,
+    anthropic_client,
+    assert_client_key_not_sent,
+    check_alive,
+    fresh_client,
+)
 
 SA_VAR = "PORTICO_E2E_VERTEX_SA"
 ROGUE_SA_VAR = "PORTICO_E2E_VERTEX_ROGUE_SA"
@@ -218,14 +224,17 @@ def test_token_is_cached_across_calls(client: OpenAI, fake: FakeVertex):
     assert len(fake.issued(EMAIL)) == exchanges
 
 
-def test_revoked_token_is_dropped_and_replaced(client: OpenAI, fake: FakeVertex):
+# Gemini's and Claude's calls both: Vertex answers a revoked token in
+# Google's shape, whichever publisher's model was called.
+@pytest.mark.parametrize("endpoint", [CHAT, CLAUDE])
+def test_revoked_token_is_dropped_and_replaced(client: OpenAI, fake: FakeVertex, endpoint: str):
     before = issued_tokens(fake)
     fake.revoke_tokens()
     with pytest.raises(openai.AuthenticationError) as e:
-        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "after revocation"}])
+        client.chat.completions.create(model=endpoint, messages=[{"role": "user", "content": "after revocation"}])
     assert "invalid authentication credentials" in e.value.message
     # The 401 made the plugin forget the token: the next call signs in anew.
-    resp = client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "signed in again"}])
+    resp = client.chat.completions.create(model=endpoint, messages=[{"role": "user", "content": "signed in again"}])
     assert resp.choices[0].message.content == "Echo: signed in again"
     new_tokens = issued_tokens(fake) - before
     assert len(new_tokens) == 1
@@ -378,7 +387,7 @@ def test_token_counts_come_from_vertex_count_tokens(vertex_gateway: Gateway, fak
     gemini.close()
 
     fake.reset()
-    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(vertex_gateway)
     counted = claude.messages.count_tokens(
         model=CHAT, system="Be terse.", messages=[{"role": "user", "content": "How many tokens"}]
     )
@@ -466,7 +475,7 @@ def test_claude_tool_call_round_trip(client: OpenAI, fake: FakeVertex):
 def test_claude_streams_through_stream_raw_predict(vertex_gateway: Gateway, fake: FakeVertex):
     """The Anthropic SDK's stream and google-genai's stream both come from
     streamRawPredict's Messages SSE, split at awkward places by the fake."""
-    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(vertex_gateway)
     with claude.messages.stream(
         model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "stream über Vertex ✓"}]
     ) as stream:
@@ -496,7 +505,7 @@ def test_claude_streams_through_stream_raw_predict(vertex_gateway: Gateway, fake
 
 
 def test_claude_token_count_goes_to_count_tokens(vertex_gateway: Gateway, fake: FakeVertex):
-    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(vertex_gateway)
     counted = claude.messages.count_tokens(
         model=CLAUDE, system="Be terse.", messages=[{"role": "user", "content": "How many tokens"}]
     )
@@ -513,22 +522,14 @@ def test_claude_token_count_goes_to_count_tokens(vertex_gateway: Gateway, fake: 
 
 
 def test_claude_errors_keep_their_meaning(vertex_gateway: Gateway, client: OpenAI, fake: FakeVertex):
-    """Claude's own errors (Anthropic-shaped) and Vertex's (Google-shaped)
-    both reach clients as what they are."""
-    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    """Claude's own errors (Anthropic-shaped) reach clients as what they
+    are (Vertex's own, Google-shaped: test_revoked_token_is_dropped_and_replaced)."""
+    claude = anthropic_client(vertex_gateway)
     with pytest.raises(anthropic.APIStatusError) as e:
         claude.messages.create(model=CLAUDE_OVERLOADED, max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert e.value.status_code == 529
     assert e.value.body["error"]["type"] == "overloaded_error"
     assert fake.api_requests()[-1].path == claude_path("force-529", "rawPredict")
-
-    fake.reset()
-    fake.revoke_tokens()
-    with pytest.raises(openai.AuthenticationError) as e:
-        client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "after revocation"}])
-    assert "invalid authentication credentials" in e.value.message
-    resp = client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "signed in again"}])
-    assert resp.choices[0].message.content == "Echo: signed in again"
 
     with pytest.raises(openai.BadRequestError) as e:
         client.embeddings.create(model=CLAUDE, input="no vectors here")
@@ -538,7 +539,7 @@ def test_claude_errors_keep_their_meaning(vertex_gateway: Gateway, client: OpenA
 def test_claude_betas_reach_vertex_in_the_header(vertex_gateway: Gateway, fake: FakeVertex):
     """Vertex AI's Claude takes an Anthropic client's betas as Anthropic
     does: the anthropic-beta header beside rawPredict's body."""
-    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(vertex_gateway)
     edits = {"edits": [{"type": "clear_tool_uses_20250919"}]}
     message = claude.beta.messages.create(
         model=CLAUDE,
@@ -603,7 +604,7 @@ def test_model_garden_streams_reach_every_dialect(vertex_gateway: Gateway, clien
     assert chunks[-1].usage.completion_tokens == rec.response_events[-1]["usage"]["completion_tokens"]
 
     fake.reset()
-    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(vertex_gateway)
     with claude.messages.stream(
         model=LLAMA,
         max_tokens=30,
@@ -617,7 +618,7 @@ def test_model_garden_streams_reach_every_dialect(vertex_gateway: Gateway, clien
 
 
 def test_model_garden_models_have_no_token_counter(vertex_gateway: Gateway, fake: FakeVertex):
-    claude = anthropic.Anthropic(base_url=vertex_gateway.anthropic_base_url, api_key="dummy", max_retries=0, timeout=30)
+    claude = anthropic_client(vertex_gateway)
     with pytest.raises(anthropic.BadRequestError) as e:
         claude.messages.count_tokens(model=LLAMA, messages=[{"role": "user", "content": "x"}])
     assert "token counting" in e.value.message
