@@ -380,8 +380,8 @@ def test_anthropic_structured_output_and_effort_reach_an_openai_upstream(
 
 def test_every_sdk_lists_the_endpoints_as_models(gateway: Gateway, claude: anthropic.Anthropic, fake_upstream: FakeOpenAI):
     """The Anthropic SDK pages through the Models API (limit, after_id,
-    before_id) and retrieves one model; google-genai lists and gets them
-    too; no upstream call is made."""
+    before_id) and retrieves one model; google-genai pages (pageSize,
+    pageToken) and gets them too; no upstream call is made."""
     everything = [m.id for m in claude.models.list(limit=1000)]
     assert everything == sorted(everything) and {CHAT, EMBED} <= set(everything)
     # Auto-pagination one at a time walks the same list.
@@ -400,7 +400,14 @@ def test_every_sdk_lists_the_endpoints_as_models(gateway: Gateway, claude: anthr
 
     gemini = gemini_client(gateway)
     names = [m.name for m in gemini.models.list()]
-    assert {f"models/{CHAT}", f"models/{EMBED}"} <= set(names)
+    assert names == [f"models/{name}" for name in everything]
+    # google-genai's pager follows nextPageToken one model at a time.
+    pager = gemini.models.list(config={"page_size": 1})
+    assert len(pager.page) == 1 and [m.name for m in pager] == names
+    for bad in ({"page_token": "not a token"}, {"page_size": -1}):
+        with pytest.raises(genai_errors.ClientError) as e:
+            gemini.models.list(config=bad)
+        assert (e.value.code, e.value.status) == (400, "INVALID_ARGUMENT")
     assert gemini.models.get(model=CHAT).name == f"models/{CHAT}"
     gemini.close()
     assert fake_upstream.requests == []

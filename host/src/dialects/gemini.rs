@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -185,21 +185,86 @@ fn model_object(name: &str, provider: &str) -> Value {
     })
 }
 
-/// `GET /{version}/models`: the endpoints the caller may call.
+/// Google's default page of models, and the most it returns in one.
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    page_size: Option<String>,
+    page_token: Option<String>,
+}
+
+/// `GET /{version}/models`: the endpoints the caller may call, in name
+/// order, paged as Google pages (`pageSize`, 50 by default and at most
+/// 1000; `pageToken` from the last page's `nextPageToken`). The token
+/// encodes the page's last name rather than an offset, so paging stays
+/// in order when endpoints are added or removed between calls.
 async fn list_models(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
     Path(version): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     if let Err(error) = check_version(&version) {
         return error_response(&error);
     }
-    let models: Vec<Value> = caller
-        .visible(&gateway.endpoints)
-        .iter()
-        .map(|e| model_object(&e.name, &e.provider))
-        .collect();
-    Json(json!({ "models": models })).into_response()
+    let Ok(Query(query)) = query else {
+        return error_response(&ProviderError::invalid_request(
+            "the query string is not valid",
+        ));
+    };
+    let size = match query.page_size.as_deref().map(str::parse::<i64>) {
+        None | Some(Ok(0)) => DEFAULT_PAGE_SIZE,
+        Some(Ok(size @ 1..)) => {
+            usize::try_from(size).map_or(MAX_PAGE_SIZE, |s| s.min(MAX_PAGE_SIZE))
+        }
+        Some(_) => {
+            return error_response(&ProviderError::invalid_request(
+                "pageSize must be a non-negative integer",
+            ));
+        }
+    };
+    let after = match query.page_token.as_deref().filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => match decode_page_token(token) {
+            Some(name) => Some(name),
+            None => {
+                return error_response(&ProviderError::invalid_request(
+                    "pageToken is not a token this gateway gave",
+                ));
+            }
+        },
+    };
+    let visible = caller.visible(&gateway.endpoints);
+    let start = after.map_or(0, |after| {
+        visible.partition_point(|e| e.name.as_str() <= after.as_str())
+    });
+    let end = (start + size).min(visible.len());
+    let page = &visible[start..end];
+    let mut body = json!({
+        "models": page.iter().map(|e| model_object(&e.name, &e.provider)).collect::<Vec<_>>(),
+    });
+    if end < visible.len()
+        && let Some(last) = page.last()
+    {
+        body["nextPageToken"] = json!(encode_page_token(&last.name));
+    }
+    Json(body).into_response()
+}
+
+fn encode_page_token(last_name: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last_name)
+}
+
+fn decode_page_token(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 async fn get_model(
