@@ -19,7 +19,8 @@ use portico_model::{ErrorKind, ProviderError};
 use serde_json::json;
 
 use super::{
-    StreamItem, body_or_error, json_answer, json_error, passthrough_or, push_sse, stream_response,
+    StreamItem, body_or_error, json_answer, json_error, passthrough_or, push_sse, query_or_error,
+    stream_response,
 };
 use crate::routing::{Caller, Gateway};
 use portico_model::plugin::Dialect;
@@ -154,10 +155,9 @@ async fn list_models(
     caller: Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    let Ok(Query(query)) = query else {
-        return error_response(&ProviderError::invalid_request(
-            "the query string is not valid",
-        ));
+    let query = match query_or_error(query) {
+        Ok(query) => query,
+        Err(error) => return error_response(&error),
     };
     let limit = match query.get("limit").map(|limit| limit.parse::<usize>()) {
         None => 20,

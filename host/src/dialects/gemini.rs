@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    StreamItem, body_or_error, json_answer, json_error, passthrough_or, push_sse, stream_response,
+    StreamItem, body_or_error, json_answer, json_error, passthrough_or, push_sse, query_or_error,
+    stream_response,
 };
 use crate::routing::{CallContext, Caller, Gateway};
 use portico_model::plugin::Dialect;
@@ -210,10 +211,9 @@ async fn list_models(
     if let Err(error) = check_version(&version) {
         return error_response(&error);
     }
-    let Ok(Query(query)) = query else {
-        return error_response(&ProviderError::invalid_request(
-            "the query string is not valid",
-        ));
+    let query = match query_or_error(query) {
+        Ok(query) => query,
+        Err(error) => return error_response(&error),
     };
     let size = match query.page_size.as_deref().map(str::parse::<i64>) {
         None | Some(Ok(0)) => DEFAULT_PAGE_SIZE,

@@ -12,7 +12,8 @@ pub mod openai;
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::extract::Query;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -30,6 +31,14 @@ pub fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Provi
         message: format!("could not read the request body: {}", rejection.body_text()),
         retry_after_ms: None,
     })
+}
+
+/// A request's query parameters, or the dialect-neutral error for a query
+/// string that does not read as them.
+pub fn query_or_error<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ProviderError> {
+    query
+        .map(|Query(query)| query)
+        .map_err(|_| ProviderError::invalid_request("the query string is not valid"))
 }
 
 /// Seconds since the Unix epoch, as the APIs' `created` fields want.
