@@ -1,13 +1,16 @@
 //! Start-up and the HTTP surface: which routes live where.
 
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Extension, Router};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::trace::TraceLayer;
 
 use crate::access::{self, Access};
@@ -23,8 +26,7 @@ use crate::store::{self, Store};
 use crate::tasks::AbortOnDrop;
 use crate::telemetry::{self, Telemetry};
 
-/// The whole application router. The store is also available to handlers
-/// as an `Extension<Arc<dyn Store>>`.
+/// The whole application router.
 pub fn app(
     gateway: Arc<Gateway>,
     manager: Arc<EndpointManager>,
@@ -34,8 +36,10 @@ pub fn app(
     max_body_bytes: usize,
 ) -> Router {
     use portico_model::plugin::Dialect;
-    let store = manager.store().clone();
-    Router::new()
+    let dialect = |dialect, routes: Router<Arc<Gateway>>| {
+        access.guard(dialect, routes.with_state(gateway.clone()))
+    };
+    let routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest(
             "/api/v1",
@@ -45,23 +49,41 @@ pub fn app(
                 access::api::router(access.clone()).merge(telemetry.api_router()),
             ),
         )
-        .nest(
+        .nest_service(
             "/gateway/openai/v1",
-            access.guard(Dialect::Openai, dialects::openai::router()),
+            dialect(Dialect::Openai, dialects::openai::router()),
         )
-        .nest(
+        .nest_service(
             "/gateway/anthropic",
-            access.guard(Dialect::Anthropic, dialects::anthropic::router()),
+            dialect(Dialect::Anthropic, dialects::anthropic::router()),
         )
-        .nest(
+        .nest_service(
             "/gateway/gemini",
-            access.guard(Dialect::Gemini, dialects::gemini::router()),
+            dialect(Dialect::Gemini, dialects::gemini::router()),
         )
-        .merge(crate::ui::router())
-        .layer(Extension(store))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TraceLayer::new_for_http())
-        .with_state(gateway)
+        .merge(crate::ui::router());
+    around(
+        routes,
+        ServiceBuilder::new()
+            .layer(TraceLayer::new_for_http())
+            .layer(DefaultBodyLimit::max(max_body_bytes)),
+    )
+}
+
+/// `router` with `layer` around it as a whole. `Router::layer` instead
+/// wraps each route in its own boxed copy of the layer, and a request
+/// clones every boxed level below the one it enters: with several layers
+/// and nested routers, some thirty allocations a request before the
+/// handler runs. Here the layers are one concrete service around the
+/// router, cloned without allocating.
+pub fn around<L>(router: Router, layer: L) -> Router
+where
+    L: Layer<Router>,
+    L::Service: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
+    Router::new().fallback_service(layer.layer(router))
 }
 
 /// What [`build`] needs besides the loaded plugins.

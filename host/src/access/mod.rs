@@ -143,17 +143,17 @@ impl Access {
     }
 
     /// `router` (a dialect's routes) behind the key middleware.
-    pub fn guard<S>(self: &Arc<Self>, dialect: Dialect, router: Router<S>) -> Router<S>
-    where
-        S: Clone + Send + Sync + 'static,
-    {
-        router.layer(axum::middleware::from_fn_with_state(
-            KeyGuard {
-                access: self.clone(),
-                dialect,
-            },
-            require_key,
-        ))
+    pub fn guard(self: &Arc<Self>, dialect: Dialect, router: Router) -> Router {
+        crate::server::around(
+            router,
+            axum::middleware::from_fn_with_state(
+                KeyGuard {
+                    access: self.clone(),
+                    dialect,
+                },
+                require_key,
+            ),
+        )
     }
 
     /// Active (not revoked) keys.

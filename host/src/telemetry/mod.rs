@@ -97,12 +97,10 @@ impl Telemetry {
 
     /// Adds `GET /metrics` and the request-id middleware to the app.
     pub fn wrap(self: &Arc<Self>, router: Router) -> Router {
-        router
-            .merge(metrics::router(self.clone()))
-            .layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                request_id::middleware,
-            ))
+        crate::server::around(
+            router.merge(metrics::router(self.clone())),
+            axum::middleware::from_fn_with_state(self.clone(), request_id::middleware),
+        )
     }
 
     /// Writes what is still queued and stops the writer.

@@ -3,10 +3,12 @@
 //! `portico-bench upstream --listen ADDR` runs the fake upstream;
 //! `portico-bench run` starts the fake upstream, nginx and the gateway on
 //! loopback, measures each scenario against the three in the same run, and
-//! writes the markdown report.
+//! writes the markdown report. `portico-bench proxy` is a minimal hyper
+//! reverse proxy, the floor of a Rust hop, for measuring by hand.
 
 mod load;
 mod procfs;
+mod proxy;
 mod run;
 mod upstream;
 
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  portico-bench upstream --listen ADDR [--chunks N] [--chunk-interval-us US] [--threads N]\n  portico-bench run   (configured by BENCH_* variables, see scripts/bench)\n  portico-bench load --url URL --body-file FILE [--rate N] [--secs S]"
+        "usage:\n  portico-bench upstream --listen ADDR [--chunks N] [--chunk-interval-us US] [--threads N]\n  portico-bench run   (configured by BENCH_* variables, see scripts/bench)\n  portico-bench load --url URL --body-file FILE [--rate N] [--secs S]\n  portico-bench proxy --listen ADDR --upstream ADDR [--threads N]"
     );
     std::process::exit(2)
 }
@@ -106,6 +108,15 @@ fn main() -> anyhow::Result<()> {
                 .summary();
             println!("{summary:?}");
             Ok(())
+        }
+        Some("proxy") => {
+            let listen = flag("--listen").unwrap_or_else(|| usage()).parse()?;
+            let upstream = flag("--upstream").unwrap_or_else(|| usage()).parse()?;
+            let threads = flag("--threads")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            proxy::serve(listen, upstream, threads)
         }
         _ => usage(),
     }
