@@ -434,3 +434,27 @@ async fn weighted_split_and_missing_targets() {
     assert_eq!(error.status, 500);
     assert!(error.message.contains("none of its targets"), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_changed_endpoint_is_served_with_its_new_settings() {
+    // Nothing the gateway keeps about an endpoint between requests may
+    // outlive its definition: the next request uses the new one.
+    let (first, second) = (Fake::start("first").await, Fake::start("second").await);
+    let h = Harness::new(vec![first.def("e")]).await;
+    assert_eq!(h.ask("e").await.unwrap(), "first");
+    assert_eq!(h.ask("e").await.unwrap(), "first");
+
+    let mut moved = second.def("e");
+    moved.model = "moved-model".into();
+    h.gateway.endpoints.replace_all([moved]);
+    assert_eq!(h.ask("e").await.unwrap(), "second");
+    assert_eq!(first.seen().len(), 2);
+    let seen = second.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1["model"], "moved-model");
+
+    // Back to the first upstream under the same name, as a new definition.
+    h.gateway.endpoints.replace_all([first.def("e")]);
+    assert_eq!(h.ask("e").await.unwrap(), "first");
+    assert_eq!(first.seen()[2].1["model"], "fake-model");
+}
