@@ -36,7 +36,7 @@ pub fn app(
     max_body_bytes: usize,
 ) -> Router {
     use portico_model::plugin::Dialect;
-    let dialect = |dialect, routes: Router<Arc<Gateway>>| {
+    let guarded = |dialect, routes: Router<Arc<Gateway>>| {
         access.guard(dialect, routes.with_state(gateway.clone()))
     };
     let routes = Router::new()
@@ -51,15 +51,15 @@ pub fn app(
         )
         .nest_service(
             "/gateway/openai/v1",
-            dialect(Dialect::Openai, dialects::openai::router()),
+            guarded(Dialect::Openai, dialects::openai::router()),
         )
         .nest_service(
             "/gateway/anthropic",
-            dialect(Dialect::Anthropic, dialects::anthropic::router()),
+            guarded(Dialect::Anthropic, dialects::anthropic::router()),
         )
         .nest_service(
             "/gateway/gemini",
-            dialect(Dialect::Gemini, dialects::gemini::router()),
+            guarded(Dialect::Gemini, dialects::gemini::router()),
         )
         .merge(crate::ui::router());
     around(

@@ -37,11 +37,7 @@ async fn forward(
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return Ok(bad_gateway());
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let Ok(uri) = format!("http://{upstream}{path}").parse::<Uri>() else {
         return Ok(bad_gateway());
     };
@@ -67,8 +63,15 @@ async fn serve_thread(listener: std::net::TcpListener, upstream: SocketAddr) {
     connector.set_nodelay(true);
     let client: Upstream = Client::builder(TokioExecutor::new()).build(connector);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        // As the fake upstream does: a failing accept (out of descriptors)
+        // is retried after a pause rather than in a busy loop.
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                eprintln!("accept failed: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let client = client.clone();
